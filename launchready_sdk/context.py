@@ -1,0 +1,235 @@
+"""Per-request context and the request-ID middleware.
+
+`RequestContextMiddleware` sits outermost in the stack (outside the framework's own error
+handling), so every response it sees — 200s, 404s, the SDK's 429s and unhandled 500s — leaves
+with exactly one `X-Request-ID`. The ID and the client address live in a `ContextVar`, so every
+log line emitted while the request runs, from any logger, carries them, and nothing leaks into
+the next request on the same connection. After the response it writes one access-log line.
+
+Security stance: an incoming `X-Request-ID` is believed only when it matches
+`[A-Za-z0-9._:-]{1,128}` and comes from a trusted proxy (or from anyone, with
+`trust_request_id=True`). Anything else is replaced by a fresh time-ordered ID (UUIDv7), and a
+sanitised, truncated copy of what the client sent is logged as `client_request_id`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import random
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from launchready_sdk.responses import send_problem
+from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
+
+REQUEST_ID_HEADER = b"x-request-id"
+SCOPE_REQUEST_ID = "launchready.request_id"
+SCOPE_CONTEXT = "launchready.context"
+MAX_REQUEST_ID_LENGTH = 128
+_CLIENT_ID_LOG_LENGTH = 64
+_VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._:\-]")
+
+
+class RequestContext:
+    """What the SDK knows about the request being served. `fields` reach the access log."""
+
+    __slots__ = (
+        "client_ip",
+        "client_request_id",
+        "fields",
+        "method",
+        "path",
+        "request_id",
+        "route",
+    )
+
+    def __init__(self, request_id: str, method: str, path: str, client_ip: str | None) -> None:
+        self.request_id = request_id
+        self.method = method
+        self.path = path
+        self.client_ip = client_ip
+        self.route: str | None = None
+        self.client_request_id: str | None = None
+        self.fields: dict[str, Any] = {}
+
+
+_current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
+    "launchready_request", default=None
+)
+
+
+def current() -> RequestContext | None:
+    """The context of the request being served, or None outside a request."""
+    return _current.get()
+
+
+def get_request_id() -> str | None:
+    """The ID of the request being served, or None outside a request."""
+    ctx = _current.get()
+    return ctx.request_id if ctx is not None else None
+
+
+def bind(**fields: Any) -> None:
+    """Attach fields (user id, order id) to the current request's access-log line."""
+    ctx = _current.get()
+    if ctx is not None:
+        ctx.fields.update(fields)
+
+
+def new_request_id() -> str:
+    """A UUIDv7: 48 bits of Unix milliseconds then random bits, so IDs sort by time."""
+    value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
+    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
+    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def valid_request_id(value: bytes) -> bool:
+    """True when an incoming ID is safe to echo and log: `[A-Za-z0-9._:-]{1,128}`."""
+    return _VALID_ID.fullmatch(value) is not None
+
+
+def sanitize_client_id(value: bytes) -> str:
+    """A log-safe rendering of a rejected ID: unsafe characters become `_`, at most 64 kept."""
+    text = value[: _CLIENT_ID_LOG_LENGTH * 4].decode("latin-1")
+    return _UNSAFE_CHARS.sub("_", text)[:_CLIENT_ID_LOG_LENGTH]
+
+
+def route_template(scope: Scope) -> str | None:
+    """The route template the router matched (`/products/{id}`), read after the app returned."""
+    route = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else None
+
+
+AccessLog = Callable[[RequestContext, int, int, float], None]
+ErrorLog = Callable[[RequestContext, BaseException], None]
+
+
+class RequestContextMiddleware:
+    """Request IDs, client address and access log; the last-resort 500 with the request ID.
+
+    Args:
+        app: the ASGI app to wrap.
+        client_ip: resolves the client address from the scope (trusted-proxy aware).
+        is_trusted_peer: tells whether the socket peer may set `X-Request-ID`.
+        trust_request_id: believe a valid incoming ID from any peer.
+        access_log: called once per request after the response (None: no access log).
+        error_log: called with an exception that escaped the app.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        client_ip: Callable[[Scope], str | None] | None = None,
+        is_trusted_peer: Callable[[Scope], bool] | None = None,
+        trust_request_id: bool = False,
+        access_log: AccessLog | None = None,
+        error_log: ErrorLog | None = None,
+    ) -> None:
+        self.app = app
+        self._client_ip = client_ip or _peer_ip
+        self._is_trusted_peer = is_trusted_peer or (lambda scope: False)
+        self._trust_all = trust_request_id
+        self._access_log = access_log
+        self._error_log = error_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        ctx = self._context(scope)
+        token = _current.set(ctx)
+        try:
+            if kind == "http":
+                await self._http(scope, receive, send, ctx)
+            else:
+                await self.app(scope, receive, send)
+        finally:
+            _current.reset(token)
+
+    def _context(self, scope: Scope) -> RequestContext:
+        incoming: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == REQUEST_ID_HEADER:
+                incoming = value
+                break
+        client_ip = self._client_ip(scope)
+        request_id: str | None = None
+        if (
+            incoming is not None
+            and valid_request_id(incoming)
+            and (self._trust_all or self._is_trusted_peer(scope))
+        ):
+            request_id = incoming.decode("ascii")
+        method = scope.get("method", "GET")
+        ctx = RequestContext(request_id or new_request_id(), method, scope["path"], client_ip)
+        if incoming is not None and request_id is None:
+            ctx.client_request_id = sanitize_client_id(incoming)
+        scope[SCOPE_REQUEST_ID] = ctx.request_id
+        scope[SCOPE_CONTEXT] = ctx
+        return ctx
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
+        start = time.perf_counter()
+        header = (REQUEST_ID_HEADER, ctx.request_id.encode("ascii"))
+        status = 0
+        sent = 0
+        complete = False
+        # A framework's own 500 page is held back: if the exception that caused it reaches us,
+        # the SDK's problem+json replaces it; if not, it is sent unchanged when the app returns.
+        held: list[Message] = []
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, sent, complete
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *(h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER),
+                    header,
+                ]
+            else:
+                sent += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
+            if status == 500 and not held_flushed:
+                held.append(message)
+            else:
+                await send(message)
+
+        held_flushed = False
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if self._error_log is not None:
+                self._error_log(ctx, exc)
+            if status == 0 or held:
+                held.clear()
+                status, sent = 500, 0
+                await send_problem(
+                    send,
+                    500,
+                    "The server failed to handle this request.",
+                    request_id=ctx.request_id,
+                    headers=[header],
+                    head=scope.get("method") == "HEAD",
+                )
+            elif not complete:
+                raise
+        finally:
+            held_flushed = True
+            for message in held:
+                await send(message)
+            ctx.route = route_template(scope)
+            if self._access_log is not None:
+                self._access_log(ctx, status, sent, time.perf_counter() - start)
+
+
+def _peer_ip(scope: Scope) -> str | None:
+    client = scope.get("client")
+    return client[0] if client else None

@@ -1,0 +1,219 @@
+"""Structured logs: structlog and the stdlib root logger through one redacting pipeline.
+
+`configure_logging(settings)` (called by `LaunchReady()` unless `configure_logging=False`)
+makes every log line one JSON object on stdout (or a readable console line), whether it came
+from `get_logger()`, from `logging.getLogger(...)`, or from uvicorn, Django and other libraries:
+they share the processors, so each line carries `timestamp` (UTC ISO 8601), `level`, `logger`,
+`event` and `request_id`, exceptions become structured tracebacks without local variables, and
+`redact` runs last before rendering so no secret reaches the output.
+
+Nothing is configured on import. The access log (`AccessLogger`) writes one line per request
+after the response; health and metrics endpoints are logged at debug level only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Collection, MutableMapping
+from typing import IO, Any, TextIO
+
+import orjson
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from launchready_sdk.context import RequestContext, current
+from launchready_sdk.redact import Redactor
+from launchready_sdk.settings import Settings
+
+ACCESS_LOGGER = "launchready.access"
+ERROR_LOGGER = "launchready.error"
+# Loggers that install their own handlers; they are routed through the root handler instead.
+FOREIGN_LOGGERS = (
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "gunicorn",
+    "gunicorn.error",
+    "gunicorn.access",
+    "django",
+    "django.request",
+    "django.server",
+    "django.db.backends",
+)
+_HANDLER_NAME = "launchready"
+
+
+def add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Processor: add the current request's `request_id` (None outside a request)."""
+    ctx = current()
+    event_dict.setdefault("request_id", ctx.request_id if ctx is not None else None)
+    return event_dict
+
+
+def _render_json(obj: Any, **_: Any) -> str:
+    try:
+        return orjson.dumps(obj, default=repr, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:  # lone surrogates and other text orjson refuses: escape everything
+        return json.dumps(obj, default=repr, ensure_ascii=True)
+
+
+def _renderer(settings: Settings, stream: IO[str]) -> Processor:
+    if settings.log_format == "console":
+        isatty = getattr(stream, "isatty", lambda: False)()
+        return structlog.dev.ConsoleRenderer(colors=isatty, exception_formatter=_plain_traceback)
+    return structlog.processors.JSONRenderer(serializer=_render_json)
+
+
+def _plain_traceback(sio: Any, exc_info: Any) -> None:
+    structlog.dev.plain_traceback(sio, exc_info)
+
+
+def _exception_processor(settings: Settings) -> Processor:
+    if settings.log_format == "console":
+        return _noop
+    return structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+    )
+
+
+def _noop(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    return event_dict
+
+
+def build_redactor(settings: Settings) -> Redactor:
+    """The redactor the settings ask for (extra keys, email policy)."""
+    return Redactor(extra_keys=settings.redact_keys, email=settings.redact_email)
+
+
+def configure_logging(
+    settings: Settings, *, stream: TextIO | None = None, redactor: Redactor | None = None
+) -> None:
+    """Route structlog and stdlib logging through the SDK's processors to `stream` (stdout)."""
+    out = stream if stream is not None else sys.stdout
+    redactor = redactor or build_redactor(settings)
+    level = logging.getLevelName(settings.log_level)
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        add_request_context,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    tail: list[Processor] = [_exception_processor(settings), redactor.processor]
+    renderer = _renderer(settings, out)
+    structlog.configure(
+        processors=[*shared, *tail, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=out),
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *tail, renderer],
+    )
+    handler = logging.StreamHandler(out)
+    handler.set_name(_HANDLER_NAME)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [h for h in root.handlers if h.get_name() != _HANDLER_NAME] + [handler]
+    root.handlers = [h for h in root.handlers if not _writes_to_console(h) or h is handler]
+    root.setLevel(level)
+    adopt_foreign_loggers(access_log=settings.access_log)
+
+
+def _writes_to_console(handler: logging.Handler) -> bool:
+    stream = getattr(handler, "stream", None)
+    return type(handler) is logging.StreamHandler and stream in (sys.stdout, sys.stderr)
+
+
+def adopt_foreign_loggers(*, access_log: bool = True) -> None:
+    """Send uvicorn's, gunicorn's and Django's loggers through the root handler.
+
+    Servers install handlers of their own when they start; calling this again at start-up
+    takes their lines back. With the SDK's access log on, the server's own access log is
+    raised to WARNING so each request is logged once.
+    """
+    for name in FOREIGN_LOGGERS:
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    if access_log:
+        for name in ("uvicorn.access", "gunicorn.access"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+class NamedLogger:
+    """A logger that resolves structlog's configuration when it logs, not when it is made.
+
+    Modules create their loggers at import, before `LaunchReady()` configures logging; this
+    keeps them following whatever configuration is in force at each call.
+    """
+
+    __slots__ = ("_values",)
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
+
+    def bind(self, **new_values: Any) -> NamedLogger:
+        """A logger with more fields bound."""
+        return NamedLogger({**self._values, **new_values})
+
+    def __getattr__(self, method: str) -> Any:
+        return getattr(structlog.get_logger().bind(**self._values), method)
+
+
+def get_logger(name: str | None = None, **initial_values: Any) -> NamedLogger:
+    """A structlog logger whose lines carry `logger=<name>` (default: the caller's module)."""
+    if name is None:
+        name = sys._getframe(1).f_globals.get("__name__", "app")
+    return NamedLogger({"logger": name, **initial_values})
+
+
+class AccessLogger:
+    """Writes the per-request access line and the line for an exception that escaped the app."""
+
+    def __init__(self, *, quiet_paths: Collection[str] = (), enabled: bool = True) -> None:
+        self.quiet_paths = frozenset(quiet_paths)
+        self.enabled = enabled
+        # Resolved now, once logging is configured: the access line is on every request's path.
+        self._log = structlog.get_logger().bind(logger=ACCESS_LOGGER)
+        self._errors = get_logger(ERROR_LOGGER)
+
+    def __call__(self, ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
+        if not self.enabled:
+            return
+        try:
+            self._write(ctx, status, sent, duration_s)
+        except Exception:  # a log line must never fail a request
+            logging.getLogger(ERROR_LOGGER).debug("access log line dropped", exc_info=True)
+
+    def _write(self, ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
+        fields: MutableMapping[str, Any] = {
+            "method": ctx.method,
+            "route": ctx.route,
+            "path": ctx.path,
+            "status": status,
+            "duration_ms": round(duration_s * 1000.0, 3),
+            "bytes": sent,
+            "client_ip": ctx.client_ip,
+        }
+        if ctx.client_request_id is not None:
+            fields["client_request_id"] = ctx.client_request_id
+        if ctx.fields:
+            fields.update(ctx.fields)
+        if ctx.path in self.quiet_paths:
+            self._log.debug("request", **fields)
+        elif status >= 500:
+            self._log.error("request", **fields)
+        else:
+            self._log.info("request", **fields)
+
+    def error(self, ctx: RequestContext, exc: BaseException) -> None:
+        """Log an exception that escaped the app, as a structured, redacted traceback."""
+        try:
+            self._errors.error(
+                "request.unhandled_exception", method=ctx.method, path=ctx.path, exc_info=exc
+            )
+        except Exception:
+            logging.getLogger(ERROR_LOGGER).debug("error log line dropped", exc_info=True)

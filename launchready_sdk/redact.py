@@ -1,0 +1,1013 @@
+"""Redaction of secrets and personal data in log events and any other value.
+
+`redact(value)` returns a redacted deep copy of `value`; `Redactor(...)` builds a configured
+instance, and `Redactor.processor` is a structlog processor. Place it after the processors that
+add or format data (`merge_contextvars`, `format_exc_info`, `TimeStamper`) and before the
+renderer, and in `ProcessorFormatter.foreign_pre_chain` so stdlib and server logs pass through it.
+
+What it walks: mappings (keys kept, values redacted), lists, tuples, sets (returned as lists),
+`bytes` (returned as `bytes`, decoded as UTF-8 losslessly), ASGI header tuples and other name/value
+pairs (`[(b"authorization", b"...")]`, `[{"name": "X-Api-Key", "value": "..."}]`), JSON documents
+held in strings (re-serialised compactly when something was redacted), and free text.
+
+Three families of rules, each marked `[REDACTED:<rule>]`; a marker never contains matched text:
+
+- Keys. A key is split into lowercase words at `_ - . space` and camelCase boundaries, so
+  `X-Api-Key`, `clientSecret` and `AWS_SECRET_ACCESS_KEY` match but `author_id`, `max_tokens`,
+  `primary_key` and `keyword` do not. Words about a secret (`has_password`, `password_changed_at`,
+  `token_count`, `auth_method`) are spared by prefix and suffix lists. The rule named in the marker
+  is the key's category: password, secret, token, api_key, access_key, private_key, key,
+  authorization, credential, cookie, session, signature, jwt, csrf, card, ssn, pin, otp or code.
+  A `None` or boolean under a sensitive key is kept: it cannot carry a secret.
+- Token formats, found anywhere in text: AWS key IDs, Stripe secret and restricted keys, webhook
+  and client secrets, GitHub, GitLab, Slack (tokens and webhook URLs), Google, SendGrid, OpenAI,
+  Anthropic, npm, PyPI and Twilio keys, JWTs, PEM private keys, bcrypt hashes, `Bearer` and
+  `Basic` credentials, URL passwords (`scheme://user:[REDACTED:password]@host:port` keeps the
+  rest), and `key=value`, `key: value` and `"key": "value"` pairs whose key is sensitive,
+  including form bodies, query strings and percent-encoded keys.
+- Personal data: payment card numbers (issuer prefix, length and Luhn checked; plain, spaced,
+  dashed or as an `int`) and e-mail addresses (`email="domain"` keeps the domain, `"full"` hides
+  it all, `"off"` keeps it).
+
+Security stance: a false positive costs a debugging detail, a false negative leaks a credential,
+so ambiguous cases are redacted. `redact` never raises: anything that fails inside becomes
+`[REDACTED:error]`. Input is never mutated and the result is stable: `redact(redact(x)) ==
+redact(x)`.
+
+Limits, candidly:
+
+- Detection is by format and by key name. A password written into prose ("my password is
+  hunter2"), an opaque token under an innocent key, names, addresses, phone numbers, IP addresses
+  and IBANs are not found. Dict keys are kept as they are, even when a key itself is a secret.
+- Stripe publishable keys (`pk_`), Sentry DSN public keys, UUIDs, trace IDs, hashes and other
+  hex strings are kept on purpose: they are identifiers, not credentials. A 40-character AWS
+  secret access key is found only next to its key name, since it has no prefix.
+- Card numbers need an issuer prefix, a valid length and a Luhn check, so 13-digit epoch
+  milliseconds and most numeric IDs survive; about one Luhn-valid ID in ten that happens to start
+  like a card (for instance a 16-digit ID starting with 4) is still redacted.
+- Unknown objects are replaced by their redacted `repr()`, which is what a JSON renderer would
+  have written; dates, times, UUIDs, decimals, enums, paths and IP addresses are kept as they are.
+- Past `max_depth` nested containers a value becomes `[REDACTED:depth]`, a container met again
+  inside itself becomes `[REDACTED:cycle]`, and text past `max_string` characters is cut at a
+  word boundary and ends with `[REDACTED:oversize]`.
+- `extra_patterns` run on Python's backtracking `re`. Patterns with nested unbounded quantifiers
+  such as `(a+)+` are refused at start-up and patterns only see 16 KiB windows of text, but a
+  slow pattern can still stall the thread that logs: start each pattern with a literal prefix and
+  keep its repetitions bounded.
+- Clean short strings are remembered (at most 4,096 of up to 256 characters, per instance) so that
+  repeated values such as routes and event names are not scanned again.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import enum
+import functools
+import importlib
+import ipaddress
+import itertools
+import pathlib
+import re
+import unicodedata
+import urllib.parse
+import uuid
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any, Final, Literal
+
+import orjson
+
+from launchready_sdk.errors import SettingsError
+
+__all__ = ["DEFAULT_REDACTOR", "Redactor", "redact"]
+
+EmailMode = Literal["domain", "full", "off"]
+
+
+def _marker(rule: str) -> str:
+    return f"[REDACTED:{rule}]"
+
+
+DEPTH_MARKER: Final = _marker("depth")
+CYCLE_MARKER: Final = _marker("cycle")
+ERROR_MARKER: Final = _marker("error")
+OVERSIZE_MARKER: Final = _marker("oversize")
+_CARD_MARKER: Final = _marker("card")
+_EMAIL_MARKER: Final = _marker("email")
+_MARKER_RE: Final = re.compile(r"\[REDACTED(?::[a-z0-9_.\-]{1,64})?\]")
+
+_MAX_DEPTH_LIMIT: Final = 256
+_MIN_STRING_LIMIT: Final = 1024
+_CLEAN_CACHE_SIZE: Final = 4096
+_CLEAN_MAX_LEN: Final = 256
+_MIN_SECRET: Final = 5  # the shortest text a built-in rule can change (`pwd=x`)
+_KEY_CACHE_SIZE: Final = 4096
+_EXTRA_WINDOW: Final = 16_384
+_EXTRA_OVERLAP: Final = 512
+_MISSING: Final = object()
+_CARD_MIN: Final = 10**12
+
+# ---------------------------------------------------------------------------------------------
+# Key rules
+# ---------------------------------------------------------------------------------------------
+
+_WORD_RE: Final = re.compile(r"[A-Z]+[0-9]*(?![a-z])|[A-Z]?[a-z]+[0-9]*|[0-9]+")
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_TERMS: Final[dict[str, str]] = {
+    **dict.fromkeys(
+        ("password", "passwords", "passwd", "pwd", "passphrase", "passcode"), "password"
+    ),
+    **dict.fromkeys(("secret", "secrets", "clientsecret"), "secret"),
+    **dict.fromkeys(("token", "accesstoken", "refreshtoken", "authtoken", "idtoken"), "token"),
+    "apikey": "api_key",
+    "accesskey": "access_key",
+    "privatekey": "private_key",
+    "secretkey": "secret",
+    **dict.fromkeys(("auth", "authorization", "bearer"), "authorization"),
+    **dict.fromkeys(("credential", "credentials", "cred", "creds"), "credential"),
+    **dict.fromkeys(("cookie", "cookies", "setcookie"), "cookie"),
+    **dict.fromkeys(("session", "sessionid", "sessid", "jsessionid", "phpsessid"), "session"),
+    **dict.fromkeys(("signature", "sig"), "signature"),
+    "jwt": "jwt",
+    **dict.fromkeys(("csrf", "xsrf", "csrftoken", "xsrftoken"), "csrf"),
+    **dict.fromkeys(("cvv", "cvc", "cvv2", "cvc2", "pan", "creditcard", "cardnumber"), "card"),
+    "ssn": "ssn",
+    "pin": "pin",
+    **dict.fromkeys(("otp", "totp", "hotp"), "otp"),
+}
+# A word that ends a compound written without separators (`PGPASSWORD`, `csrftoken`).
+_COMPOUND_SUFFIXES: Final = (
+    ("password", "password"),
+    ("passwd", "password"),
+    ("pwd", "password"),
+    ("secret", "secret"),
+    ("token", "token"),
+    ("apikey", "api_key"),
+    ("accesskey", "access_key"),
+    ("privatekey", "private_key"),
+    ("secretkey", "secret"),
+    ("sessionid", "session"),
+    ("cookie", "cookie"),
+    ("credentials", "credential"),
+)
+_TOKENS_QUALIFIERS: Final = _words(
+    "access refresh auth api id bearer oauth oauth2 session csrf xsrf github slack"
+)
+_CODE_QUALIFIERS: Final = _words(
+    "mfa otp totp 2fa sms auth oauth verification verify recovery backup reset security "
+    "confirmation activation magic login"
+)
+_KEY_CATEGORIES: Final = {"api": "api_key", "access": "access_key", "private": "private_key"}
+_BENIGN_KEY_QUALIFIERS: Final = _words(
+    "primary foreign unique composite natural surrogate candidate sort partition range hash "
+    "shard sharding routing cache idempotency dedup dedupe lookup object bucket s3 map dict "
+    "row column table index search translation i18n message group event config setting "
+    "settings env field attr attribute option query request response lock ratelimit limit "
+    "throttle job task queue stream topic kafka redis storage file metric feature flag label "
+    "tag public publishable cursor order"
+)
+_BENIGN_PREFIXES: Final = _words(
+    "has have is was were should can must need needs require requires use uses allow allows "
+    "enable enabled disable disabled supports num max min total count"
+)
+_BENIGN_SUFFIXES: Final = _words(
+    "at on ts time date timestamp count counts num enabled disabled required length len size "
+    "type types kind ids changed change expired expires expiry expiration in ttl age policy "
+    "strength hint requested attempts attempt retries tries failures errors error version "
+    "format algorithm alg method methods mode scheme name names field fields path file "
+    "filename dir url uri endpoint provider providers source status valid validity present "
+    "exists used usage limit limits duration ms sec secs seconds timeout ratio rate score "
+    "percent pct consent banner location label description prefix last4 brand issuer "
+    "country fingerprint month year strategy backend level scope scopes audience"
+)
+_ID_SENSITIVE: Final = frozenset(("session", "csrf", "xsrf"))
+
+
+@functools.lru_cache(maxsize=_KEY_CACHE_SIZE)
+def _key_words(key: str) -> tuple[str, ...]:
+    """The lowercase words of a key: `X-Api-Key` -> ("x", "api", "key")."""
+    if "%" in key:
+        key = urllib.parse.unquote(key)
+    if not key.isascii():
+        key = unicodedata.normalize("NFKC", key)
+        key = "".join(c for c in key if unicodedata.category(c) != "Cf")
+    return tuple(word.lower() for word in _WORD_RE.findall(key))
+
+
+def _word_category(words: tuple[str, ...], i: int) -> str | None:
+    """The category that `words[i]` gives the key, in the context of its neighbours."""
+    word = words[i]
+    prev = words[i - 1] if i else ""
+    category = _TERMS.get(word)
+    if category is not None:
+        return category
+    if word in ("key", "keys"):
+        return (
+            None if not prev or prev in _BENIGN_KEY_QUALIFIERS else _KEY_CATEGORIES.get(prev, "key")
+        )
+    if word == "pass":
+        return "password" if i == len(words) - 1 else None
+    if word == "sid":
+        return "session" if len(words) == 1 or prev == "connect" else None
+    if word == "tokens":
+        return "token" if prev in _TOKENS_QUALIFIERS else None
+    if word in ("code", "codes"):
+        return "code" if prev in _CODE_QUALIFIERS else None
+    if word in ("number", "num", "no", "nr"):
+        return "card" if prev in ("card", "cc") else None
+    if (prev, word) in (("credit", "card"), ("social", "security")):
+        return "card" if word == "card" else "ssn"
+    return _compound_category(word)
+
+
+def _compound_category(word: str) -> str | None:
+    if word.startswith(("password", "passwd")):
+        return "password"
+    for suffix, category in _COMPOUND_SUFFIXES:
+        if word.endswith(suffix) and len(word) > len(suffix):
+            return category
+    return None
+
+
+def _is_exempt(words: tuple[str, ...]) -> bool:
+    """Whether a key names a fact about a secret (`has_password`, `token_count`), not a secret."""
+    if len(words) < 2:
+        return False
+    if words[0] in _BENIGN_PREFIXES:
+        return True
+    last = words[-1]
+    if last == "id":
+        return not _ID_SENSITIVE.intersection(words)
+    return last in _BENIGN_SUFFIXES
+
+
+@functools.lru_cache(maxsize=_KEY_CACHE_SIZE)
+def _classify_key(key: str) -> str | None:
+    """The built-in category of a sensitive key, or None."""
+    words = _key_words(key)
+    for i in range(len(words)):
+        category = _word_category(words, i)
+        if category is not None:
+            return None if _is_exempt(words) else category
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Value rules
+# ---------------------------------------------------------------------------------------------
+
+_LEFT: Final = 1  # the match must not follow a letter or digit
+_DIGIT: Final = 2  # the match must contain a digit
+
+
+class _TokenRule:
+    """A credential format: a literal-prefixed pattern run only when one of its hints occurs."""
+
+    __slots__ = ("flags", "hints", "marker", "pattern")
+
+    def __init__(self, rule: str, hints: tuple[str, ...], pattern: str, flags: int = 0) -> None:
+        self.marker = _marker(rule)
+        self.hints = hints
+        self.pattern = re.compile(pattern, re.ASCII)
+        self.flags = flags
+
+    def apply(self, text: str) -> str:
+        return self.pattern.sub(self._replace, text)
+
+    def _replace(self, m: re.Match[str]) -> str:
+        start = m.start()
+        if self.flags & _LEFT and start and m.string[start - 1].isalnum():
+            return m.group()
+        if self.flags & _DIGIT and not any(c.isdigit() for c in m.group()):
+            return m.group()
+        return self.marker
+
+
+_END: Final = r"(?![A-Za-z0-9])"
+# Grouped by a character every hint of the group contains, so one test skips a whole group.
+_UNDERSCORE_RULES: Final = (
+    _TokenRule(
+        "stripe_key",
+        ("k_live_", "k_test_", "k_prod_"),
+        rf"[rs]k_(?:live|test|prod)_[A-Za-z0-9]{{10,247}}{_END}",
+        _LEFT,
+    ),
+    _TokenRule("stripe_webhook_secret", ("whsec_",), r"whsec_[A-Za-z0-9+/=]{20,256}", _LEFT),
+    _TokenRule(
+        "stripe_client_secret",
+        ("_secret_",),
+        r"(?:pi|seti|src)_[A-Za-z0-9]{8,64}_secret_[A-Za-z0-9]{8,128}",
+        _LEFT,
+    ),
+    _TokenRule(
+        "github_token",
+        ("ghp_", "gho_", "ghu_", "ghs_", "ghr_"),
+        rf"gh[pousr]_[A-Za-z0-9]{{30,255}}{_END}",
+        _LEFT,
+    ),
+    _TokenRule("github_token", ("github_pat_",), r"github_pat_[A-Za-z0-9_]{22,255}", _LEFT),
+    _TokenRule("npm_token", ("npm_",), rf"npm_[A-Za-z0-9]{{36}}{_END}", _LEFT),
+)
+_DASH_RULES: Final = (
+    _TokenRule("gitlab_token", ("glpat-",), r"glpat-[A-Za-z0-9_\-]{20,64}", _LEFT),
+    _TokenRule("slack_token", ("xox",), r"xox[abposre]-[A-Za-z0-9\-]{10,250}", _LEFT),
+    _TokenRule("slack_token", ("xapp-",), r"xapp-[0-9]-[A-Za-z0-9\-]{10,250}", _LEFT),
+    _TokenRule("anthropic_key", ("sk-ant-",), r"sk-ant-[A-Za-z0-9_\-]{20,300}", _LEFT),
+    _TokenRule("openai_key", ("sk-",), r"sk-[A-Za-z0-9_\-]{20,300}", _LEFT | _DIGIT),
+    _TokenRule("pypi_token", ("pypi-AgE",), r"pypi-AgE[A-Za-z0-9_\-]{40,8192}", _LEFT),
+)
+_OTHER_RULES: Final = (
+    _TokenRule(
+        "aws_access_key",
+        ("AKIA", "ASIA", "ABIA", "ACCA"),
+        rf"A(?:KIA|SIA|BIA|CCA)[A-Z2-7]{{16}}{_END}",
+        _LEFT,
+    ),
+    _TokenRule("google_api_key", ("AIza",), rf"AIza[A-Za-z0-9_\-]{{35}}{_END}", _LEFT),
+    _TokenRule(
+        "sendgrid_key", ("SG.",), r"SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}", _LEFT
+    ),
+    _TokenRule("twilio_key", ("SK",), rf"SK[0-9a-fA-F]{{32}}{_END}", _LEFT),
+    _TokenRule("password_hash", ("$2",), r"\$2[abxy]?\$[0-9]{2}\$[./A-Za-z0-9]{53}"),
+    _TokenRule(
+        "slack_webhook",
+        ("hooks.slack.com",),
+        r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{8,256}",
+    ),
+)
+
+
+def _apply_rules(text: str, rules: tuple[_TokenRule, ...]) -> str:
+    for rule in rules:
+        for hint in rule.hints:
+            if hint in text:
+                text = rule.apply(text)
+                break
+    return text
+
+
+_PEM_RE: Final = re.compile(
+    r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?"
+    r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)",
+    re.DOTALL,
+)
+_JWT_RE: Final = re.compile(
+    r"eyJ[A-Za-z0-9_\-]{8,8192}\.[A-Za-z0-9_\-]{8,65536}\.[A-Za-z0-9_\-]{0,8192}", re.ASCII
+)
+_USERINFO_RE: Final = re.compile(r"://([^\s/?#@:]{0,256}):([^\s/?#]{1,1024})@")
+_BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)(\s{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
+_BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)(\s{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
+_KV_KEY_RE: Final = re.compile(
+    r"""([A-Za-z_%][A-Za-z0-9_.%\-]{0,63}|"[^"\\\n]{1,64}\\?"|'[^'\\\n]{1,64}')"""
+    r"""(\\?"?\s{0,3}(?:=|%3[Dd]|:)\s{0,3}(?:(?:[Bb]earer|[Bb]asic|[Tt]oken|[Dd]igest)\s{1,3})?)"""
+)
+_KV_VALUE_RE: Final = re.compile(
+    r""""(?:[^"\\\n]|\\.){0,4096}"|'[^'\n]{0,4096}'|\\"(?:[^"\\]|\\[^"]){0,4096}\\"|"""
+    r"""[^\s&,;"'<>]{1,4096}"""
+)
+_CARD_RE: Final = re.compile(r"[0-9]{13,19}|[0-9]{4}([ \-])[0-9]{4,6}(?:\1[0-9]{1,6}){1,3}")
+_CARD_SHAPE: Final = bytes.maketrans(b"0123456789", b"0000000000")
+_EMAIL_DOMAIN_RE: Final = re.compile(
+    r"@((?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})(?![A-Za-z0-9\-])", re.ASCII
+)
+_EMAIL_LOCAL_RE: Final = re.compile(r"[A-Za-z0-9._%+\-]{1,64}\Z", re.ASCII)
+_SAFE_VALUES: Final = frozenset(("true", "false", "null", "none", "", '""', "''"))
+_SAFE_TYPES: Final = (
+    datetime.date,
+    datetime.time,
+    datetime.timedelta,
+    uuid.UUID,
+    decimal.Decimal,
+    enum.Enum,
+    pathlib.PurePath,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+)
+
+
+def _looks_like_credential(value: str) -> bool:
+    """Whether the word after `Bearer`/`Basic` is a credential rather than English."""
+    value = value.rstrip(".")
+    if len(value) >= 24:
+        return True
+    return len(value) >= 6 and any(c.isdigit() or c in "-._~+/=" for c in value)
+
+
+def _replace_auth(m: re.Match[str]) -> str:
+    value = m.group(3)
+    if not _looks_like_credential(value):
+        return m.group()
+    rule = "bearer" if m.group(1).lower() == "bearer" else "basic_auth"
+    return f"{m.group(1)}{m.group(2)}{_marker(rule)}"
+
+
+def _replace_userinfo(m: re.Match[str]) -> str:
+    if _MARKER_RE.fullmatch(m.group(2)):
+        return m.group()
+    return f"://{m.group(1)}:{_marker('password')}@"
+
+
+def _luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i & 1:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def _issuer_fits(d: str) -> bool:
+    """Whether the digits start like a card of their issuer and have one of its lengths."""
+    n, head = len(d), int(d[:4])
+    if d[0] == "4":
+        return n in (13, 16, 19)
+    if 5100 <= head <= 5599 or 2221 <= head <= 2720:
+        return n == 16
+    if d[:2] in ("34", "37"):
+        return n == 15
+    if 3528 <= head <= 3589 or head == 6011 or 6440 <= head <= 6499 or d[:2] in ("62", "65"):
+        return 16 <= n <= 19
+    if 3000 <= head <= 3059 or d[:2] in ("36", "38", "39"):
+        return 14 <= n <= 19
+    return False
+
+
+def _is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and _issuer_fits(digits) and _luhn(digits)
+
+
+def _replace_card(m: re.Match[str]) -> str:
+    text, start, end = m.string, m.start(), m.end()
+    if (start and text[start - 1].isdigit()) or (end < len(text) and text[end].isdigit()):
+        return m.group()
+    digits = m.group().replace(" ", "").replace("-", "")
+    return _CARD_MARKER if _is_card(digits) else m.group()
+
+
+def _digit_count(text: str) -> int:
+    return text.encode("utf-8", "surrogatepass").translate(_CARD_SHAPE).count(48)
+
+
+def _may_hold_card(text: str) -> bool:
+    """Whether `text` has 13 digits in a row or a group of four followed by another group."""
+    raw = text.encode("utf-8", "surrogatepass").translate(_CARD_SHAPE)
+    shape = raw.decode("latin-1")
+    return "0000000000000" in shape or "0000 0000" in shape or "0000-0000" in shape
+
+
+def _is_timestamp(text: str) -> bool:
+    """An ISO 8601 date-time (`2024-05-01T12:00:00.123456+00:00`); the caller checks length."""
+    if text[10] not in "T " or text[13] != ":" or not text.isascii():
+        return False
+    try:
+        datetime.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_uuid(text: str) -> bool:
+    """A dashed hexadecimal UUID (`3f2b6c1e-9a4d-...`); the caller checks length and text[8]."""
+    if text[13] != "-" or text[18] != "-" or text[23] != "-":
+        return False
+    digits = text.replace("-", "")
+    if len(digits) != 32 or not digits.isalnum() or not digits.isascii():
+        return False
+    try:
+        int(digits, 16)
+    except ValueError:
+        return False
+    return True
+
+
+def _needs_scan(text: str) -> bool:
+    """False only when no value rule can match `text`; substring tests only, no regex.
+
+    Every rule of `_scan` needs one of the characters or words tested here. ISO timestamps and
+    UUIDs are accepted by shape: they hold nothing a rule could match.
+    """
+    n = len(text)
+    if n == 36 and text[8] == "-" and _is_uuid(text):
+        return False
+    if 19 <= n <= 32 and text[4] == "-" and _is_timestamp(text):
+        return False
+    if "=" in text or "@" in text or "_" in text or "%" in text or "$" in text:
+        return True
+    if text[0] in "{[" or ": " in text or '":' in text or "':" in text:
+        return True
+    if n < 13:
+        return False
+    if "-" in text:
+        if "-----" in text or "glpat-" in text or "xox" in text or "xapp-" in text:
+            return True
+        if "sk-" in text or "pypi-" in text:
+            return True
+    if "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text:
+        return True
+    if "A" in text and ("IA" in text or "ACCA" in text or "AIza" in text):
+        return True
+    if "SG." in text or "SK" in text or "eyJ" in text or "hooks.slack.com" in text:
+        return True
+    return _digit_count(text) >= 13
+
+
+def _splice(text: str, spans: list[tuple[int, int, str]]) -> str:
+    """`text` with each (start, end, replacement) span applied; spans sorted, not overlapping."""
+    parts: list[str] = []
+    pos = 0
+    for start, end, replacement in spans:
+        parts.append(text[pos:start])
+        parts.append(replacement)
+        pos = end
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _has_nested_repeat(pattern: str) -> bool:
+    """Whether `pattern` repeats a group that itself repeats, the usual shape of ReDoS."""
+    try:
+        parser = importlib.import_module("re._parser")
+        return _nested(parser.parse(pattern).data, parser, outer_max=1)
+    except Exception:  # the private parser moved: the pattern is still compiled and used
+        return False
+
+
+def _nested(items: Any, parser: Any, outer_max: int) -> bool:
+    """Walk a parsed pattern; True when an unbounded repeat sits inside another repeat."""
+    repeats = (parser.MAX_REPEAT, parser.MIN_REPEAT, getattr(parser, "POSSESSIVE_REPEAT", -1))
+    for op, av in items:
+        if any(op is r for r in repeats):
+            _low, high, sub = av
+            if outer_max > 1 and high > 1 and parser.MAXREPEAT in (outer_max, high):
+                return True
+            if _nested(sub.data, parser, max(outer_max, high)):
+                return True
+        elif any(_nested(sub.data, parser, outer_max) for sub in _subpatterns(av, parser)):
+            return True
+    return False
+
+
+def _subpatterns(av: Any, parser: Any) -> list[Any]:
+    if isinstance(av, parser.SubPattern):
+        return [av]
+    if isinstance(av, (list, tuple)):
+        return [sub for item in av for sub in _subpatterns(item, parser)]
+    return []
+
+
+def _compile_extra(patterns: Iterable[tuple[str, str]]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    compiled = []
+    for name, source in patterns:
+        rule = re.sub(r"[^a-z0-9_]", "_", str(name).lower()).strip("_")[:40]
+        if not rule:
+            raise SettingsError("extra_patterns", f"rule name {name!r} has no letters or digits")
+        try:
+            pattern = re.compile(source)
+        except re.error as exc:
+            raise SettingsError("extra_patterns", f"{rule}: invalid regex ({exc})") from exc
+        if pattern.fullmatch(""):
+            raise SettingsError("extra_patterns", f"{rule}: the pattern matches the empty string")
+        if _has_nested_repeat(source):
+            raise SettingsError(
+                "extra_patterns",
+                f"{rule}: nested unbounded repetition can take exponential time",
+                r"(r'acme_[A-Za-z0-9]{32}') instead of r'(\w+)+'",
+            )
+        compiled.append((_marker(rule), pattern))
+    return tuple(compiled)
+
+
+# ---------------------------------------------------------------------------------------------
+# The redactor
+# ---------------------------------------------------------------------------------------------
+
+
+class Redactor:
+    """A configured redactor; call it on any value, or use `processor` in a structlog chain.
+
+    Args:
+        extra_keys: more key names to redact, matched word by word (`"dob"` also matches
+            `user_dob`), marked with the key's words joined by `_`.
+        extra_patterns: `(rule_name, regex)` pairs for your own token formats, marked
+            `[REDACTED:<rule_name>]`. Start each with a literal prefix; see the module notes.
+        email: `"domain"` keeps the domain of an address, `"full"` hides it all, `"off"` keeps it.
+        max_depth: containers nested deeper than this become `[REDACTED:depth]` (1 to 256).
+        max_string: longer text is cut to this many characters, ending with `[REDACTED:oversize]`.
+    """
+
+    def __init__(
+        self,
+        *,
+        extra_keys: Iterable[str] = (),
+        extra_patterns: Iterable[tuple[str, str]] = (),
+        email: EmailMode = "domain",
+        max_depth: int = 32,
+        max_string: int = 1_000_000,
+    ) -> None:
+        if email not in ("domain", "full", "off"):
+            raise SettingsError("email", f"must be 'domain', 'full' or 'off', not {email!r}")
+        if not 1 <= max_depth <= _MAX_DEPTH_LIMIT:
+            raise SettingsError("max_depth", f"must be between 1 and {_MAX_DEPTH_LIMIT}", "32")
+        if max_string < _MIN_STRING_LIMIT:
+            raise SettingsError("max_string", f"must be at least {_MIN_STRING_LIMIT}", "1000000")
+        self._extra_keys = tuple(self._key_phrase(key) for key in extra_keys)
+        self._extra = _compile_extra(extra_patterns)
+        self._email = email
+        self._max_depth = max_depth
+        self._max_string = max_string
+        self._keys: dict[object, str | None] = {}
+        self._safe_keys: set[str] = set()
+        self._clean: dict[str | int, None] = {}
+        self._short = 0 if self._extra else _MIN_SECRET
+
+    @staticmethod
+    def _key_phrase(key: str) -> tuple[str, ...]:
+        words = _key_words(str(key))
+        if not words:
+            raise SettingsError("extra_keys", f"{key!r} has no letters or digits", "'dob'")
+        return words
+
+    def __call__(self, value: object) -> object:
+        """A redacted deep copy of `value`; never raises."""
+        try:
+            return self._child(value, -1, set())
+        except Exception:
+            return ERROR_MARKER
+
+    def processor(
+        self, logger: object, method_name: str, event_dict: MutableMapping[str, Any]
+    ) -> MutableMapping[str, Any]:
+        """structlog processor: a redacted copy of `event_dict`; the original is not modified."""
+        try:
+            if self._safe_keys.issuperset(event_dict):
+                copy = self._plain_copy(event_dict)
+                if copy is not None:
+                    return copy
+            return self._mapping(event_dict, 0, {id(event_dict)})
+        except Exception:
+            return dict.fromkeys(list(event_dict), ERROR_MARKER)
+
+    def _plain_copy(self, event_dict: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A plain copy when every value is known clean, a number or a plain string, else None.
+
+        The keys are already known not to be sensitive; values seen before are skipped by a
+        C-level lookup, so an access-log event costs a few dictionary operations.
+        """
+        try:
+            unknown = list(itertools.filterfalse(self._clean.__contains__, event_dict.values()))
+        except TypeError:  # an unhashable value: a container
+            return None
+        for value in unknown:
+            kind = type(value)
+            if kind is str:
+                if self._extra or len(value) > self._max_string or _needs_scan(value):
+                    return None
+                self._remember(value)
+            elif kind is int:
+                if not -_CARD_MIN < value < _CARD_MIN:
+                    return None
+                self._remember(value)
+            elif not (kind is float or kind is bool or value is None):
+                return None
+        if "value" in event_dict and ("name" in event_dict or "key" in event_dict):
+            return None
+        return dict(event_dict)
+
+    # -- keys -------------------------------------------------------------------------------
+
+    def _key_rule(self, key: object) -> str | None:
+        """The rule of a mapping key or pair name (cached), or None when it is not sensitive."""
+        if isinstance(key, (bytes, bytearray)):
+            name = bytes(key).decode("latin-1")
+        elif isinstance(key, str):
+            name = str(key)
+        else:
+            return None
+        if len(name) > 256:
+            return self._uncached_key_rule(name)
+        rule = _classify_key(name)
+        if rule is None and self._extra_keys:
+            rule = self._extra_key_rule(_key_words(name))
+        if len(self._keys) >= _KEY_CACHE_SIZE:
+            self._keys.clear()
+            self._safe_keys.clear()
+        self._keys[key] = rule
+        if rule is None and type(key) is str:
+            self._safe_keys.add(key)
+        return rule
+
+    def _uncached_key_rule(self, name: str) -> str | None:
+        rule = _classify_key.__wrapped__(name)
+        if rule is None and self._extra_keys:
+            rule = self._extra_key_rule(_key_words.__wrapped__(name))
+        return rule
+
+    def _extra_key_rule(self, words: tuple[str, ...]) -> str | None:
+        for phrase in self._extra_keys:
+            n = len(phrase)
+            if any(words[i : i + n] == phrase for i in range(len(words) - n + 1)):
+                return "_".join(phrase)
+        return None
+
+    @staticmethod
+    def _masked(rule: str, value: object) -> object:
+        if value is None or value is True or value is False:
+            return value
+        marker = _marker(rule)
+        if isinstance(value, (bytes, bytearray)):
+            return marker.encode()
+        return marker
+
+    # -- structure --------------------------------------------------------------------------
+
+    def _walk(self, value: object, depth: int, stack: set[int]) -> object:
+        kind = type(value)
+        if kind is str:
+            return self._text(value, depth)  # type: ignore[arg-type]
+        if kind is int:
+            return self._int(value)  # type: ignore[arg-type]
+        if value is None or kind is bool or kind is float:
+            return value
+        if depth >= self._max_depth:
+            return DEPTH_MARKER
+        if kind is dict:
+            return self._mapping(value, depth, stack)  # type: ignore[arg-type]
+        if kind is list or kind is tuple:
+            return self._sequence(value, depth, stack)  # type: ignore[arg-type]
+        try:
+            return self._other(value, depth, stack)
+        except Exception:
+            return ERROR_MARKER
+
+    def _mapping(self, mapping: Mapping[Any, Any], depth: int, stack: set[int]) -> dict[Any, Any]:
+        out: dict[Any, Any] = {}
+        keys, clean = self._keys, self._clean
+        for key, value in mapping.items():
+            rule = keys.get(key, _MISSING)
+            if rule is _MISSING:
+                rule = self._key_rule(key)
+            if rule is not None:
+                out[key] = self._masked(rule, value)  # type: ignore[arg-type]
+                continue
+            kind = type(value)
+            if kind is str:
+                short = len(value) < self._short
+                out[key] = value if short or value in clean else self._text(value, depth)
+            elif kind is int:
+                out[key] = value if -_CARD_MIN < value < _CARD_MIN else self._int(value)
+            elif kind is float or kind is bool or value is None:
+                out[key] = value
+            else:
+                out[key] = self._child(value, depth, stack)
+        if "value" in out and ("name" in out or "key" in out):
+            self._mask_named_value(out)
+        return out
+
+    def _child(self, value: object, depth: int, stack: set[int]) -> object:
+        """`_walk` of a container's element, guarding against cycles."""
+        kind = type(value)
+        if kind is str or kind is int or kind is float or kind is bool or value is None:
+            return self._walk(value, depth, stack)
+        ident = id(value)
+        if ident in stack:
+            return CYCLE_MARKER
+        stack.add(ident)
+        try:
+            return self._walk(value, depth + 1, stack)
+        finally:
+            stack.discard(ident)
+
+    def _mask_named_value(self, out: dict[Any, Any]) -> None:
+        """`{"name": "X-Api-Key", "value": ...}`: mask the value when the name is sensitive."""
+        name = out.get("name", out.get("key"))
+        if isinstance(name, (str, bytes)):
+            rule = self._key_rule(name)
+            if rule is not None:
+                out["value"] = self._masked(rule, out["value"])
+
+    def _sequence(
+        self, items: list[Any] | tuple[Any, ...], depth: int, stack: set[int]
+    ) -> list[Any] | tuple[Any, ...]:
+        if type(items) is tuple and len(items) == 2:
+            pair = self._pair(items)
+            if pair is not None:
+                return pair
+        if items and all(_is_pair(item) for item in items):
+            out = [self._pair_or_child(item, depth, stack) for item in items]
+        else:
+            out = [self._child(item, depth, stack) for item in items]
+        return tuple(out) if type(items) is tuple else out
+
+    def _pair_or_child(self, item: Any, depth: int, stack: set[int]) -> object:
+        pair = self._pair(item)
+        return pair if pair is not None else self._child(item, depth, stack)
+
+    def _pair(self, pair: list[Any] | tuple[Any, ...]) -> list[Any] | tuple[Any, ...] | None:
+        """A `(name, value)` pair with its value masked when the name is sensitive, else None."""
+        name, value = pair
+        if not isinstance(name, (str, bytes)):
+            return None
+        rule = self._key_rule(name)
+        if rule is None or value is None or isinstance(value, bool):
+            return None
+        masked = [name, self._masked(rule, value)]
+        return tuple(masked) if type(pair) is tuple else masked
+
+    def _other(self, value: object, depth: int, stack: set[int]) -> object:
+        if isinstance(value, (bytes, bytearray)):
+            return self._bytes(bytes(value), depth)
+        if isinstance(value, Mapping):
+            return self._mapping(value, depth, stack)
+        if isinstance(value, (list, tuple, set, frozenset)):
+            kind = tuple if isinstance(value, tuple) else list
+            return self._sequence(kind(value), depth, stack)
+        if isinstance(value, int):
+            return self._int(int(value)) if not isinstance(value, enum.Enum) else value
+        if isinstance(value, (float, *_SAFE_TYPES)):
+            return value
+        return self._text(self._repr(value), depth)
+
+    @staticmethod
+    def _repr(value: object) -> str:
+        hook = getattr(type(value), "__structlog__", None)
+        try:
+            return str(hook(value)) if callable(hook) else repr(value)
+        except Exception:
+            return _marker("unrepresentable")
+
+    def _bytes(self, value: bytes, depth: int) -> object:
+        text = value.decode("utf-8", "surrogateescape")
+        result = self._text(text, depth)
+        if result is text:
+            return value
+        return str(result).encode("utf-8", "surrogateescape")
+
+    @staticmethod
+    def _int(value: int) -> object:
+        if value < _CARD_MIN or value >= 10**19:
+            return value
+        return _CARD_MARKER if _is_card(str(value)) else value
+
+    # -- text -------------------------------------------------------------------------------
+
+    def _text(self, text: str, depth: int) -> object:
+        if text in self._clean:
+            return text
+        if len(text) > self._max_string:
+            return self._oversize(text)
+        if self._extra or (len(text) >= _MIN_SECRET and _needs_scan(text)):
+            result = self._json_or_scan(text, depth)
+            if result != text:
+                return result
+        self._remember(text)
+        return text
+
+    def _remember(self, value: str | int) -> None:
+        """Note a value that needs no redaction, so that seeing it again costs one lookup."""
+        if type(value) is int or len(value) <= _CLEAN_MAX_LEN:  # type: ignore[arg-type]
+            if len(self._clean) >= _CLEAN_CACHE_SIZE:
+                self._clean.clear()
+            self._clean[value] = None
+
+    def _json_or_scan(self, text: str, depth: int) -> object:
+        if text[0] in "{[" and depth < self._max_depth:
+            decoded = self._json_text(text, depth)
+            if decoded is not None:
+                return decoded
+        return self._scan(text)
+
+    def _oversize(self, text: str) -> str:
+        limit = self._max_string - len(OVERSIZE_MARKER) - 1
+        cut = text.rfind(" ", limit - 256, limit)
+        head = self._scan(text[: cut if cut > 0 else limit])
+        return f"{head[:limit]} {OVERSIZE_MARKER}"
+
+    def _json_text(self, text: str, depth: int) -> str | None:
+        """A JSON document in a string, redacted and re-serialised; None when it is not JSON."""
+        last = text.rstrip()[-1:]
+        if last not in ("}", "]") or text.startswith("[REDACTED"):
+            return None
+        try:
+            data = orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return None
+        if type(data) is not dict and type(data) is not list:
+            return None
+        redacted = self._walk(data, depth + 1, set())
+        if redacted == data:
+            return text
+        return orjson.dumps(redacted).decode()
+
+    def _scan(self, text: str) -> str:
+        """Free text with every value rule applied; each rule runs only when its hint occurs."""
+        if "-----BEGIN" in text and "PRIVATE KEY" in text:
+            text = _PEM_RE.sub(_marker("private_key"), text)
+        if "eyJ" in text:
+            text = _JWT_RE.sub(_marker("jwt"), text)
+        if "-" in text:
+            text = _apply_rules(text, _DASH_RULES)
+        if "@" in text and "://" in text:
+            text = _USERINFO_RE.sub(_replace_userinfo, text)
+        if "earer" in text or "EARER" in text:
+            text = _BEARER_RE.sub(_replace_auth, text)
+        if "asic" in text or "ASIC" in text:
+            text = _BASIC_RE.sub(_replace_auth, text)
+        if "_" in text:
+            text = _apply_rules(text, _UNDERSCORE_RULES)
+        text = _apply_rules(text, _OTHER_RULES)
+        if "=" in text or ": " in text or '":' in text or "':" in text or "%3" in text:
+            text = self._pairs(text)
+        if len(text) >= 13 and _may_hold_card(text):
+            text = _CARD_RE.sub(_replace_card, text)
+        if "@" in text and self._email != "off":
+            text = self._emails(text)
+        if self._extra:
+            text = self._apply_extra(text)
+        return text
+
+    def _pairs(self, text: str) -> str:
+        """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule."""
+        spans: list[tuple[int, int, str]] = []
+        pos = 0
+        while (m := _KV_KEY_RE.search(text, pos)) is not None:
+            pos = m.end()
+            rule = self._key_rule(m.group(1).strip("'\"\\"))
+            if rule is None:
+                continue
+            value = _KV_VALUE_RE.match(text, pos)
+            if value is None:
+                continue
+            pos = value.end()
+            spans.extend(self._masked_value(rule, value))
+        return _splice(text, spans) if spans else text
+
+    @staticmethod
+    def _masked_value(rule: str, value: re.Match[str]) -> list[tuple[int, int, str]]:
+        raw = value.group()
+        quote = raw[:2] if raw.startswith('\\"') else raw[:1] if raw[:1] in "\"'" else ""
+        inner = raw[len(quote) : len(raw) - len(quote)] if quote else raw
+        if inner.lower() in _SAFE_VALUES or _MARKER_RE.fullmatch(inner):
+            return []
+        start, end = value.start() + len(quote), value.end() - len(quote)
+        return [(start, end, _marker(rule))]
+
+    def _emails(self, text: str) -> str:
+        spans: list[tuple[int, int, str]] = []
+        pos = 0
+        for m in _EMAIL_DOMAIN_RE.finditer(text):
+            at, end = m.start(), m.end()
+            local = _EMAIL_LOCAL_RE.search(text, max(pos, at - 64), at)
+            if local is None or (text[end : end + 1] == ":" and text[end + 1 : end + 2].isalpha()):
+                continue
+            if self._email == "domain":
+                spans.append((local.start(), at, _EMAIL_MARKER))
+            else:
+                spans.append((local.start(), end, _EMAIL_MARKER))
+            pos = end
+        return _splice(text, spans) if spans else text
+
+    def _apply_extra(self, text: str) -> str:
+        """User patterns, in windows of 16 KiB, never inside an existing marker."""
+        for marker, pattern in self._extra:
+            protected = [m.span() for m in _MARKER_RE.finditer(text)] if "[REDACTED" in text else []
+            spans: list[tuple[int, int, str]] = []
+            for offset in range(0, max(len(text), 1), _EXTRA_WINDOW - _EXTRA_OVERLAP):
+                window_end = min(len(text), offset + _EXTRA_WINDOW)
+                for m in pattern.finditer(text, offset, window_end):
+                    start, end = m.span()
+                    if end > start and not _overlaps(start, end, protected, spans):
+                        spans.append((start, end, marker))
+                if window_end == len(text):
+                    break
+            if spans:
+                text = _splice(text, sorted(spans))
+        return text
+
+
+def _is_pair(item: object) -> bool:
+    kind = type(item)
+    return (kind is tuple or kind is list) and len(item) == 2 and isinstance(item[0], (str, bytes))  # type: ignore[arg-type,index]
+
+
+def _overlaps(
+    start: int, end: int, protected: list[tuple[int, int]], spans: list[tuple[int, int, str]]
+) -> bool:
+    if any(start < p_end and p_start < end for p_start, p_end in protected):
+        return True
+    return any(start < s_end and s_start < end for s_start, s_end, _ in spans)
+
+
+DEFAULT_REDACTOR: Final = Redactor()
+
+
+def redact(value: object) -> object:
+    """A redacted deep copy of `value` with the default rules (see the module docstring)."""
+    return DEFAULT_REDACTOR(value)

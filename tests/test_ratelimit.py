@@ -1,0 +1,508 @@
+"""Rate limits: budgets, headers, path variants, client keys, Redis sharing and outages."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route
+
+from launchready_sdk import LaunchReady, Settings
+from launchready_sdk.ratelimit import (
+    DEFAULT_RATE_LIMITS,
+    MemoryLimiter,
+    RateLimiter,
+    bucket_key,
+    client_key,
+    parse_rule,
+    split_methods,
+)
+from launchready_sdk.stores import RedisStore
+
+
+class Counter:
+    """Counts handler executions."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def endpoint(self, request: Request) -> Response:
+        self.calls += 1
+        return JSONResponse({"ok": True})
+
+
+def shop(counter: Counter) -> Starlette:
+    async def stream(request: Request) -> Response:
+        async def body() -> Any:
+            for i in range(50):
+                yield f"{i},".encode()
+
+        return StreamingResponse(body())
+
+    api = Starlette(routes=[Route("/v1/login", counter.endpoint, methods=["POST"])])
+    return Starlette(
+        routes=[
+            Route("/login", counter.endpoint, methods=["GET", "POST"]),
+            Route("/webhooks/{provider}", counter.endpoint, methods=["POST"]),
+            Route("/stream", stream, methods=["POST"]),
+            Route("/products", counter.endpoint),
+            Mount("/api", app=api),
+        ]
+    )
+
+
+_opened: list[LaunchReady] = []
+
+
+@pytest.fixture(autouse=True)
+async def _close_stores() -> AsyncIterator[None]:
+    """Close the Redis clients of every LaunchReady a test built."""
+    yield
+    while _opened:
+        await _opened.pop().shutdown()
+
+
+def wrap(counter: Counter, **settings: Any) -> Any:
+    settings.setdefault("configure_logging", False)
+    lr = LaunchReady(Settings(**settings))
+    _opened.append(lr)
+    return lr.wrap(shop(counter))
+
+
+def client(app: Any, ip: str = "203.0.113.9") -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(ip, 40000))
+    return httpx.AsyncClient(transport=transport, base_url="http://shop.test")
+
+
+# --- engine ------------------------------------------------------------------------------
+
+
+def test_gcra_admits_the_burst_then_refuses_with_retry_after() -> None:
+    """5/minute admits 5 at once; the 6th is refused with a Retry-After of about 12 s."""
+    limiter = MemoryLimiter()
+    rule = parse_rule("/login", "5/minute")
+    decisions = [limiter.hit("k", rule) for _ in range(6)]
+    assert [d.allowed for d in decisions] == [True] * 5 + [False]
+    assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
+    refused = decisions[-1]
+    assert refused.remaining == 0
+    assert 1 <= refused.retry_after_s <= 12
+    assert refused.reset_s == refused.retry_after_s
+
+
+def test_multiple_rates_report_the_tightest() -> None:
+    """With `2/second;3/minute` the minute budget is the one that refuses the 4th request."""
+    limiter = MemoryLimiter()
+    rule = parse_rule("/login", "2/second;3/minute")
+    first = limiter.hit("k", rule)
+    assert first.allowed
+    assert first.limit == 2
+    limiter.hit("k", rule)
+    time.sleep(1.05)
+    third = limiter.hit("k", rule)
+    assert third.allowed
+    assert (third.limit, third.remaining) == (3, 0)
+    fourth = limiter.hit("k", rule)
+    assert not fourth.allowed
+    assert fourth.limit == 3
+    assert fourth.retry_after_s > 1
+
+
+def test_memory_limiter_is_bounded() -> None:
+    """A million distinct client keys keep the in-memory limiter at its cap."""
+    limiter = MemoryLimiter(max_keys=10_000)
+    rule = parse_rule("/login", "5/minute")
+    for i in range(1_000_000):
+        limiter.hit(str(i), rule)
+    assert len(limiter._tats) == 10_000
+
+
+@pytest.mark.parametrize(
+    ("ip", "key"),
+    [
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:3:4:5:6", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff::1", "2001:db8:1:2::/64"),
+        (None, "no-address"),
+        ("", "no-address"),
+        ("garbage", "no-address"),
+    ],
+)
+def test_client_keys_aggregate_ipv6_and_never_go_empty(ip: str | None, key: str) -> None:
+    """IPv6 clients in one /64 share a bucket; no address means one shared bucket, not a bypass."""
+    assert client_key(ip, 64) == key
+
+
+def test_bucket_keys_are_bounded_and_do_not_collide() -> None:
+    """Keys are fixed-length hashes; ("a/b", "c") and ("a", "b/c") differ."""
+    assert bucket_key("/a/b", "ip", "c") != bucket_key("/a", "ip", "b/c")
+    assert len(bucket_key("/login", "ip", "x" * 65536)) == 32
+
+
+def test_method_prefix_in_rule() -> None:
+    """A rule can name its methods: `GET,POST /search`."""
+    assert split_methods("GET,post /search") == (frozenset({"GET", "POST"}), "/search")
+    assert split_methods("/login") == (None, "/login")
+    limiter = RateLimiter({"GET /search": "5/minute"})
+    assert limiter.rule_for("GET", "/search") is not None
+    assert limiter.rule_for("POST", "/search") is None
+
+
+def test_default_rules_cover_auth_and_webhooks() -> None:
+    """With rate_limits=None the common auth, sign-up, reset and webhook routes are limited."""
+    limiter = RateLimiter(DEFAULT_RATE_LIMITS)
+    for path in [
+        "/login",
+        "/signup",
+        "/register",
+        "/password-reset",
+        "/forgot-password",
+        "/auth/callback",
+        "/token",
+        "/webhooks/stripe",
+        "/api/webhooks/github",
+    ]:
+        assert limiter.rule_for("POST", path) is not None, path
+    assert limiter.rule_for("POST", "/products") is None
+    assert limiter.rule_for("HEAD", "/login") is None
+    assert limiter.rule_for("OPTIONS", "/login") is None
+
+
+# --- middleware ----------------------------------------------------------------------------
+
+
+async def test_limited_route_headers_and_429_problem() -> None:
+    """Served requests carry RateLimit-*; the refused one is 429 problem+json with Retry-After."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "3/minute"})
+    async with client(app) as c:
+        served = [await c.post("/login") for _ in range(3)]
+        refused = await c.post("/login")
+    assert [r.headers["ratelimit-remaining"] for r in served] == ["2", "1", "0"]
+    assert all(r.headers["ratelimit-limit"] == "3" for r in served)
+    assert all("retry-after" not in r.headers for r in served)
+    assert refused.status_code == 429
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.headers["retry-after"] == refused.headers["ratelimit-reset"]
+    assert refused.json()["request_id"] == refused.headers["x-request-id"]
+    assert counter.calls == 3
+
+
+async def test_unlimited_routes_have_no_headers() -> None:
+    """Routes no rule covers carry no rate-limit headers."""
+    app = wrap(Counter(), rate_limits={"/login": "3/minute"})
+    async with client(app) as c:
+        response = await c.get("/products")
+    assert "ratelimit-limit" not in response.headers
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/login",
+        "/login/",
+        "/LOGIN",
+        "/%6Cogin",
+        "//login",
+        "/./login",
+        "/api/../login",
+        "/login?x=1",
+        "/Login/?next=/",
+    ],
+)
+async def test_path_variants_share_the_budget(path: str) -> None:
+    """Every spelling of /login draws from one budget; the handler runs at most `limit` times."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "2/minute"})
+    async with client(app) as c:
+        await c.post("/login")
+        await c.post("/login")
+        response = await c.post(path)
+    assert response.status_code in (429, 404, 307)
+    assert counter.calls == 2
+
+
+async def test_head_and_options_do_not_drain_the_budget() -> None:
+    """HEAD and OPTIONS requests never spend a POST budget."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "2/minute"})
+    async with client(app) as c:
+        for _ in range(10):
+            await c.head("/login")
+            await c.options("/login")
+        responses = [await c.post("/login") for _ in range(2)]
+    assert [r.status_code for r in responses] == [200, 200]
+
+
+async def test_mounted_routes_are_covered() -> None:
+    """A rule covers routes of a mounted sub-app."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/api/v1/login": "1/minute"})
+    async with client(app) as c:
+        assert (await c.post("/api/v1/login")).status_code == 200
+        assert (await c.post("/API/v1/login/")).status_code == 429
+    assert counter.calls == 1
+
+
+async def test_spoofed_forwarding_headers_are_ignored_without_trusted_proxies() -> None:
+    """Rotating X-Forwarded-For, X-Real-IP and Forwarded values all count against the peer."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "5/minute"})
+    async with client(app) as c:
+        for i in range(20):
+            await c.post(
+                "/login",
+                headers={
+                    "X-Forwarded-For": f"198.51.100.{i}",
+                    "X-Real-IP": f"198.51.100.{i}",
+                    "Forwarded": f"for=198.51.100.{i}",
+                    "CF-Connecting-IP": f"198.51.100.{i}",
+                },
+            )
+    assert counter.calls == 5
+
+
+async def test_trusted_proxy_clients_get_their_own_budgets() -> None:
+    """Behind a trusted proxy each client has its own budget; a spoofed victim is untouched."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "2/minute"}, trusted_proxies=("10.0.0.0/8",))
+    async with client(app, ip="10.0.0.5") as c:
+        for _ in range(5):
+            await c.post("/login", headers={"X-Forwarded-For": "192.0.2.66, 203.0.113.1"})
+        victim = await c.post("/login", headers={"X-Forwarded-For": "192.0.2.66"})
+    assert counter.calls == 3
+    assert victim.status_code == 200
+
+
+async def test_ipv6_rotation_within_a_64_shares_one_bucket() -> None:
+    """An attacker rotating through addresses of one /64 stays in one bucket."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "3/minute"})
+    for i in range(10):
+        async with client(app, ip=f"2001:db8:aa:bb::{i + 1:x}") as c:
+            await c.post("/login")
+    assert counter.calls == 3
+
+
+async def test_refused_request_body_is_not_read() -> None:
+    """A 429 is sent without consuming the request body."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "1/minute"})
+    reads = 0
+
+    async def receive() -> dict[str, Any]:
+        nonlocal reads
+        reads += 1
+        return {"type": "http.request", "body": b"x" * 1024, "more_body": True}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/login",
+        "headers": [],
+        "client": ("203.0.113.50", 1),
+        "query_string": b"",
+        "root_path": "",
+        "scheme": "http",
+        "server": ("t", 80),
+        "http_version": "1.1",
+        "raw_path": b"/login",
+    }
+    await app(dict(scope), receive, send)
+    reads_before = reads
+    sent.clear()
+    await app(dict(scope), receive, send)
+    assert sent[0]["status"] == 429
+    assert reads == reads_before
+
+
+async def test_streaming_response_on_limited_route_is_intact() -> None:
+    """A streamed body through the limiter arrives whole, with headers."""
+    app = wrap(Counter(), rate_limits={"/stream": "5/minute"})
+    async with client(app) as c:
+        response = await c.post("/stream")
+    assert response.text == "".join(f"{i}," for i in range(50))
+    assert response.headers["ratelimit-limit"] == "5"
+
+
+async def test_concurrent_requests_admit_exactly_the_limit_in_memory() -> None:
+    """200 concurrent requests against a limit of 10 admit exactly 10."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "10/minute"})
+    async with client(app) as c:
+        responses = await asyncio.gather(*(c.post("/login") for _ in range(200)))
+    assert sum(r.status_code == 200 for r in responses) == 10
+    assert counter.calls == 10
+
+
+async def test_limits_off_with_empty_mapping() -> None:
+    """rate_limits={} turns limiting off, even on /login."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={})
+    async with client(app) as c:
+        for _ in range(30):
+            assert (await c.post("/login")).status_code == 200
+
+
+# --- Redis ---------------------------------------------------------------------------------
+
+
+async def test_redis_concurrency_admits_exactly_the_limit(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """200 concurrent requests on Redis against a limit of 10 admit exactly 10."""
+    counter = Counter()
+    app = wrap(
+        counter,
+        rate_limits={"/login": "10/minute"},
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        redis_timeout_s=1.0,
+    )
+    async with client(app) as c:
+        responses = await asyncio.gather(*(c.post("/login") for _ in range(200)))
+    assert sum(r.status_code == 200 for r in responses) == 10
+
+
+async def test_two_instances_share_one_budget(redis_url: str, redis_prefix: str) -> None:
+    """Two app instances on one Redis draw from one budget."""
+    counter = Counter()
+    settings = dict(
+        rate_limits={"/login": "6/minute"},
+        redis_url=redis_url,
+        redis_prefix=redis_prefix,
+        redis_timeout_s=1.0,
+    )
+    first, second = wrap(counter, **settings), wrap(counter, **settings)
+    async with client(first) as a, client(second) as b:
+        results = await asyncio.gather(*(c.post("/login") for c in [a, b] * 10))
+    assert sum(r.status_code == 200 for r in results) == 6
+    assert counter.calls == 6
+
+
+async def test_redis_check_is_one_round_trip(private_redis: Any) -> None:
+    """One limit check with two rates costs exactly one Redis command (the script)."""
+    store = RedisStore(private_redis.url, timeout_s=1.0, cooldown_s=1.0, prefix="t")
+    limiter = RateLimiter({"/login": "5/minute;50/hour"}, store=store)
+    rule = limiter.rule_for("POST", "/login")
+    assert rule is not None
+    await limiter.hit(rule, "warm-up")
+    await store.client.config_resetstat()
+    for _ in range(10):
+        await limiter.hit(rule, "client")
+    stats = await store.client.info("commandstats")
+    assert stats["cmdstat_evalsha"]["calls"] == 10
+    client_commands = {k for k in stats if k not in ("cmdstat_get", "cmdstat_set", "cmdstat_time")}
+    assert client_commands == {"cmdstat_evalsha", "cmdstat_config|resetstat"}
+    await store.aclose()
+
+
+async def test_redis_and_memory_agree(redis_url: str, redis_prefix: str) -> None:
+    """The Redis script and the memory limiter give the same sequence of decisions."""
+    store = RedisStore(redis_url, timeout_s=1.0, cooldown_s=1.0, prefix=redis_prefix)
+    on_redis = RateLimiter({"/login": "4/minute;6/hour"}, store=store)
+    in_memory = RateLimiter({"/login": "4/minute;6/hour"})
+    rule = on_redis.rule_for("POST", "/login")
+    assert rule is not None
+    for _ in range(6):
+        r = await on_redis.hit(rule, "same")
+        m = await in_memory.hit(rule, "same")
+        assert r is not None
+        assert m is not None
+        assert (r.allowed, r.limit, r.remaining) == (m.allowed, m.limit, m.remaining)
+        assert abs(r.reset_s - m.reset_s) <= 1
+        assert abs(r.retry_after_s - m.retry_after_s) <= 1
+    await store.aclose()
+
+
+async def test_redis_killed_fails_open_to_bounded_local_limits(private_redis: Any) -> None:
+    """With Redis dead and fail=open, limits still hold per process and nothing 500s."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={"/login": "3/minute"}, redis_url=private_redis.url)
+    private_redis.kill()
+    async with client(app) as c:
+        statuses = [(await c.post("/login")).status_code for _ in range(10)]
+        other = await c.get("/products")
+    assert statuses == [200] * 3 + [429] * 7
+    assert other.status_code == 200
+
+
+async def test_redis_killed_fails_closed_with_503(private_redis: Any) -> None:
+    """With fail=closed, limited routes answer 503 problem+json while Redis is down."""
+    counter = Counter()
+    app = wrap(
+        counter,
+        rate_limits={"/login": "3/minute"},
+        redis_url=private_redis.url,
+        rate_limit_fail="closed",
+    )
+    private_redis.kill()
+    async with client(app) as c:
+        refused = await c.post("/login")
+        other = await c.get("/products")
+    assert refused.status_code == 503
+    assert refused.headers["content-type"] == "application/problem+json"
+    assert int(refused.headers["retry-after"]) >= 1
+    assert refused.json()["request_id"] == refused.headers["x-request-id"]
+    assert other.status_code == 200
+    assert counter.calls == 1
+
+
+async def test_paused_redis_does_not_hang_requests(private_redis: Any) -> None:
+    """A SIGSTOPped Redis costs one request the command timeout; later ones do not wait."""
+    counter = Counter()
+    app = wrap(
+        counter,
+        rate_limits={"/login": "100/minute"},
+        redis_url=private_redis.url,
+        redis_timeout_s=0.05,
+        redis_cooldown_s=30,
+    )
+    async with client(app) as c:
+        await c.post("/login")
+        private_redis.pause()
+        try:
+            started = time.perf_counter()
+            first = await c.post("/login")
+            first_s = time.perf_counter() - started
+            started = time.perf_counter()
+            rest = [await c.post("/login") for _ in range(20)]
+            rest_s = time.perf_counter() - started
+        finally:
+            private_redis.cont()
+    assert first.status_code == 200
+    assert all(r.status_code == 200 for r in rest)
+    assert first_s < 1.0
+    assert rest_s < 0.5
+
+
+async def test_redis_decisions_resume_after_restart(private_redis: Any) -> None:
+    """After an outage the limiter goes back to Redis once the breaker's cool-down ends."""
+    store = RedisStore(private_redis.url, timeout_s=0.05, cooldown_s=0.2, prefix="t")
+    limiter = RateLimiter({"/login": "100/minute"}, store=store)
+    rule = limiter.rule_for("POST", "/login")
+    assert rule is not None
+    await limiter.hit(rule, "c")
+    private_redis.pause()
+    await limiter.hit(rule, "c")
+    assert not store.available
+    private_redis.cont()
+    await asyncio.sleep(0.25)
+    await limiter.hit(rule, "c")
+    assert store.available
+    keys = await store.client.keys("t:rl:*")
+    assert keys
+    await store.aclose()

@@ -1,0 +1,177 @@
+"""Settings: validation at construction, environment parsing, errors that name the variable."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from launchready_sdk import Settings, SettingsError
+
+
+def test_defaults_are_valid_and_in_memory() -> None:
+    """The embedded defaults build without any environment and use no Redis."""
+    settings = Settings()
+    assert settings.redis_url is None
+    assert settings.latency_budget_ms == 500
+    assert settings.rate_limit_fail == "open"
+    assert settings.log_format == "json"
+
+
+def test_settings_are_frozen() -> None:
+    """A Settings object cannot be changed after it is built."""
+    settings = Settings()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.service_name = "other"  # type: ignore[misc]
+
+
+def test_every_field_has_an_environment_variable() -> None:
+    """Each field is read from LAUNCHREADY_<FIELD>."""
+    env = {
+        "LAUNCHREADY_SERVICE_NAME": "shop",
+        "LAUNCHREADY_REDIS_URL": "redis://127.0.0.1:6379/1",
+        "LAUNCHREADY_REDIS_PREFIX": "lr",
+        "LAUNCHREADY_TRUSTED_PROXIES": "10.0.0.0/8,127.0.0.1",
+        "LAUNCHREADY_TRUST_REQUEST_ID": "true",
+        "LAUNCHREADY_RATE_LIMITS": "/login=5/minute;100/hour;/webhooks/*=300/minute",
+        "LAUNCHREADY_RATE_LIMIT_FAIL": "closed",
+        "LAUNCHREADY_RATE_LIMIT_IPV6_PREFIX": "56",
+        "LAUNCHREADY_CACHE_ROUTES": "/products=30;/products/{id}=60",
+        "LAUNCHREADY_LATENCY_BUDGET_MS": "250",
+        "LAUNCHREADY_OUTBOUND_TIMEOUT_S": "2.5",
+        "LAUNCHREADY_OUTBOUND_DEADLINE_S": "10",
+        "LAUNCHREADY_OUTBOUND_ATTEMPTS": "4",
+        "LAUNCHREADY_LOG_FORMAT": "console",
+        "LAUNCHREADY_LOG_LEVEL": "debug",
+        "LAUNCHREADY_CONFIGURE_LOGGING": "no",
+        "LAUNCHREADY_ACCESS_LOG": "0",
+        "LAUNCHREADY_REDACT_EMAIL": "full",
+        "LAUNCHREADY_REDACT_KEYS": "partner_code;x-shop-key",
+        "LAUNCHREADY_HEALTH_PATH": "/livez",
+        "LAUNCHREADY_READY_PATH": "/ready",
+        "LAUNCHREADY_METRICS_PATH": "/prom",
+        "LAUNCHREADY_READINESS_TIMEOUT_S": "0.5",
+        "LAUNCHREADY_REDIS_TIMEOUT_S": "0.1",
+        "LAUNCHREADY_REDIS_COOLDOWN_S": "3",
+    }
+    names = {f"LAUNCHREADY_{f.name.upper()}" for f in dataclasses.fields(Settings)}
+    assert names == set(env), "the test covers every field"
+    s = Settings.from_env(env)
+    assert s.service_name == "shop"
+    assert s.trusted_proxies == ("10.0.0.0/8", "127.0.0.1")
+    assert s.trust_request_id is True
+    assert dict(s.rate_limits or {}) == {
+        "/login": "5/minute;100/hour",
+        "/webhooks/*": "300/minute",
+    }
+    assert dict(s.cache_routes) == {"/products": 30, "/products/{id}": 60}
+    assert (s.outbound_timeout_s, s.outbound_deadline_s, s.outbound_attempts) == (2.5, 10.0, 4)
+    assert s.log_level == "DEBUG"
+    assert s.configure_logging is False
+    assert s.access_log is False
+    assert s.redact_keys == ("partner_code", "x-shop-key")
+    assert (s.health_path, s.ready_path, s.metrics_path) == ("/livez", "/ready", "/prom")
+
+
+def test_from_env_ignores_unrelated_variables_and_takes_overrides() -> None:
+    """Only LAUNCHREADY_* is read; keyword overrides win over the environment."""
+    s = Settings.from_env({"REDIS_URL": "x", "LAUNCHREADY_SERVICE_NAME": "a"}, service_name="b")
+    assert s.service_name == "b"
+    assert s.redis_url is None
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "shows"),
+    [
+        ("LAUNCHREADY_RATE_LIMITS", "/login=lots", "/login=5/minute"),
+        ("LAUNCHREADY_RATE_LIMITS", "login=5/minute", "/login=5/minute"),
+        ("LAUNCHREADY_RATE_LIMITS", "5/minute", "/login=5/minute"),
+        ("LAUNCHREADY_RATE_LIMITS", "/login=0/minute", "/login=5/minute"),
+        ("LAUNCHREADY_TRUSTED_PROXIES", "10.0.0.0/33", "10.0.0.0/8"),
+        ("LAUNCHREADY_TRUSTED_PROXIES", "proxy.internal", "10.0.0.0/8"),
+        ("LAUNCHREADY_LATENCY_BUDGET_MS", "-5", "500"),
+        ("LAUNCHREADY_LATENCY_BUDGET_MS", "fast", "1.5"),
+        ("LAUNCHREADY_LATENCY_BUDGET_MS", "nan", "500"),
+        ("LAUNCHREADY_RATE_LIMIT_FAIL", "maybe", "open"),
+        ("LAUNCHREADY_LOG_FORMAT", "xml", "json"),
+        ("LAUNCHREADY_LOG_LEVEL", "LOUD", "INFO"),
+        ("LAUNCHREADY_CACHE_ROUTES", "/products=-1", "/products=30"),
+        ("LAUNCHREADY_CACHE_ROUTES", "/products=1.5", "/products=30"),
+        ("LAUNCHREADY_CACHE_ROUTES", "/products/{id=30", "/products=30"),
+        ("LAUNCHREADY_OUTBOUND_ATTEMPTS", "0", "3"),
+        ("LAUNCHREADY_OUTBOUND_ATTEMPTS", "three", "3"),
+        ("LAUNCHREADY_REDIS_URL", "http://127.0.0.1:6379", "redis://127.0.0.1:6379/0"),
+        ("LAUNCHREADY_ACCESS_LOG", "perhaps", "true"),
+        ("LAUNCHREADY_READINESS_TIMEOUT_S", "30", "1"),
+        ("LAUNCHREADY_HEALTH_PATH", "healthz", "/healthz"),
+        ("LAUNCHREADY_RATE_LIMIT_IPV6_PREFIX", "8", "64"),
+        ("LAUNCHREADY_RATE_LIMITS", "G3T /login=5/minute", "/login=5/minute"),
+    ],
+)
+def test_bad_environment_value_names_variable_and_example(
+    variable: str, value: str, shows: str
+) -> None:
+    """A malformed variable raises SettingsError naming it and showing a good value."""
+    with pytest.raises(SettingsError) as info:
+        Settings.from_env({variable: value})
+    message = str(info.value)
+    assert message.startswith(variable + ":")
+    assert shows in message
+    assert info.value.name == variable
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"trusted_proxies": ("not-an-ip",)},
+        {"trusted_proxies": "10.0.0.0/8,999.1.1.1"},
+        {"latency_budget_ms": 0},
+        {"latency_budget_ms": True},
+        {"outbound_timeout_s": 20.0, "outbound_deadline_s": 15.0},
+        {"outbound_attempts": 1.5},
+        {"rate_limits": {"/login": "lots"}},
+        {"rate_limits": ["/login"]},
+        {"rate_limit_fail": "sometimes"},
+        {"cache_routes": {"/products": 0}},
+        {"cache_routes": {"/a*b": 10}},
+        {"log_format": "yaml"},
+        {"redis_url": "localhost:6379"},
+        {"service_name": ""},
+        {"health_path": "/same", "ready_path": "/same"},
+        {"redis_timeout_s": -1},
+    ],
+)
+def test_bad_value_is_rejected_at_construction(kwargs: dict[str, object]) -> None:
+    """Invalid values fail when Settings is built, never at the first request."""
+    with pytest.raises(SettingsError) as info:
+        Settings(**kwargs)  # type: ignore[arg-type]
+    assert info.value.name in {*kwargs, "health_path"}
+
+
+def test_redis_url_error_does_not_echo_credentials() -> None:
+    """A malformed Redis URL's error message does not repeat its password."""
+    with pytest.raises(SettingsError) as info:
+        Settings(redis_url="http://user:s3cretpw@redis.internal:6379")
+    assert "s3cretpw" not in str(info.value)
+
+
+def test_trusted_proxies_accepts_a_comma_string() -> None:
+    """A comma-separated string of proxies is accepted like a tuple."""
+    assert Settings(trusted_proxies="10.0.0.0/8, ::1").trusted_proxies == ("10.0.0.0/8", "::1")  # type: ignore[arg-type]
+
+
+def test_mappings_are_read_only() -> None:
+    """rate_limits and cache_routes cannot be mutated through the settings."""
+    s = Settings(rate_limits={"/login": "5/minute"}, cache_routes={"/products": 30})
+    with pytest.raises(TypeError):
+        s.cache_routes["/x"] = 1  # type: ignore[index]
+
+
+def test_empty_rate_limits_turns_limiting_off_and_default_is_none() -> None:
+    """`{}` and the environment's empty value are distinct from the default None."""
+    assert Settings().rate_limits is None
+    off = Settings(rate_limits={}).rate_limits
+    assert off is not None
+    assert dict(off) == {}
+    assert Settings.from_env({"LAUNCHREADY_RATE_LIMITS": ""}).rate_limits == {}
+    assert Settings.from_env({"LAUNCHREADY_RATE_LIMITS": "default"}).rate_limits is None
