@@ -27,6 +27,7 @@ import structlog
 from launchready_sdk.redact import DEFAULT_REDACTOR, redact
 
 ROUNDS = 15
+UNIQUE_EVENTS = 200_003  # more than one run emits, so no request ID or path repeats
 TARGET_RATIO = 1.30
 COMMAND = "python benchmarks/bench_redact.py"
 
@@ -56,14 +57,14 @@ def make_logger(redacting: bool) -> Any:
 
 
 def access_event(log: Any, rng: random.Random) -> Callable[[], None]:
-    """One access-log call per invocation, with a fresh request ID and path like production."""
-    ids = [f"{rng.getrandbits(128):032x}" for _ in range(1024)]
+    """One access-log call per invocation; every call has its own request ID and path."""
+    ids = [f"{rng.getrandbits(128):032x}" for _ in range(UNIQUE_EVENTS)]
     request_ids = [f"{i[:8]}-{i[8:12]}-{i[12:16]}-{i[16:20]}-{i[20:]}" for i in ids]
-    paths = [f"/users/{rng.randrange(10**6)}/orders" for _ in range(1024)]
+    paths = [f"/users/{rng.randrange(10**9)}/orders" for _ in range(UNIQUE_EVENTS)]
     counter = iter(range(10**12))
 
     def emit() -> None:
-        n = next(counter) & 1023
+        n = next(counter) % UNIQUE_EVENTS
         log.info(
             "request.finished",
             method="GET",
@@ -111,7 +112,9 @@ def main() -> None:
     rng = random.Random(7)
     plain, redacting = access_event(make_logger(False), rng), access_event(make_logger(True), rng)
     clean_line = free_text_line(rng, None)
-    token = "gh" + "p_" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(36))
+    token = (
+        "gh" + "p_" + "".join(rng.choice("abcdefghijklmnopqrstuvwxyz0123456789") for _ in range(36))
+    )
     secret_line = free_text_line(rng, token)
     assert token not in str(redact(secret_line)), "the benchmark secret was not redacted"
 

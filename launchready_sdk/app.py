@@ -19,7 +19,13 @@ from typing import Any, TextIO
 
 from launchready_sdk.context import RequestContextMiddleware
 from launchready_sdk.health import HealthMiddleware, Readiness
-from launchready_sdk.logs import AccessLogger, adopt_foreign_loggers, configure_logging
+from launchready_sdk.logs import (
+    AccessLogger,
+    JsonLineWriter,
+    adopt_foreign_loggers,
+    build_redactor,
+    configure_logging,
+)
 from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.ratelimit import (
     DEFAULT_RATE_LIMITS,
@@ -42,8 +48,12 @@ class LaunchReady:
 
     def __init__(self, settings: Settings | None = None, *, log_stream: TextIO | None = None):
         self.settings = settings if settings is not None else Settings.from_env()
+        self.redactor = build_redactor(self.settings)
+        self._line_writer: JsonLineWriter | None = None
         if self.settings.configure_logging:
-            configure_logging(self.settings, stream=log_stream)
+            self._line_writer = configure_logging(
+                self.settings, stream=log_stream, redactor=self.redactor
+            )
         self.proxy = ProxyResolver(self.settings.trusted_proxies)
         self.readiness = Readiness(timeout_s=self.settings.readiness_timeout_s)
         self.redis: RedisStore | None = None
@@ -60,6 +70,7 @@ class LaunchReady:
         )
         self.limiter = RateLimiter(
             rules,
+            account_rules=self.settings.rate_limit_accounts,
             store=self.redis,
             fail=self.settings.rate_limit_fail,
             ipv6_prefix=self.settings.rate_limit_ipv6_prefix,
@@ -75,7 +86,7 @@ class LaunchReady:
         s = self.settings
         self.app = app
         stack: ASGIApp = app
-        if self.limiter.table:
+        if self.limiter.table or self.limiter.accounts:
             stack = RateLimitMiddleware(stack, limiter=self.limiter, client_ip=self.proxy.client_ip)
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
@@ -83,6 +94,8 @@ class LaunchReady:
         access = AccessLogger(
             quiet_paths=_with_slash(s.health_path, s.ready_path, s.metrics_path),
             enabled=s.access_log,
+            writer=self._line_writer,
+            redactor=self.redactor,
         )
         stack = RequestContextMiddleware(
             stack,

@@ -42,14 +42,23 @@ class RequestContext:
         "fields",
         "method",
         "path",
+        "query",
         "request_id",
         "route",
     )
 
-    def __init__(self, request_id: str, method: str, path: str, client_ip: str | None) -> None:
+    def __init__(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        client_ip: str | None,
+        query: bytes = b"",
+    ) -> None:
         self.request_id = request_id
         self.method = method
         self.path = path
+        self.query = query
         self.client_ip = client_ip
         self.route: str | None = None
         self.client_request_id: str | None = None
@@ -169,7 +178,13 @@ class RequestContextMiddleware:
         ):
             request_id = incoming.decode("ascii")
         method = scope.get("method", "GET")
-        ctx = RequestContext(request_id or new_request_id(), method, scope["path"], client_ip)
+        ctx = RequestContext(
+            request_id or new_request_id(),
+            method,
+            scope["path"],
+            client_ip,
+            scope.get("query_string", b""),
+        )
         if incoming is not None and request_id is None:
             ctx.client_request_id = sanitize_client_id(incoming)
         scope[SCOPE_REQUEST_ID] = ctx.request_id
@@ -190,10 +205,13 @@ class RequestContextMiddleware:
             nonlocal status, sent, complete
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [
-                    *(h for h in message.get("headers", ()) if h[0].lower() != REQUEST_ID_HEADER),
-                    header,
-                ]
+                headers = list(message.get("headers", ()))
+                for name, _ in headers:
+                    if name.lower() == REQUEST_ID_HEADER:
+                        headers = [h for h in headers if h[0].lower() != REQUEST_ID_HEADER]
+                        break
+                headers.append(header)
+                message["headers"] = headers
             else:
                 sent += len(message.get("body", b""))
                 complete = not message.get("more_body", False)

@@ -13,10 +13,13 @@ after the response; health and metrics endpoints are logged at debug level only.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import datetime
 import json
 import logging
 import sys
-from collections.abc import Collection, MutableMapping
+from collections.abc import Collection, Mapping
 from typing import IO, Any, TextIO
 
 import orjson
@@ -24,7 +27,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from launchready_sdk.context import RequestContext, current
-from launchready_sdk.redact import Redactor
+from launchready_sdk.redact import DEFAULT_REDACTOR, Redactor
 from launchready_sdk.settings import Settings
 
 ACCESS_LOGGER = "launchready.access"
@@ -43,6 +46,9 @@ FOREIGN_LOGGERS = (
     "django.db.backends",
 )
 _HANDLER_NAME = "launchready"
+_SAFE_FIELDS = frozenset(
+    ("method", "route", "path", "status", "duration_ms", "bytes", "client_ip", "request_id")
+)
 
 
 def add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -89,8 +95,11 @@ def build_redactor(settings: Settings) -> Redactor:
 
 def configure_logging(
     settings: Settings, *, stream: TextIO | None = None, redactor: Redactor | None = None
-) -> None:
-    """Route structlog and stdlib logging through the SDK's processors to `stream` (stdout)."""
+) -> JsonLineWriter | None:
+    """Route structlog and stdlib logging through the SDK's processors to `stream` (stdout).
+
+    Returns the writer the access log uses for its per-request line (None for console output).
+    """
     out = stream if stream is not None else sys.stdout
     redactor = redactor or build_redactor(settings)
     level = logging.getLevelName(settings.log_level)
@@ -120,6 +129,9 @@ def configure_logging(
     root.handlers = [h for h in root.handlers if not _writes_to_console(h) or h is handler]
     root.setLevel(level)
     adopt_foreign_loggers(access_log=settings.access_log)
+    if settings.log_format != "json":
+        return None
+    return JsonLineWriter(out, level)
 
 
 def _writes_to_console(handler: logging.Handler) -> bool:
@@ -170,14 +182,84 @@ def get_logger(name: str | None = None, **initial_values: Any) -> NamedLogger:
     return NamedLogger({"logger": name, **initial_values})
 
 
+class JsonLineWriter:
+    """The access line's fast path: one JSON line with the pipeline's fields and timestamp format.
+
+    The access line is written on every request, so it skips structlog's per-call machinery:
+    its free-text fields are redacted by the caller, the line is rendered straight to bytes,
+    and inside an event loop the flush is deferred to the end of the loop iteration, so a
+    burst of concurrent requests costs one write system call. Lines below `level` are dropped.
+    """
+
+    def __init__(self, stream: TextIO, level: int) -> None:
+        self.stream = stream
+        self.level = level
+        self._raw: Any = getattr(stream, "buffer", None)
+        self._flush_pending = False
+
+    def write(self, level: int, logger: str, event: str, fields: Mapping[str, Any]) -> None:
+        if level < self.level:
+            return
+        ctx = current()
+        line: dict[str, Any] = {
+            "timestamp": datetime.datetime.now(datetime.UTC),
+            "level": _LEVEL_NAMES[level],
+            "logger": logger,
+            "event": event,
+            "request_id": ctx.request_id if ctx is not None else None,
+        }
+        if _structlog_vars:  # only when something was ever bound with structlog.contextvars
+            line.update(structlog.contextvars.get_contextvars())
+        line.update(fields)
+        try:
+            data = orjson.dumps(line, default=repr, option=_ORJSON_OPTIONS)
+        except TypeError:
+            data = _render_json(line).encode()
+        if self._raw is None:
+            self.stream.write(data.decode() + "\n")
+            self.stream.flush()
+            return
+        self._raw.write(data + b"\n")
+        self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_pending:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._raw.flush()
+            return
+        self._flush_pending = True
+        loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        with contextlib.suppress(OSError, ValueError):
+            self._raw.flush()
+
+
+_structlog_vars: dict[str, Any] = getattr(structlog.contextvars, "_CONTEXT_VARS", {"?": None})
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+_LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.ERROR: "error"}
+
+
 class AccessLogger:
     """Writes the per-request access line and the line for an exception that escaped the app."""
 
-    def __init__(self, *, quiet_paths: Collection[str] = (), enabled: bool = True) -> None:
+    def __init__(
+        self,
+        *,
+        quiet_paths: Collection[str] = (),
+        enabled: bool = True,
+        writer: JsonLineWriter | None = None,
+        redactor: Redactor | None = None,
+    ) -> None:
         self.quiet_paths = frozenset(quiet_paths)
         self.enabled = enabled
-        # Resolved now, once logging is configured: the access line is on every request's path.
-        self._log = structlog.get_logger().bind(logger=ACCESS_LOGGER)
+        self._writer = writer
+        self._redact = redactor or DEFAULT_REDACTOR
+        self._log = get_logger(ACCESS_LOGGER)
         self._errors = get_logger(ERROR_LOGGER)
 
     def __call__(self, ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
@@ -189,10 +271,13 @@ class AccessLogger:
             logging.getLogger(ERROR_LOGGER).debug("access log line dropped", exc_info=True)
 
     def _write(self, ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
-        fields: MutableMapping[str, Any] = {
+        path = ctx.path
+        if ctx.query:
+            path = f"{path}?{ctx.query.decode('latin-1')}"
+        fields: dict[str, Any] = {
             "method": ctx.method,
             "route": ctx.route,
-            "path": ctx.path,
+            "path": path,
             "status": status,
             "duration_ms": round(duration_s * 1000.0, 3),
             "bytes": sent,
@@ -203,11 +288,18 @@ class AccessLogger:
         if ctx.fields:
             fields.update(ctx.fields)
         if ctx.path in self.quiet_paths:
-            self._log.debug("request", **fields)
-        elif status >= 500:
-            self._log.error("request", **fields)
+            level = logging.DEBUG
         else:
-            self._log.info("request", **fields)
+            level = logging.ERROR if status >= 500 else logging.INFO
+        if self._writer is None:
+            self._log.log(level, "request", **fields)
+            return
+        # Method, route, status, sizes, address and request ID are safe by construction; the
+        # path, the client's rejected ID and fields the app bound may carry secrets.
+        fields["path"] = self._redact(path)
+        if ctx.client_request_id is not None or ctx.fields:
+            fields.update(self._redact({k: fields[k] for k in fields if k not in _SAFE_FIELDS}))
+        self._writer.write(level, ACCESS_LOGGER, "request", fields)
 
     def error(self, ctx: RequestContext, exc: BaseException) -> None:
         """Log an exception that escaped the app, as a structured, redacted traceback."""

@@ -28,9 +28,12 @@ import hashlib
 import ipaddress
 import math
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import orjson
 
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
@@ -68,6 +71,8 @@ DEFAULT_RATE_LIMITS: Mapping[str, str] = {
     "/api/webhooks/*": "600/minute",
 }
 SAFE_METHODS = frozenset({"HEAD", "OPTIONS"})
+ACCOUNT_FIELDS = ("username", "email", "login", "user", "account")
+BODY_MAX_BYTES = 64 * 1024
 DEFAULT_IPV6_PREFIX = 64
 MEMORY_MAX_KEYS = 100_000
 _NO_ADDRESS = "no-address"
@@ -250,22 +255,22 @@ class RateLimiter:
         store: the Redis store, or None for memory only.
         fail: "open" (fall back to the in-process limiter) or "closed" (refuse with 503).
         ipv6_prefix: IPv6 clients in one /prefix network share a bucket.
+        account_rules: pattern to rate, keyed by the account a request names (the
+            `username`, `email` or `login` field of its JSON or form body) instead of the client.
     """
 
     def __init__(
         self,
         rules: Mapping[str, str],
         *,
+        account_rules: Mapping[str, str] | None = None,
         store: RedisStore | None = None,
         fail: Literal["open", "closed"] = "open",
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         memory_max_keys: int = MEMORY_MAX_KEYS,
     ) -> None:
-        parsed: dict[str, tuple[frozenset[str] | None, Rule]] = {}
-        for spec, text in rules.items():
-            methods, pattern = split_methods(spec)
-            parsed[pattern] = (methods, parse_rule(pattern, text))
-        self.table: PatternTable[tuple[frozenset[str] | None, Rule]] = PatternTable(parsed)
+        self.table = _rule_table(rules)
+        self.accounts = _rule_table(account_rules or {})
         self.memory = MemoryLimiter(memory_max_keys)
         self.redis = RedisLimiter(store) if store is not None else None
         self.fail = fail
@@ -273,16 +278,12 @@ class RateLimiter:
         self.refused = 0
 
     def rule_for(self, method: str, path: str) -> Rule | None:
-        """The rule covering this request, or None."""
-        if method in SAFE_METHODS or not self.table:
-            return None
-        found = self.table.match(path)
-        if found is None:
-            return None
-        methods, rule = found[1]
-        if methods is not None and method not in methods:
-            return None
-        return rule
+        """The per-client rule covering this request, or None."""
+        return _lookup(self.table, method, path)
+
+    def account_rule_for(self, method: str, path: str) -> Rule | None:
+        """The per-account rule covering this request, or None."""
+        return _lookup(self.accounts, method, path)
 
     async def hit(self, rule: Rule, identity: str, kind: str = "ip") -> Decision | None:
         """Spend one request of `identity`'s budget; None means "refuse: store unavailable"."""
@@ -294,6 +295,29 @@ class RateLimiter:
                 if self.fail == "closed":
                     return None
         return self.memory.hit(key, rule)
+
+
+RuleTable = PatternTable[tuple[frozenset[str] | None, Rule]]
+
+
+def _rule_table(rules: Mapping[str, str]) -> RuleTable:
+    parsed: dict[str, tuple[frozenset[str] | None, Rule]] = {}
+    for spec, text in rules.items():
+        methods, pattern = split_methods(spec)
+        parsed[pattern] = (methods, parse_rule(pattern, text))
+    return PatternTable(parsed)
+
+
+def _lookup(table: RuleTable, method: str, path: str) -> Rule | None:
+    if method in SAFE_METHODS or not table:
+        return None
+    found = table.match(path)
+    if found is None:
+        return None
+    methods, rule = found[1]
+    if methods is not None and method not in methods:
+        return None
+    return rule
 
 
 def split_methods(spec: str) -> tuple[frozenset[str] | None, str]:
@@ -327,6 +351,8 @@ class RateLimitMiddleware:
         limiter: the rules, backends and failure policy.
         client_ip: resolves the client address (trusted-proxy aware).
         retry_after_closed_s: `Retry-After` of the 503 sent while failing closed.
+        body_max_bytes: the largest body read to find the account of a per-account rule (413
+            above it).
     """
 
     def __init__(
@@ -336,8 +362,10 @@ class RateLimitMiddleware:
         limiter: RateLimiter,
         client_ip: Any = None,
         retry_after_closed_s: int = 5,
+        body_max_bytes: int = BODY_MAX_BYTES,
     ) -> None:
         self.app = app
+        self.body_max_bytes = body_max_bytes
         self.limiter = limiter
         self._client_ip = client_ip or (lambda scope: (scope.get("client") or (None,))[0])
         self._closed_headers: Headers = [(b"retry-after", str(retry_after_closed_s).encode())]
@@ -347,13 +375,43 @@ class RateLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        rule = self.limiter.rule_for(scope["method"], scope["path"])
-        if rule is None:
+        method, path = scope["method"], scope["path"]
+        rule = self.limiter.rule_for(method, path)
+        account_rule = self.limiter.account_rule_for(method, path)
+        if rule is None and account_rule is None:
             await self.app(scope, receive, send)
             return
-        identity = self._identity(scope)
-        decision = await self.limiter.hit(rule, identity)
         request_id = scope.get("launchready.request_id")
+        decisions: list[Decision] = []
+        if rule is not None:
+            decision = await self.limiter.hit(rule, self._identity(scope))
+            if decision is None or not decision.allowed:
+                await self._refuse(decision, send, request_id)
+                return
+            decisions.append(decision)
+        if account_rule is not None:
+            body = await read_body(scope, receive, self.body_max_bytes)
+            if body is None:
+                await send_problem(
+                    send, 413, "The request body is too large.", request_id=request_id
+                )
+                return
+            receive = _replay(body, receive)
+            account = account_of(scope, body)
+            if account is not None:
+                decision = await self.limiter.hit(account_rule, account, "account")
+                if decision is None or not decision.allowed:
+                    await self._refuse(decision, send, request_id)
+                    return
+                decisions.append(decision)
+        if not decisions:
+            await self.app(scope, receive, send)
+            return
+        tightest = min(decisions, key=lambda d: d.remaining)
+        await self.app(scope, receive, _adding_headers(send, rate_limit_headers(tightest)))
+
+    async def _refuse(self, decision: Decision | None, send: Send, request_id: str | None) -> None:
+        """Send the 429 of a refusal, or the 503 of a limiter failing closed (None)."""
         if decision is None:
             await send_problem(
                 send,
@@ -363,18 +421,14 @@ class RateLimitMiddleware:
                 headers=self._closed_headers,
             )
             return
-        headers = rate_limit_headers(decision)
-        if not decision.allowed:
-            self.limiter.refused += 1
-            await send_problem(
-                send,
-                429,
-                f"Too many requests; retry in {decision.retry_after_s} s.",
-                request_id=request_id,
-                headers=headers,
-            )
-            return
-        await self.app(scope, receive, _adding_headers(send, headers))
+        self.limiter.refused += 1
+        await send_problem(
+            send,
+            429,
+            f"Too many requests; retry in {decision.retry_after_s} s.",
+            request_id=request_id,
+            headers=rate_limit_headers(decision),
+        )
 
     def _identity(self, scope: Scope) -> str:
         key = client_key(self._client_ip(scope), self.limiter.ipv6_prefix)
@@ -382,6 +436,67 @@ class RateLimitMiddleware:
             self._warned_no_address = True
             _log.warning("ratelimit.no_client_address", detail="such requests share one bucket")
         return key
+
+
+async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes | None:
+    """The whole request body, or None when it is (or says it is) larger than `max_bytes`."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit() or int(value) > max_bytes:
+                return None
+            break
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > max_bytes:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app the body already read, then defers to the server."""
+    pending = True
+
+    async def replay() -> Message:
+        nonlocal pending
+        if pending:
+            pending = False
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
+def account_of(scope: Scope, body: bytes) -> str | None:
+    """The account a login names: `username`, `email` or `login` in a JSON or form body."""
+    content_type = b""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            content_type = value.split(b";", 1)[0].strip().lower()
+            break
+    fields: Mapping[str, Any] = {}
+    try:
+        if content_type == b"application/json" or content_type.endswith(b"+json"):
+            parsed = orjson.loads(body)
+            fields = parsed if isinstance(parsed, dict) else {}
+        elif content_type == b"application/x-www-form-urlencoded":
+            text = body.decode("utf-8", "replace")
+            fields = {k: v for k, v in urllib.parse.parse_qsl(text, max_num_fields=200)}
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    for field in ACCOUNT_FIELDS:
+        value = fields.get(field)
+        if isinstance(value, str) and value.strip():
+            return value.strip().casefold()[:512]
+    return None
 
 
 def _adding_headers(send: Send, headers: Headers) -> Send:

@@ -66,7 +66,6 @@ import enum
 import functools
 import importlib
 import ipaddress
-import itertools
 import pathlib
 import re
 import unicodedata
@@ -360,8 +359,8 @@ _JWT_RE: Final = re.compile(
     r"eyJ[A-Za-z0-9_\-]{8,8192}\.[A-Za-z0-9_\-]{8,65536}\.[A-Za-z0-9_\-]{0,8192}", re.ASCII
 )
 _USERINFO_RE: Final = re.compile(r"://([^\s/?#@:]{0,256}):([^\s/?#]{1,1024})@")
-_BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)(\s{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
-_BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)(\s{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
+_BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)([ \t]{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
+_BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
 _KV_KEY_RE: Final = re.compile(
     r"""([A-Za-z_%][A-Za-z0-9_.%\-]{0,63}|"[^"\\\n]{1,64}\\?"|'[^'\\\n]{1,64}')"""
     r"""(\\?"?\s{0,3}(?:=|%3[Dd]|:)\s{0,3}(?:(?:[Bb]earer|[Bb]asic|[Tt]oken|[Dd]igest)\s{1,3})?)"""
@@ -458,8 +457,11 @@ def _digit_count(text: str) -> int:
 
 def _may_hold_card(text: str) -> bool:
     """Whether `text` has 13 digits in a row or a group of four followed by another group."""
-    raw = text.encode("utf-8", "surrogatepass").translate(_CARD_SHAPE)
-    shape = raw.decode("latin-1")
+    return _may_hold_card_bytes(text.encode("utf-8", "surrogatepass"))
+
+
+def _may_hold_card_bytes(raw: bytes) -> bool:
+    shape = raw.translate(_CARD_SHAPE).decode("latin-1")
     return "0000000000000" in shape or "0000 0000" in shape or "0000-0000" in shape
 
 
@@ -488,6 +490,43 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
+def _blob_needs_scan(blob: bytes) -> bool:
+    """`_needs_scan` for a JSON array of values: whether a rule could match one of them.
+
+    JSON escaping keeps every hint intact (`"` becomes `\"`, which still ends with `"`), and
+    the `","` between values cannot complete a hint. Containers show up as `[` or `":`.
+    """
+    text = blob.decode()
+    if "=" in text or "@" in text or "%" in text or "$2" in text or text.find("[", 1) > 0:
+        return True
+    if ": " in text or '":' in text or "':" in text or '"{' in text:
+        return True
+    if "_" in text and (
+        "_live_" in text
+        or "_test_" in text
+        or "_prod_" in text
+        or "whsec_" in text
+        or "_secret_" in text
+        or "gh" in text
+        or "npm_" in text
+    ):
+        return True
+    if "-" in text and (
+        "-----" in text
+        or "glpat-" in text
+        or "xox" in text
+        or "xapp-" in text
+        or "sk-" in text
+        or "pypi-" in text
+    ):
+        return True
+    if "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text or "eyJ" in text:
+        return True
+    if "IA" in text or "ACCA" in text or "AIza" in text or "SG." in text or "SK" in text:
+        return True
+    return "hooks.slack.com" in text or _may_hold_card_bytes(blob)
+
+
 def _needs_scan(text: str) -> bool:
     """False only when no value rule can match `text`; substring tests only, no regex.
 
@@ -510,13 +549,16 @@ def _needs_scan(text: str) -> bool:
             return True
         if "sk-" in text or "pypi-" in text:
             return True
-    if "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text:
+    if (" " in text or "\t" in text) and (
+        "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text
+    ):
         return True
-    if "A" in text and ("IA" in text or "ACCA" in text or "AIza" in text):
-        return True
-    if "SG." in text or "SK" in text or "eyJ" in text or "hooks.slack.com" in text:
-        return True
-    return _digit_count(text) >= 13
+    if not text.islower():  # the remaining hints all hold a capital letter
+        if "A" in text and ("IA" in text or "ACCA" in text or "AIza" in text):
+            return True
+        if "SG." in text or "SK" in text or "eyJ" in text:
+            return True
+    return "hooks.slack.com" in text or _digit_count(text) >= 13
 
 
 def _splice(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -647,39 +689,25 @@ class Redactor:
     ) -> MutableMapping[str, Any]:
         """structlog processor: a redacted copy of `event_dict`; the original is not modified."""
         try:
-            if self._safe_keys.issuperset(event_dict):
-                copy = self._plain_copy(event_dict)
-                if copy is not None:
-                    return copy
+            if self._safe_keys.issuperset(event_dict) and self._is_plain_event(event_dict):
+                return dict(event_dict)
             return self._mapping(event_dict, 0, {id(event_dict)})
         except Exception:
             return dict.fromkeys(list(event_dict), ERROR_MARKER)
 
-    def _plain_copy(self, event_dict: Mapping[str, Any]) -> dict[str, Any] | None:
-        """A plain copy when every value is known clean, a number or a plain string, else None.
+    def _is_plain_event(self, event_dict: Mapping[str, Any]) -> bool:
+        """Whether no rule can change any value of an event whose keys are all known safe.
 
-        The keys are already known not to be sensitive; values seen before are skipped by a
-        C-level lookup, so an access-log event costs a few dictionary operations.
+        The values are serialised once, in C, and the blob is tested like one string: nested
+        containers, sets, bytes and unknown objects all send the event down the full walk.
         """
+        if self._extra or "value" in event_dict:
+            return False
         try:
-            unknown = list(itertools.filterfalse(self._clean.__contains__, event_dict.values()))
-        except TypeError:  # an unhashable value: a container
-            return None
-        for value in unknown:
-            kind = type(value)
-            if kind is str:
-                if self._extra or len(value) > self._max_string or _needs_scan(value):
-                    return None
-                self._remember(value)
-            elif kind is int:
-                if not -_CARD_MIN < value < _CARD_MIN:
-                    return None
-                self._remember(value)
-            elif not (kind is float or kind is bool or value is None):
-                return None
-        if "value" in event_dict and ("name" in event_dict or "key" in event_dict):
-            return None
-        return dict(event_dict)
+            blob = orjson.dumps(list(event_dict.values()))
+        except TypeError:
+            return False
+        return len(blob) <= self._max_string and not _blob_needs_scan(blob)
 
     # -- keys -------------------------------------------------------------------------------
 

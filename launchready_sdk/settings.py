@@ -53,6 +53,7 @@ class Settings:
     rate_limits: Mapping[str, str] | None = None
     rate_limit_fail: FailPolicy = "open"
     rate_limit_ipv6_prefix: int = DEFAULT_IPV6_PREFIX
+    rate_limit_accounts: Mapping[str, str] = dataclasses.field(default_factory=dict)
     cache_routes: Mapping[str, int] = dataclasses.field(default_factory=dict)
     latency_budget_ms: float = DEFAULT_LATENCY_BUDGET_MS
     outbound_timeout_s: float = DEFAULT_OUTBOUND_TIMEOUT_S
@@ -192,6 +193,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "access_log": _parse_bool,
     "rate_limits": _parse_rate_limits,
     "cache_routes": _parse_cache_routes,
+    "rate_limit_accounts": _parse_rate_limits,
     "latency_budget_ms": _parse_number,
     "outbound_timeout_s": _parse_number,
     "outbound_deadline_s": _parse_number,
@@ -292,6 +294,10 @@ def _check_rate_limits(name: str, value: object) -> Mapping[str, str] | None:
     return _frozen_map(value)
 
 
+def _check_account_limits(name: str, value: object) -> Mapping[str, str]:
+    return _check_rate_limits(name, {} if value is None else value) or _frozen_map({})
+
+
 def _strip_methods(name: str, spec: object, example: str) -> object:
     """`"GET,POST /search"` -> `"/search"`: a rule may name the methods it covers."""
     if not isinstance(spec, str):
@@ -385,6 +391,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "rate_limits": _check_rate_limits,
     "rate_limit_fail": _choice("open", "closed"),
     "rate_limit_ipv6_prefix": _check_ipv6_prefix,
+    "rate_limit_accounts": _check_account_limits,
     "cache_routes": _check_cache_routes,
     "latency_budget_ms": _positive("500"),
     "outbound_timeout_s": _positive("5"),

@@ -506,3 +506,69 @@ async def test_redis_decisions_resume_after_restart(private_redis: Any) -> None:
     keys = await store.client.keys("t:rl:*")
     assert keys
     await store.aclose()
+
+
+# --- per-account limits --------------------------------------------------------------------
+
+
+async def test_account_limit_throttles_credential_stuffing_across_ips() -> None:
+    """One account attacked from a hundred addresses is refused after its budget."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={}, rate_limit_accounts={"/login": "5/hour"})
+    statuses = []
+    for i in range(100):
+        async with client(app, ip=f"198.51.100.{i}") as c:
+            r = await c.post("/login", json={"username": "Alice@Example.com", "password": "x"})
+            statuses.append(r.status_code)
+    assert statuses.count(200) == 5
+    assert counter.calls == 5
+
+
+async def test_account_limit_reads_forms_and_hands_the_body_on() -> None:
+    """A form login is keyed by its email and the app still receives the body intact."""
+    seen: list[bytes] = []
+
+    async def login(request: Request) -> Response:
+        seen.append(await request.body())
+        return JSONResponse({"ok": True})
+
+    lr = LaunchReady(
+        Settings(configure_logging=False, rate_limits={}, rate_limit_accounts={"/login": "2/hour"})
+    )
+    app = lr.wrap(Starlette(routes=[Route("/login", login, methods=["POST"])]))
+    async with client(app) as c:
+        body = "email=bob%40example.com&password=hunter2"
+        headers = {"content-type": "application/x-www-form-urlencoded"}
+        codes = [
+            (await c.post("/login", content=body, headers=headers)).status_code for _ in range(3)
+        ]
+        other = await c.post("/login", content="email=carol%40example.com", headers=headers)
+    assert codes == [200, 200, 429]
+    assert other.status_code == 200
+    assert seen[0] == body.encode()
+
+
+async def test_account_limit_oversize_body_is_413() -> None:
+    """A body above the cap on a per-account route gets 413 problem+json."""
+    counter = Counter()
+    app = wrap(counter, rate_limits={}, rate_limit_accounts={"/login": "5/hour"})
+    async with client(app) as c:
+        response = await c.post(
+            "/login", content=b"x" * (128 * 1024), headers={"content-type": "application/json"}
+        )
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
+    assert counter.calls == 0
+
+
+async def test_account_limit_without_account_falls_back_to_ip_rule() -> None:
+    """Malformed or account-less bodies are not refused by the account rule."""
+    counter = Counter()
+    app = wrap(
+        counter, rate_limits={"/login": "100/minute"}, rate_limit_accounts={"/login": "1/hour"}
+    )
+    async with client(app) as c:
+        for body in [b"{not json", b"[]", b'{"username": ""}', b'{"username": 5}']:
+            r = await c.post("/login", content=body, headers={"content-type": "application/json"})
+            assert r.status_code == 200
+    assert counter.calls == 4
