@@ -155,7 +155,7 @@ def report(suite: str, method: str, path: str, results: dict[str, Any]) -> str:
     lines = [
         f"#### {suite}: {method} {path}",
         "",
-        "| configuration | req/s median (min–max) | % of bare req/s | server CPU µs/req | "
+        "| configuration | req/s median (min-max) | % of bare req/s | server CPU µs/req | "
         "Δ CPU µs/req vs bare | p99 ms | in-process µs/req | Δ in-process µs |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -164,7 +164,7 @@ def report(suite: str, method: str, path: str, results: dict[str, Any]) -> str:
         cpu = statistics.median(r["cpu_us"])
         ip = statistics.median(r["inproc"])
         lines.append(
-            f"| {config} | {rps:.0f} ({min(r['rps']):.0f}–{max(r['rps']):.0f}) n={len(r['rps'])} "
+            f"| {config} | {rps:.0f} ({min(r['rps']):.0f}-{max(r['rps']):.0f}) n={len(r['rps'])} "
             f"| {rps / b_rps * 100:.0f} % | {cpu:.0f} | {cpu - b_cpu:+.0f} "
             f"| {statistics.median(r['p99_ms']):.1f} | {ip:.0f} | {ip - b_in:+.0f} |"
         )

@@ -298,7 +298,10 @@ class AccessLogger:
         # path, the client's rejected ID and fields the app bound may carry secrets.
         fields["path"] = self._redact(path)
         if ctx.client_request_id is not None or ctx.fields:
-            fields.update(self._redact({k: fields[k] for k in fields if k not in _SAFE_FIELDS}))
+            risky = {k: v for k, v in fields.items() if k not in _SAFE_FIELDS}
+            redacted = self._redact(risky)
+            if isinstance(redacted, dict):
+                fields.update(redacted)
         self._writer.write(level, ACCESS_LOGGER, "request", fields)
 
     def error(self, ctx: RequestContext, exc: BaseException) -> None:
