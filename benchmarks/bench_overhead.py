@@ -134,7 +134,7 @@ async def main():
         for _ in range(500):
             await app(dict(scope), receive, send)
         blocks.append((time.perf_counter() - start) / 500 * 1e6)
-    print(statistics.median(blocks))
+    print(statistics.median(blocks), file=sys.stderr)
 asyncio.run(main())
 """
 
@@ -143,8 +143,10 @@ def inproc(config: str, method: str, path: str, blocks: int) -> float:
     code = INPROC.format(root=str(ROOT), config=config, method=method, path=path, blocks=blocks)
     command = ["taskset", "-c", "0", sys.executable, "-c", code]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run(command, capture_output=True, text=True, env=env, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
+    out = subprocess.run(
+        command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, check=True
+    )
+    return float(out.stderr.strip().splitlines()[-1])
 
 
 def report(suite: str, method: str, path: str, results: dict[str, Any]) -> str:

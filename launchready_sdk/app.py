@@ -3,11 +3,13 @@
 `LaunchReady(settings).wrap(app)` composes the enabled middlewares in one fixed order,
 outermost first:
 
-1. lifespan hooks      start-up re-adopts server loggers; shutdown drains readiness, closes Redis
-2. request context     X-Request-ID, client address, access log, last-resort 500 problem+json
-3. health              /healthz and /readyz, answered before anything below can refuse them
-4. rate limits         429 before the app runs or the body is read (only on ruled routes)
-5. the app
+1. request context     X-Request-ID, client address, access log, last-resort 500 problem+json;
+                       its lifespan hooks re-adopt server loggers at start-up and close Redis
+                       at shutdown
+2. health              /healthz and /readyz, answered before anything below can refuse them;
+                       readiness turns 503 when shutdown begins
+3. rate limits         429 before the app runs or the body is read (only on ruled routes)
+4. the app
 
 Because the request-context layer is outside the framework's own error handling, 404s, 405s,
 the SDK's own 4xx/503s and unhandled 500s all carry the request ID.
@@ -35,7 +37,7 @@ from launchready_sdk.ratelimit import (
 )
 from launchready_sdk.settings import Settings
 from launchready_sdk.stores import RedisStore
-from launchready_sdk.types import ASGIApp, HealthCheck, Message, Receive, Scope, Send
+from launchready_sdk.types import ASGIApp, HealthCheck, Receive, Scope, Send
 
 
 class LaunchReady:
@@ -104,8 +106,10 @@ class LaunchReady:
             trust_request_id=s.trust_request_id,
             access_log=access if s.access_log else None,
             error_log=access.error,
+            on_startup=self.startup,
+            on_shutdown=self.shutdown,
         )
-        return _Lifespan(stack, self)
+        return stack
 
     async def startup(self) -> None:
         """Run at ASGI lifespan start-up (called by the wrapped app)."""
@@ -123,29 +127,6 @@ class LaunchReady:
 
 def _with_slash(*paths: str) -> tuple[str, ...]:
     return tuple(p for path in paths for p in (path, path + "/"))
-
-
-class _Lifespan:
-    """Outermost layer: hooks the SDK's start-up and shutdown into the app's lifespan."""
-
-    def __init__(self, app: ASGIApp, lr: LaunchReady) -> None:
-        self.app = app
-        self.launchready = lr
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await self.app(scope, receive, send)
-            return
-        lr = self.launchready
-
-        async def send_hooked(message: Message) -> None:
-            if message["type"] == "lifespan.startup.complete":
-                await lr.startup()
-            elif message["type"] == "lifespan.shutdown.complete":
-                await lr.shutdown()
-            await send(message)
-
-        await self.app(scope, receive, send_hooked)
 
 
 class LaunchReadyMiddleware:

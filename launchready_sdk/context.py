@@ -15,14 +15,14 @@ sanitised, truncated copy of what the client sent is logged as `client_request_i
 from __future__ import annotations
 
 import contextvars
-import random
+import os
 import re
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, ClassVar
 
 from launchready_sdk.responses import send_problem
-from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
+from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
 SCOPE_REQUEST_ID = "launchready.request_id"
@@ -88,13 +88,40 @@ def bind(**fields: Any) -> None:
         ctx.fields.update(fields)
 
 
-def new_request_id() -> str:
-    """A UUIDv7: 48 bits of Unix milliseconds then random bits, so IDs sort by time."""
-    value = (time.time_ns() // 1_000_000) << 80 | random.getrandbits(80)
-    value = value & ~(0xF << 76) | 0x7 << 76  # version 7
-    value = value & ~(0x3 << 62) | 0x2 << 62  # RFC 9562 variant
-    h = f"{value:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+class _IdSource:
+    """UUIDv7 text: the millisecond prefix is formatted once per millisecond and the random
+    part is sliced from a pool of OS randomness, refilled as it runs out and after a fork."""
+
+    _POOL_BYTES = 4096
+    _VARIANT: ClassVar[dict[str, str]] = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
+
+    def __init__(self) -> None:
+        self._ms = -1
+        self._prefix = ""
+        self._pool = ""
+        self._at = 0
+
+    def reset(self) -> None:
+        self._pool, self._at = "", 0
+
+    def __call__(self) -> str:
+        ms = time.time_ns() // 1_000_000
+        if ms != self._ms:
+            self._ms = ms
+            t = f"{ms & 0xFFFFFFFFFFFF:012x}"
+            self._prefix = f"{t[:8]}-{t[8:]}-7"
+        at = self._at
+        if at + 19 > len(self._pool):
+            self._pool, at = os.urandom(self._POOL_BYTES).hex(), 0
+        self._at = at + 19
+        p = self._pool
+        variant = self._VARIANT[p[at + 3]]
+        return f"{self._prefix}{p[at : at + 3]}-{variant}{p[at + 4 : at + 7]}-{p[at + 7 : at + 19]}"
+
+
+new_request_id = _IdSource()
+"""A UUIDv7 (RFC 9562): 48 bits of Unix milliseconds, then random bits, so IDs sort by time."""
+os.register_at_fork(after_in_child=new_request_id.reset)
 
 
 def valid_request_id(value: bytes) -> bool:
@@ -129,6 +156,8 @@ class RequestContextMiddleware:
         trust_request_id: believe a valid incoming ID from any peer.
         access_log: called once per request after the response (None: no access log).
         error_log: called with an exception that escaped the app.
+        on_startup: awaited when the app reports lifespan start-up complete.
+        on_shutdown: awaited when the app reports lifespan shutdown complete.
     """
 
     def __init__(
@@ -140,6 +169,8 @@ class RequestContextMiddleware:
         trust_request_id: bool = False,
         access_log: AccessLog | None = None,
         error_log: ErrorLog | None = None,
+        on_startup: Callable[[], Awaitable[None]] | None = None,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.app = app
         self._client_ip = client_ip or _peer_ip
@@ -147,21 +178,88 @@ class RequestContextMiddleware:
         self._trust_all = trust_request_id
         self._access_log = access_log
         self._error_log = error_log
+        self._on_startup = on_startup
+        self._on_shutdown = on_shutdown
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = scope["type"]
-        if kind != "http" and kind != "websocket":
-            await self.app(scope, receive, send)
+        if scope["type"] != "http":
+            await self._other(scope, receive, send)
             return
+        start = time.perf_counter()
         ctx = self._context(scope)
         token = _current.set(ctx)
-        try:
-            if kind == "http":
-                await self._http(scope, receive, send, ctx)
+        header = (REQUEST_ID_HEADER, ctx.request_id.encode("ascii"))
+        status = 0
+        sent = 0
+        complete = False
+        # A framework's own 500 page is held back: if the exception that caused it reaches us,
+        # the SDK's problem+json replaces it; if not, it is sent unchanged when the app returns.
+        held: list[Message] | None = None
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status, sent, complete, held
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = _with_header(message.get("headers", ()), header)
+                if status == 500:
+                    held = []
             else:
-                await self.app(scope, receive, send)
+                sent += len(message.get("body", b""))
+                complete = not message.get("more_body", False)
+            if held is None:
+                await send(message)
+            else:
+                held.append(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if self._error_log is not None:
+                self._error_log(ctx, exc)
+            if status == 0 or held is not None:
+                held, status, sent = None, 500, 0
+                await send_problem(
+                    send,
+                    500,
+                    "The server failed to handle this request.",
+                    request_id=ctx.request_id,
+                    headers=[header],
+                    head=scope.get("method") == "HEAD",
+                )
+            elif not complete:
+                raise
         finally:
+            if held is not None:
+                messages, held = held, None
+                for message in messages:
+                    await send(message)
+            ctx.route = route_template(scope)
+            if self._access_log is not None:
+                self._access_log(ctx, status, sent, time.perf_counter() - start)
             _current.reset(token)
+
+    async def _other(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Websockets get a request context; lifespan events reach the start-up/shutdown hooks."""
+        if scope["type"] == "websocket":
+            token = _current.set(self._context(scope))
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                _current.reset(token)
+        elif scope["type"] == "lifespan" and (self._on_startup or self._on_shutdown):
+            await self.app(scope, receive, self._lifespan_send(send))
+        else:
+            await self.app(scope, receive, send)
+
+    def _lifespan_send(self, send: Send) -> Send:
+        async def hooked(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and self._on_startup:
+                await self._on_startup()
+            elif message["type"] == "lifespan.shutdown.complete" and self._on_shutdown:
+                await self._on_shutdown()
+            await send(message)
+
+        return hooked
 
     def _context(self, scope: Scope) -> RequestContext:
         incoming: bytes | None = None
@@ -191,61 +289,16 @@ class RequestContextMiddleware:
         scope[SCOPE_CONTEXT] = ctx
         return ctx
 
-    async def _http(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:
-        start = time.perf_counter()
-        header = (REQUEST_ID_HEADER, ctx.request_id.encode("ascii"))
-        status = 0
-        sent = 0
-        complete = False
-        # A framework's own 500 page is held back: if the exception that caused it reaches us,
-        # the SDK's problem+json replaces it; if not, it is sent unchanged when the app returns.
-        held: list[Message] = []
 
-        async def send_with_id(message: Message) -> None:
-            nonlocal status, sent, complete
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                headers = list(message.get("headers", ()))
-                for name, _ in headers:
-                    if name.lower() == REQUEST_ID_HEADER:
-                        headers = [h for h in headers if h[0].lower() != REQUEST_ID_HEADER]
-                        break
-                headers.append(header)
-                message["headers"] = headers
-            else:
-                sent += len(message.get("body", b""))
-                complete = not message.get("more_body", False)
-            if status == 500 and not held_flushed:
-                held.append(message)
-            else:
-                await send(message)
-
-        held_flushed = False
-        try:
-            await self.app(scope, receive, send_with_id)
-        except Exception as exc:
-            if self._error_log is not None:
-                self._error_log(ctx, exc)
-            if status == 0 or held:
-                held.clear()
-                status, sent = 500, 0
-                await send_problem(
-                    send,
-                    500,
-                    "The server failed to handle this request.",
-                    request_id=ctx.request_id,
-                    headers=[header],
-                    head=scope.get("method") == "HEAD",
-                )
-            elif not complete:
-                raise
-        finally:
-            held_flushed = True
-            for message in held:
-                await send(message)
-            ctx.route = route_template(scope)
-            if self._access_log is not None:
-                self._access_log(ctx, status, sent, time.perf_counter() - start)
+def _with_header(headers: Iterable[tuple[bytes, bytes]], header: tuple[bytes, bytes]) -> Headers:
+    """The response headers without any `X-Request-ID` the app set, plus the SDK's."""
+    out = list(headers)
+    for name, _ in out:
+        if name.lower() == REQUEST_ID_HEADER:
+            out = [h for h in out if h[0].lower() != REQUEST_ID_HEADER]
+            break
+    out.append(header)
+    return out
 
 
 def _peer_ip(scope: Scope) -> str | None:

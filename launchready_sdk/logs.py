@@ -19,7 +19,7 @@ import datetime
 import json
 import logging
 import sys
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from typing import IO, Any, TextIO
 
 import orjson
@@ -46,9 +46,6 @@ FOREIGN_LOGGERS = (
     "django.db.backends",
 )
 _HANDLER_NAME = "launchready"
-_SAFE_FIELDS = frozenset(
-    ("method", "route", "path", "status", "duration_ms", "bytes", "client_ip", "request_id")
-)
 
 
 def add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -197,20 +194,21 @@ class JsonLineWriter:
         self._raw: Any = getattr(stream, "buffer", None)
         self._flush_pending = False
 
-    def write(self, level: int, logger: str, event: str, fields: Mapping[str, Any]) -> None:
-        if level < self.level:
-            return
+    def line(self, level: int, logger: str, event: str) -> dict[str, Any]:
+        """The leading fields of a line: timestamp, level, logger, event and request_id."""
         ctx = current()
-        line: dict[str, Any] = {
+        return {
             "timestamp": datetime.datetime.now(datetime.UTC),
             "level": _LEVEL_NAMES[level],
             "logger": logger,
             "event": event,
             "request_id": ctx.request_id if ctx is not None else None,
         }
+
+    def emit(self, line: dict[str, Any]) -> None:
+        """Render and write one line (fields bound with structlog.contextvars included)."""
         if _structlog_vars:  # only when something was ever bound with structlog.contextvars
-            line.update(structlog.contextvars.get_contextvars())
-        line.update(fields)
+            line = {**structlog.contextvars.get_contextvars(), **line}
         try:
             data = orjson.dumps(line, default=repr, option=_ORJSON_OPTIONS)
         except TypeError:
@@ -271,38 +269,37 @@ class AccessLogger:
             logging.getLogger(ERROR_LOGGER).debug("access log line dropped", exc_info=True)
 
     def _write(self, ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
-        path = ctx.path
-        if ctx.query:
-            path = f"{path}?{ctx.query.decode('latin-1')}"
-        fields: dict[str, Any] = {
-            "method": ctx.method,
-            "route": ctx.route,
-            "path": path,
-            "status": status,
-            "duration_ms": round(duration_s * 1000.0, 3),
-            "bytes": sent,
-            "client_ip": ctx.client_ip,
-        }
-        if ctx.client_request_id is not None:
-            fields["client_request_id"] = ctx.client_request_id
-        if ctx.fields:
-            fields.update(ctx.fields)
         if ctx.path in self.quiet_paths:
             level = logging.DEBUG
         else:
             level = logging.ERROR if status >= 500 else logging.INFO
-        if self._writer is None:
-            self._log.log(level, "request", **fields)
+        writer = self._writer
+        if writer is not None and level < writer.level:
             return
+        path = ctx.path
+        if ctx.query:
+            path = f"{path}?{ctx.query.decode('latin-1')}"
         # Method, route, status, sizes, address and request ID are safe by construction; the
         # path, the client's rejected ID and fields the app bound may carry secrets.
-        fields["path"] = self._redact(path)
+        line = writer.line(level, ACCESS_LOGGER, "request") if writer is not None else {}
+        line["method"] = ctx.method
+        line["route"] = ctx.route
+        line["path"] = self._redact(path) if writer is not None else path
+        line["status"] = status
+        line["duration_ms"] = int(duration_s * 1_000_000) / 1000
+        line["bytes"] = sent
+        line["client_ip"] = ctx.client_ip
         if ctx.client_request_id is not None or ctx.fields:
-            risky = {k: v for k, v in fields.items() if k not in _SAFE_FIELDS}
-            redacted = self._redact(risky)
+            extra = {"client_request_id": ctx.client_request_id, **ctx.fields}
+            if extra["client_request_id"] is None:
+                del extra["client_request_id"]
+            redacted = self._redact(extra) if writer is not None else extra
             if isinstance(redacted, dict):
-                fields.update(redacted)
-        self._writer.write(level, ACCESS_LOGGER, "request", fields)
+                line.update(redacted)
+        if writer is None:
+            self._log.log(level, "request", **line)
+        else:
+            writer.emit(line)
 
     def error(self, ctx: RequestContext, exc: BaseException) -> None:
         """Log an exception that escaped the app, as a structured, redacted traceback."""

@@ -320,7 +320,7 @@ _DASH_RULES: Final = (
     _TokenRule("openai_key", ("sk-",), r"sk-[A-Za-z0-9_\-]{20,300}", _LEFT | _DIGIT),
     _TokenRule("pypi_token", ("pypi-AgE",), r"pypi-AgE[A-Za-z0-9_\-]{40,8192}", _LEFT),
 )
-_OTHER_RULES: Final = (
+_CAPITAL_A_RULES: Final = (
     _TokenRule(
         "aws_access_key",
         ("AKIA", "ASIA", "ABIA", "ACCA"),
@@ -328,6 +328,8 @@ _OTHER_RULES: Final = (
         _LEFT,
     ),
     _TokenRule("google_api_key", ("AIza",), rf"AIza[A-Za-z0-9_\-]{{35}}{_END}", _LEFT),
+)
+_OTHER_RULES: Final = (
     _TokenRule(
         "sendgrid_key", ("SG.",), r"SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}", _LEFT
     ),
@@ -361,16 +363,21 @@ _JWT_RE: Final = re.compile(
 _USERINFO_RE: Final = re.compile(r"://([^\s/?#@:]{0,256}):([^\s/?#]{1,1024})@")
 _BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)([ \t]{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
 _BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
-_KV_KEY_RE: Final = re.compile(
-    r"""([A-Za-z_%][A-Za-z0-9_.%\-]{0,63}|"[^"\\\n]{1,64}\\?"|'[^'\\\n]{1,64}')"""
-    r"""(\\?"?\s{0,3}(?:=|%3[Dd]|:)\s{0,3}(?:(?:[Bb]earer|[Bb]asic|[Tt]oken|[Dd]igest)\s{1,3})?)"""
+_KV_SEP_RE: Final = re.compile(r"=|%3[Dd]|:")
+# The key before a separator, read on the reversed text: `"key"`, `\"key\"`, `'key'` or a bare
+# key that starts (ends, reversed) with a letter, `_` or `%`.
+_KV_KEY_REVERSED_RE: Final = re.compile(
+    r"""\s{0,3}(?:"\\?([^"\\\n]{1,64})"|'([^'\\\n]{1,64})'|([A-Za-z0-9_.%\-]{0,63}[A-Za-z_%]))"""
 )
+_KV_SCHEME_RE: Final = re.compile(r"\s{0,3}(?:(?:[Bb]earer|[Bb]asic|[Tt]oken|[Dd]igest)\s{1,3})?")
 _KV_VALUE_RE: Final = re.compile(
     r""""(?:[^"\\\n]|\\.){0,4096}"|'[^'\n]{0,4096}'|\\"(?:[^"\\]|\\[^"]){0,4096}\\"|"""
     r"""[^\s&,;"'<>]{1,4096}"""
 )
-_CARD_RE: Final = re.compile(r"[0-9]{13,19}|[0-9]{4}([ \-])[0-9]{4,6}(?:\1[0-9]{1,6}){1,3}")
+# Searched in the text with every digit turned into `0`, so that the search starts from a literal.
+_CARD_RE: Final = re.compile(r"0000(?:0{9,15}|(?P<sep>[ \-])0{4,6}(?:(?P=sep)0{1,6}){1,3})")
 _CARD_SHAPE: Final = bytes.maketrans(b"0123456789", b"0000000000")
+_CARD_SHAPE_STR: Final = str.maketrans("0123456789", "0000000000")
 _EMAIL_DOMAIN_RE: Final = re.compile(
     r"@((?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})(?![A-Za-z0-9\-])", re.ASCII
 )
@@ -443,26 +450,25 @@ def _is_card(digits: str) -> bool:
     return 13 <= len(digits) <= 19 and _issuer_fits(digits) and _luhn(digits)
 
 
-def _replace_card(m: re.Match[str]) -> str:
-    text, start, end = m.string, m.start(), m.end()
-    if (start and text[start - 1].isdigit()) or (end < len(text) and text[end].isdigit()):
-        return m.group()
-    digits = m.group().replace(" ", "").replace("-", "")
-    return _CARD_MARKER if _is_card(digits) else m.group()
+def _redact_cards(text: str) -> str:
+    """Card numbers replaced: an issuer prefix, a valid length and a Luhn check are required."""
+    raw = text.encode("utf-8", "surrogatepass")
+    if len(raw) == len(text):
+        shape = raw.translate(_CARD_SHAPE).decode("latin-1")
+    else:
+        shape = text.translate(_CARD_SHAPE_STR)
+    spans: list[tuple[int, int, str]] = []
+    for m in _CARD_RE.finditer(shape):
+        start, end = m.span()
+        if (start and text[start - 1].isdigit()) or (end < len(text) and text[end].isdigit()):
+            continue
+        if _is_card(text[start:end].replace(" ", "").replace("-", "")):
+            spans.append((start, end, _CARD_MARKER))
+    return _splice(text, spans) if spans else text
 
 
 def _digit_count(text: str) -> int:
     return text.encode("utf-8", "surrogatepass").translate(_CARD_SHAPE).count(48)
-
-
-def _may_hold_card(text: str) -> bool:
-    """Whether `text` has 13 digits in a row or a group of four followed by another group."""
-    return _may_hold_card_bytes(text.encode("utf-8", "surrogatepass"))
-
-
-def _may_hold_card_bytes(raw: bytes) -> bool:
-    shape = raw.translate(_CARD_SHAPE).decode("latin-1")
-    return "0000000000000" in shape or "0000 0000" in shape or "0000-0000" in shape
 
 
 def _is_timestamp(text: str) -> bool:
@@ -490,41 +496,47 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-def _blob_needs_scan(blob: bytes) -> bool:
-    """`_needs_scan` for a JSON array of values: whether a rule could match one of them.
+_SAFE_SHAPE: Final = (
+    r"(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?"
+    r"(?:Z|[+\-][0-9]{2}(?::?[0-9]{2})?)?"
+    r"|[0-9]{1,3}(?:\.[0-9]{1,3}){3}"
+    r"|[/a-z{}]*(?:[0-9]{1,12}[/a-z{}]+)*[0-9]{0,12})"
+)
+# Lines that no rule can change: UUIDs, ISO timestamps, IPv4 addresses, and lowercase words or
+# paths (no `-`, `_`, `.`, capitals or punctuation that a rule needs; digit runs of at most 12).
+_SAFE_SHAPES: Final = re.compile(rf"{_SAFE_SHAPE}(?:\n{_SAFE_SHAPE})*")
 
-    JSON escaping keeps every hint intact (`"` becomes `\"`, which still ends with `"`), and
-    the `","` between values cannot complete a hint. Containers show up as `[` or `":`.
+
+def _class_table() -> bytes:
+    table = bytearray(b"!" * 256)  # anything unlisted may start or belong to a rule
+    for chars, cls in ((b"0123456789", b"0"), (b"abcdefTZ", b"h"), (b"-:./+,\n", None)):
+        for c in chars:
+            table[c] = c if cls is None else cls[0]
+    for c in b"ghijklmnopqrstuvwyz":  # `x` stays `!`: it starts `xox` and `xapp-`
+        table[c] = ord("a")
+    return bytes(table)
+
+
+_CLASSES: Final = _class_table()
+
+
+def _plain_classes(text: str) -> bool:
+    """A cheap proof that no rule matches: only lowercase but `x`, digits, `-:./+,`, newlines,
+    `T` and `Z`.
+
+    In that alphabet a rule needs a letter from g-z before a dash (`glpat-`, `sk-`, `pypi-`),
+    `hooks.`, or a card-like digit run: PEM headers and every other prefix hold a capital, an
+    `x` or a character outside the alphabet. UUIDs, ISO timestamps, IPv4 addresses and most
+    lowercase paths pass.
     """
-    text = blob.decode()
-    if "=" in text or "@" in text or "%" in text or "$2" in text or text.find("[", 1) > 0:
-        return True
-    if ": " in text or '":' in text or "':" in text or '"{' in text:
-        return True
-    if "_" in text and (
-        "_live_" in text
-        or "_test_" in text
-        or "_prod_" in text
-        or "whsec_" in text
-        or "_secret_" in text
-        or "gh" in text
-        or "npm_" in text
-    ):
-        return True
-    if "-" in text and (
-        "-----" in text
-        or "glpat-" in text
-        or "xox" in text
-        or "xapp-" in text
-        or "sk-" in text
-        or "pypi-" in text
-    ):
-        return True
-    if "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text or "eyJ" in text:
-        return True
-    if "IA" in text or "ACCA" in text or "AIza" in text or "SG." in text or "SK" in text:
-        return True
-    return "hooks.slack.com" in text or _may_hold_card_bytes(blob)
+    try:
+        shape = text.encode().translate(_CLASSES).decode("latin-1")
+    except UnicodeEncodeError:  # a lone surrogate
+        return False
+    if "!" in shape or "a-" in shape or "0000000000000" in shape or "0000-0000" in shape:
+        return False
+    return "hooks." not in text
 
 
 def _needs_scan(text: str) -> bool:
@@ -689,25 +701,43 @@ class Redactor:
     ) -> MutableMapping[str, Any]:
         """structlog processor: a redacted copy of `event_dict`; the original is not modified."""
         try:
-            if self._safe_keys.issuperset(event_dict) and self._is_plain_event(event_dict):
-                return dict(event_dict)
-            return self._mapping(event_dict, 0, {id(event_dict)})
+            copy = self._plain_copy(event_dict)
+            return copy if copy is not None else self._mapping(event_dict, 0, {id(event_dict)})
         except Exception:
             return dict.fromkeys(list(event_dict), ERROR_MARKER)
 
-    def _is_plain_event(self, event_dict: Mapping[str, Any]) -> bool:
-        """Whether no rule can change any value of an event whose keys are all known safe.
+    def _plain_copy(self, event_dict: Mapping[str, Any]) -> dict[str, Any] | None:
+        """A plain copy of an event no rule can change, or None when it needs the full walk.
 
-        The values are serialised once, in C, and the blob is tested like one string: nested
-        containers, sets, bytes and unknown objects all send the event down the full walk.
+        The fast path of every log line: keys already known safe, strings seen before (one
+        lookup each), numbers, and new strings (request IDs, timestamps, paths) that pass
+        `_plain_classes` or `_SAFE_SHAPES` together. Anything else takes the full walk.
         """
-        if self._extra or "value" in event_dict:
-            return False
-        try:
-            blob = orjson.dumps(list(event_dict.values()))
-        except TypeError:
-            return False
-        return len(blob) <= self._max_string and not _blob_needs_scan(blob)
+        if self._extra or "value" in event_dict or not self._safe_keys.issuperset(event_dict):
+            return None
+        clean = self._clean
+        texts = []
+        for value in event_dict.values():
+            kind = type(value)
+            if kind is str:
+                if value not in clean:
+                    texts.append(value)
+            elif kind is int:
+                if not -_CARD_MIN < value < _CARD_MIN:
+                    return None
+            elif not (kind is float or kind is bool or value is None):
+                return None
+        if texts:
+            joined = "\n".join(texts)
+            if len(joined) > self._max_string:
+                return None
+            if not (
+                _plain_classes(joined)
+                or _SAFE_SHAPES.fullmatch(joined)
+                or all(self._text(text, 0) is text for text in texts)
+            ):
+                return None
+        return dict(event_dict)
 
     # -- keys -------------------------------------------------------------------------------
 
@@ -950,11 +980,13 @@ class Redactor:
             text = _BASIC_RE.sub(_replace_auth, text)
         if "_" in text:
             text = _apply_rules(text, _UNDERSCORE_RULES)
+        if "A" in text:
+            text = _apply_rules(text, _CAPITAL_A_RULES)
         text = _apply_rules(text, _OTHER_RULES)
         if "=" in text or ": " in text or '":' in text or "':" in text or "%3" in text:
             text = self._pairs(text)
-        if len(text) >= 13 and _may_hold_card(text):
-            text = _CARD_RE.sub(_replace_card, text)
+        if len(text) >= 13:
+            text = _redact_cards(text)
         if "@" in text and self._email != "off":
             text = self._emails(text)
         if self._extra:
@@ -962,19 +994,26 @@ class Redactor:
         return text
 
     def _pairs(self, text: str) -> str:
-        """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule."""
+        """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule.
+
+        Found from their separators, the key read backwards, so that text without a separator
+        costs one search.
+        """
         spans: list[tuple[int, int, str]] = []
-        pos = 0
-        while (m := _KV_KEY_RE.search(text, pos)) is not None:
-            pos = m.end()
-            rule = self._key_rule(m.group(1).strip("'\"\\"))
+        reversed_text, pos = "", 0
+        for sep in _KV_SEP_RE.finditer(text):
+            if sep.start() < pos:
+                continue
+            reversed_text = reversed_text or text[::-1]
+            key = _KV_KEY_REVERSED_RE.match(reversed_text, len(text) - sep.start())
+            rule = None if key is None else self._key_rule(key.group(key.lastindex or 0)[::-1])
             if rule is None:
                 continue
-            value = _KV_VALUE_RE.match(text, pos)
-            if value is None:
-                continue
-            pos = value.end()
-            spans.extend(self._masked_value(rule, value))
+            after = _KV_SCHEME_RE.match(text, sep.end())
+            value = _KV_VALUE_RE.match(text, after.end() if after else sep.end())
+            if value is not None:
+                pos = value.end()
+                spans.extend(self._masked_value(rule, value))
         return _splice(text, spans) if spans else text
 
     @staticmethod

@@ -291,7 +291,18 @@ def _check_rate_limits(name: str, value: object) -> Mapping[str, str] | None:
             parsed = None
         if not parsed or any(item.amount < 1 for item in parsed):
             raise SettingsError(name, f"{pattern!r} has an unreadable rate {rate!r}", example)
+    _check_distinct(name, [_strip_methods(name, spec, example) for spec in value], example)
     return _frozen_map(value)
+
+
+def _check_distinct(name: str, patterns: list[object], example: str) -> None:
+    """Two patterns that normalise to the same route (`/login`, `/LOGIN/`) are an error."""
+    from launchready_sdk.proxy import PatternTable
+
+    try:
+        PatternTable(dict.fromkeys(patterns, True))  # type: ignore[arg-type]
+    except ValueError as exc:
+        raise SettingsError(name, str(exc), example) from None
 
 
 def _check_account_limits(name: str, value: object) -> Mapping[str, str]:
@@ -328,6 +339,7 @@ def _check_cache_routes(name: str, value: object) -> Mapping[str, int]:
                 name, f"{pattern!r} needs a TTL of whole seconds >= 1, got {ttl!r}", example
             )
         routes[pattern] = seconds
+    _check_distinct(name, list(routes), example)
     return _frozen_map(routes)
 
 

@@ -140,6 +140,8 @@ def test_bad_environment_value_names_variable_and_example(
         {"service_name": ""},
         {"health_path": "/same", "ready_path": "/same"},
         {"redis_timeout_s": -1},
+        {"rate_limits": {"/login": "5/minute", "/LOGIN/": "9/minute"}},
+        {"cache_routes": {"/products": 5, "//products": 9}},
     ],
 )
 def test_bad_value_is_rejected_at_construction(kwargs: dict[str, object]) -> None:
