@@ -31,7 +31,7 @@ import time
 import urllib.parse
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import orjson
 
@@ -120,16 +120,12 @@ return {allowed, report, report_remaining, math.ceil(reset), math.ceil(retry)}
 """
 
 
-@dataclass(frozen=True, slots=True)
-class Rate:
-    """One rate of a rule: `amount` requests per `period_s`."""
+class Rate(NamedTuple):
+    """One rate of a rule: `amount` requests per `period_s`, one every `interval_s`."""
 
     amount: int
     period_s: float
-
-    @property
-    def interval_s(self) -> float:
-        return self.period_s / self.amount
+    interval_s: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +137,7 @@ class Rule:
     text: str
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """The limiter's answer: allowed or not, and the values of the response headers."""
 
     allowed: bool
@@ -157,7 +152,10 @@ def parse_rule(pattern: str, text: str) -> Rule:
     from limits import parse_many
 
     items = parse_many(text)
-    rates = tuple(Rate(item.amount, float(item.get_expiry())) for item in items)
+    rates = tuple(
+        Rate(item.amount, float(item.get_expiry()), float(item.get_expiry()) / max(item.amount, 1))
+        for item in items
+    )
     if not rates or any(rate.amount < 1 for rate in rates):
         raise ValueError(f"{pattern!r} has an unreadable rate {text!r}")
     return Rule(pattern, rates, text)
@@ -170,6 +168,8 @@ class MemoryLimiter:
         self._tats: BoundedLRU[str, list[float]] = BoundedLRU(max_keys)
 
     def hit(self, key: str, rule: Rule) -> Decision:
+        if len(rule.rates) == 1:
+            return self._hit_one(key, rule.rates[0])
         now = time.monotonic()
         tats = self._tats.get(key) or [0.0] * len(rule.rates)
         new_tats = [
@@ -189,6 +189,19 @@ class MemoryLimiter:
         index = remaining.index(min(remaining))
         reset = _ceil(new_tats[index] - now)
         return Decision(True, rule.rates[index].amount, max(remaining[index], 0), reset, 0)
+
+    def _hit_one(self, key: str, rate: Rate) -> Decision:
+        """The common case of a rule with one rate, without the per-rate lists."""
+        now = time.monotonic()
+        stored = self._tats.get(key)
+        tat = stored[0] if stored is not None and stored[0] > now else now
+        used = tat + rate.interval_s - now
+        if used - rate.period_s > 1e-9:
+            seconds = _ceil(used - rate.period_s)
+            return Decision(False, rate.amount, 0, seconds, seconds)
+        self._tats.set(key, [now + used])
+        remaining = int((rate.period_s - used) / rate.interval_s + 1e-9)
+        return Decision(True, rate.amount, remaining, _ceil(used), 0)
 
 
 class RedisLimiter:
@@ -240,6 +253,7 @@ def client_key(ip: str | None, ipv6_prefix: int) -> str:
     return str(address)
 
 
+@functools.lru_cache(maxsize=16384)
 def bucket_key(pattern: str, kind: str, identity: str) -> str:
     """A fixed-length key for (rule, kind, identity); no two component tuples collide."""
     raw = "\x00".join((pattern, kind, identity)).encode("utf-8", "surrogatepass")

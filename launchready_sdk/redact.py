@@ -206,9 +206,9 @@ def _word_category(words: tuple[str, ...], i: int) -> str | None:
     if category is not None:
         return category
     if word in ("key", "keys"):
-        return (
-            None if not prev or prev in _BENIGN_KEY_QUALIFIERS else _KEY_CATEGORIES.get(prev, "key")
-        )
+        if not prev or prev in _BENIGN_KEY_QUALIFIERS:
+            return None  # a bare `key`, `cache_key`, `primary_key`
+        return _KEY_CATEGORIES.get(prev, "key")
     if word == "pass":
         return "password" if i == len(words) - 1 else None
     if word == "sid":
@@ -329,17 +329,19 @@ _CAPITAL_A_RULES: Final = (
     ),
     _TokenRule("google_api_key", ("AIza",), rf"AIza[A-Za-z0-9_\-]{{35}}{_END}", _LEFT),
 )
-_OTHER_RULES: Final = (
+_CAPITAL_S_RULES: Final = (
     _TokenRule(
         "sendgrid_key", ("SG.",), r"SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}", _LEFT
     ),
     _TokenRule("twilio_key", ("SK",), rf"SK[0-9a-fA-F]{{32}}{_END}", _LEFT),
+)
+_DOLLAR_RULES: Final = (
     _TokenRule("password_hash", ("$2",), r"\$2[abxy]?\$[0-9]{2}\$[./A-Za-z0-9]{53}"),
-    _TokenRule(
-        "slack_webhook",
-        ("hooks.slack.com",),
-        r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{8,256}",
-    ),
+)
+_SLACK_WEBHOOK: Final = _TokenRule(
+    "slack_webhook",
+    ("hooks.slack.com",),
+    r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{8,256}",
 )
 
 
@@ -396,6 +398,15 @@ _SAFE_TYPES: Final = (
     ipaddress.IPv4Network,
     ipaddress.IPv6Network,
 )
+
+
+def _may_hold_pair(text: str) -> bool:
+    """Whether `text` has a `=`, `%3D`, `: `, `":` or `':` that could follow a key."""
+    if "=" in text or ("%" in text and "%3" in text):
+        return True
+    if ":" not in text:
+        return False
+    return ": " in text or ('"' in text and '":' in text) or ("'" in text and "':" in text)
 
 
 def _looks_like_credential(value: str) -> bool:
@@ -679,7 +690,7 @@ class Redactor:
         self._max_string = max_string
         self._keys: dict[object, str | None] = {}
         self._safe_keys: set[str] = set()
-        self._clean: dict[str | int, None] = {}
+        self._clean: dict[str, None] = {}
         self._short = 0 if self._extra else _MIN_SECRET
 
     @staticmethod
@@ -743,13 +754,13 @@ class Redactor:
 
     def _key_rule(self, key: object) -> str | None:
         """The rule of a mapping key or pair name (cached), or None when it is not sensitive."""
-        if isinstance(key, (bytes, bytearray)):
-            name = bytes(key).decode("latin-1")
-        elif isinstance(key, str):
+        if isinstance(key, str):
             name = str(key)
+        elif isinstance(key, (bytes, bytearray)):
+            name = bytes(key).decode("latin-1")
         else:
             return None
-        if len(name) > 256:
+        if len(name) > 256 or type(key) is bytearray:  # too big to cache, or unhashable
             return self._uncached_key_rule(name)
         rule = _classify_key(name)
         if rule is None and self._extra_keys:
@@ -887,10 +898,12 @@ class Redactor:
         if isinstance(value, (list, tuple, set, frozenset)):
             kind = tuple if isinstance(value, tuple) else list
             return self._sequence(kind(value), depth, stack)
-        if isinstance(value, int):
-            return self._int(int(value)) if not isinstance(value, enum.Enum) else value
         if isinstance(value, (float, *_SAFE_TYPES)):
             return value
+        if isinstance(value, str):
+            return self._text(str(value), depth)
+        if isinstance(value, int):
+            return self._int(int(value))
         return self._text(self._repr(value), depth)
 
     @staticmethod
@@ -921,19 +934,23 @@ class Redactor:
             return text
         if len(text) > self._max_string:
             return self._oversize(text)
-        if self._extra or (len(text) >= _MIN_SECRET and _needs_scan(text)):
+        n = len(text)
+        if self._extra or n > _CLEAN_MAX_LEN or (n >= _MIN_SECRET and _needs_scan(text)):
             result = self._json_or_scan(text, depth)
             if result != text:
                 return result
         self._remember(text)
         return text
 
-    def _remember(self, value: str | int) -> None:
-        """Note a value that needs no redaction, so that seeing it again costs one lookup."""
-        if type(value) is int or len(value) <= _CLEAN_MAX_LEN:  # type: ignore[arg-type]
+    def _remember(self, text: str) -> None:
+        """Note a string that needs no redaction, so that seeing it again costs one lookup.
+
+        JSON-looking strings are not noted: how deep they sit decides whether they are decoded.
+        """
+        if len(text) <= _CLEAN_MAX_LEN and text[:1] not in ("{", "["):
             if len(self._clean) >= _CLEAN_CACHE_SIZE:
                 self._clean.clear()
-            self._clean[value] = None
+            self._clean[text] = None
 
     def _json_or_scan(self, text: str, depth: int) -> object:
         if text[0] in "{[" and depth < self._max_depth:
@@ -965,25 +982,20 @@ class Redactor:
         return orjson.dumps(redacted).decode()
 
     def _scan(self, text: str) -> str:
-        """Free text with every value rule applied; each rule runs only when its hint occurs."""
-        if "-----BEGIN" in text and "PRIVATE KEY" in text:
+        """Free text with every value rule applied; each rule runs only when its hint occurs.
+
+        A one-character test (a fast memchr) guards each longer hint, since on long text every
+        substring test costs a pass over it.
+        """
+        if "B" in text and "-----BEGIN" in text and "PRIVATE KEY" in text:
             text = _PEM_RE.sub(_marker("private_key"), text)
-        if "eyJ" in text:
+        if "J" in text and "eyJ" in text:
             text = _JWT_RE.sub(_marker("jwt"), text)
-        if "-" in text:
-            text = _apply_rules(text, _DASH_RULES)
         if "@" in text and "://" in text:
             text = _USERINFO_RE.sub(_replace_userinfo, text)
-        if "earer" in text or "EARER" in text:
-            text = _BEARER_RE.sub(_replace_auth, text)
-        if "asic" in text or "ASIC" in text:
-            text = _BASIC_RE.sub(_replace_auth, text)
-        if "_" in text:
-            text = _apply_rules(text, _UNDERSCORE_RULES)
-        if "A" in text:
-            text = _apply_rules(text, _CAPITAL_A_RULES)
-        text = _apply_rules(text, _OTHER_RULES)
-        if "=" in text or ": " in text or '":' in text or "':" in text or "%3" in text:
+        text = self._auth_schemes(text)
+        text = self._formats(text)
+        if _may_hold_pair(text):
             text = self._pairs(text)
         if len(text) >= 13:
             text = _redact_cards(text)
@@ -991,6 +1003,31 @@ class Redactor:
             text = self._emails(text)
         if self._extra:
             text = self._apply_extra(text)
+        return text
+
+    @staticmethod
+    def _auth_schemes(text: str) -> str:
+        lower = text.lower()
+        if "bearer" in lower:
+            text = _BEARER_RE.sub(_replace_auth, text)
+        if "basic" in lower:
+            text = _BASIC_RE.sub(_replace_auth, text)
+        return text
+
+    @staticmethod
+    def _formats(text: str) -> str:
+        if "-" in text:
+            text = _apply_rules(text, _DASH_RULES)
+        if "_" in text:
+            text = _apply_rules(text, _UNDERSCORE_RULES)
+        if "A" in text:
+            text = _apply_rules(text, _CAPITAL_A_RULES)
+        if "S" in text:
+            text = _apply_rules(text, _CAPITAL_S_RULES)
+        if "$" in text:
+            text = _apply_rules(text, _DOLLAR_RULES)
+        if "hooks.slack.com" in text:
+            text = _SLACK_WEBHOOK.apply(text)
         return text
 
     def _pairs(self, text: str) -> str:
