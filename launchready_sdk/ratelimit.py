@@ -39,7 +39,8 @@ from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.proxy import PatternTable
 from launchready_sdk.responses import send_problem
-from launchready_sdk.stores import BoundedLRU, RedisStore
+from launchready_sdk.resp import Arg
+from launchready_sdk.stores import BoundedLRU, RedisStore, Script
 from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 _log = get_logger("launchready.ratelimit")
@@ -118,6 +119,7 @@ end
 if allowed == 0 then report_remaining = 0; reset = retry end
 return {allowed, report, report_remaining, math.ceil(reset), math.ceil(retry)}
 """
+GCRA = Script(GCRA_SCRIPT)
 
 
 class Rate(NamedTuple):
@@ -209,28 +211,19 @@ class RedisLimiter:
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
-        self._script: Any = None
-        self._script_client: Any = None
 
     async def hit(self, key: str, rule: Rule) -> Decision:
         keys = [self.store.key("rl", f"{{{key}}}", str(i)) for i in range(len(rule.rates))]
-        args: list[int] = []
+        args: list[Arg] = []
         for rate in rule.rates:
             args += [round(rate.period_s * 1e6), round(rate.interval_s * 1e6)]
-        allowed, index, remaining, reset_us, retry_us = await self.store.run(
-            lambda client: self._get_script(client)(keys=keys, args=args, client=client)
-        )
+        reply = await self.store.run_script(GCRA, keys, args)
+        allowed, index, remaining, reset_us, retry_us = reply
         limit = rule.rates[int(index) - 1].amount
         reset_s = _ceil(int(reset_us) / 1e6)
         if allowed:
             return Decision(True, limit, int(remaining), reset_s, 0)
         return Decision(False, limit, 0, reset_s, _ceil(int(retry_us) / 1e6))
-
-    def _get_script(self, client: Any) -> Any:
-        if self._script is None or self._script_client is not client:
-            self._script = client.register_script(GCRA_SCRIPT)
-            self._script_client = client
-        return self._script
 
 
 def _ceil(seconds: float) -> int:

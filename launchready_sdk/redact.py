@@ -362,7 +362,8 @@ _PEM_RE: Final = re.compile(
 _JWT_RE: Final = re.compile(
     r"eyJ[A-Za-z0-9_\-]{8,8192}\.[A-Za-z0-9_\-]{8,65536}\.[A-Za-z0-9_\-]{0,8192}", re.ASCII
 )
-_USERINFO_RE: Final = re.compile(r"://([^\s/?#@:]{0,256}):([^\s/?#]{1,1024})@")
+# RFC 3986 userinfo has no unencoded `[ ] " ' < >`: a marker's bracket ends the user part.
+_USERINFO_RE: Final = re.compile(r"""://([^\s/?#@:\[\]"'<>]{0,256}):([^\s/?#"'<>]{1,1024})@""")
 _BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)([ \t]{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
 _BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
 _KV_SEP_RE: Final = re.compile(r"=|%3[Dd]|:")

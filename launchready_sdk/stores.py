@@ -1,8 +1,8 @@
 """Shared state: one Redis client per process behind a breaker, and bounded in-memory stores.
 
-`RedisStore.run(op)` is the one boundary where Redis errors are translated: a connection error,
+`RedisStore.execute(...)` is the one boundary where Redis errors are translated: a connection error,
 a timeout, a `READONLY`/`LOADING`/auth error all become `StoreUnavailable`, and the breaker opens.
-While it is open, `run` fails at once without I/O, so no request waits on a dead Redis; after
+While it is open, `execute` fails at once without I/O, so no request waits on a dead Redis; after
 `cooldown_s` one call is let through as a probe, and its success closes the breaker. An outage
 logs one warning and its end one info line, never a line per request.
 
@@ -13,17 +13,15 @@ fall back to memory).
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
-
-if TYPE_CHECKING:
-    import redis.asyncio
+from launchready_sdk.resp import Arg, RedisReplyError, RespClient
 
 T = TypeVar("T")
 K = TypeVar("K")
@@ -82,8 +80,16 @@ class Breaker:
         return self.state != self.CLOSED
 
 
+class Script:
+    """A Lua script run by its SHA1 (EVALSHA), loaded on demand after a restart or flush."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode(), usedforsecurity=False).hexdigest()
+
+
 class RedisStore:
-    """The process's Redis client, its key prefix and its breaker.
+    """The process's Redis connection, its key prefix and its breaker.
 
     Args:
         url: a redis://, rediss:// or unix:// URL.
@@ -97,26 +103,7 @@ class RedisStore:
         self.timeout_s = timeout_s
         self.prefix = prefix
         self.breaker = Breaker("redis", cooldown_s)
-        self._client: redis.asyncio.Redis | None = None
-
-    @property
-    def client(self) -> redis.asyncio.Redis:
-        """The shared `redis.asyncio` client, created on first use (no retries of its own)."""
-        if self._client is None:
-            import redis.asyncio
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
-
-            self._client = redis.asyncio.Redis.from_url(
-                self.url,
-                socket_timeout=self.timeout_s,
-                socket_connect_timeout=self.timeout_s,
-                retry=Retry(NoBackoff(), 0),
-                retry_on_timeout=False,
-                health_check_interval=0,
-                max_connections=256,
-            )
-        return self._client
+        self.client = RespClient(url, timeout_s=timeout_s)
 
     def key(self, *parts: str) -> str:
         """A namespaced key: `<prefix>:<part>:<part>...`."""
@@ -127,33 +114,36 @@ class RedisStore:
         """False while the breaker is open (callers can skip Redis without trying)."""
         return not self.breaker.is_open
 
-    async def run(self, op: Callable[[redis.asyncio.Redis], Awaitable[T]]) -> T:
-        """Run `op(client)`; raise `StoreUnavailable` on an outage or while the breaker is open."""
+    async def execute(self, *args: Arg) -> Any:
+        """One command; `StoreUnavailable` on an outage, an error reply or an open breaker."""
         if not self.breaker.allow():
             raise StoreUnavailable("Redis is unavailable (breaker open)")
-        from redis.exceptions import NoScriptError, RedisError
-
         try:
-            async with asyncio.timeout(self.timeout_s * 4):
-                result = await op(self.client)
-        except NoScriptError:
-            self.breaker.success()
-            raise
-        except (RedisError, OSError, TimeoutError) as exc:
+            reply = await self.client.execute(*args)
+        except (RedisReplyError, OSError, TimeoutError) as exc:
+            if isinstance(exc, RedisReplyError) and str(exc).startswith("NOSCRIPT"):
+                self.breaker.success()
+                raise
             self.breaker.failure(exc)
             raise StoreUnavailable(f"Redis is unavailable ({type(exc).__name__})") from exc
         self.breaker.success()
-        return result
+        return reply
+
+    async def run_script(self, script: Script, keys: list[str], args: list[Arg]) -> Any:
+        """EVALSHA, loading the script first if Redis lost it (restart, SCRIPT FLUSH)."""
+        try:
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
+        except RedisReplyError:
+            await self.execute("SCRIPT", "LOAD", script.source)
+            return await self.execute("EVALSHA", script.sha, len(keys), *keys, *args)
 
     async def ping(self) -> None:
         """Readiness check: PING through the breaker."""
-        await self.run(lambda client: client.ping())
+        await self.execute("PING")
 
     async def aclose(self) -> None:
-        """Close the client's connections (at shutdown)."""
-        client, self._client = self._client, None
-        if client is not None:
-            await client.aclose()
+        """Close the connection (at shutdown)."""
+        await self.client.aclose()
 
 
 class BoundedLRU(Generic[K, V]):

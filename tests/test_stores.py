@@ -26,8 +26,8 @@ async def test_run_executes_commands_on_shared_redis(redis_url: str, redis_prefi
     store = make_store(redis_url, redis_prefix)
     key = store.key("hello")
     assert key == f"{redis_prefix}:hello"
-    await store.run(lambda c: c.set(key, b"world", ex=30))
-    assert await store.run(lambda c: c.get(key)) == b"world"
+    await store.execute("SET", key, b"world", "EX", 30)
+    assert await store.execute("GET", key) == b"world"
     await store.ping()
     await store.aclose()
 

@@ -1,0 +1,197 @@
+"""A lean, pipelining Redis client for the SDK's per-request commands.
+
+Every limited, cached or idempotent request sends one Redis command, and a general-purpose
+client spends far more CPU around that command than Redis spends answering it. This client
+keeps one connection per process and writes each command as soon as it is issued, so
+concurrent requests share the connection and their commands travel together (automatic
+pipelining); replies are parsed by hiredis and handed back in order.
+
+It does only what the SDK needs: commands with bytes/str/int/float arguments, AUTH and SELECT
+from the URL, TLS for `rediss://`, unix sockets. Errors are plain: `RedisReplyError` for an
+error reply, `ConnectionError` for a lost or refused connection, `TimeoutError` when a reply
+takes longer than the timeout. A reply that arrives after its caller gave up is read and
+dropped, so replies never shift onto the wrong command. Failure policy (breaker, fail open or
+closed) belongs to `stores.RedisStore`, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+import urllib.parse
+from typing import Any
+
+import hiredis
+
+Arg = bytes | str | int | float
+
+
+class RedisReplyError(Exception):
+    """Redis answered with an error reply (`NOSCRIPT`, `READONLY`, `WRONGPASS`, ...)."""
+
+
+def encode_command(args: tuple[Arg, ...]) -> bytes:
+    """RESP encoding of one command."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if isinstance(arg, bytes):
+            data = arg
+        elif isinstance(arg, str):
+            data = arg.encode()
+        else:
+            data = repr(arg).encode() if isinstance(arg, float) else b"%d" % arg
+        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(parts)
+
+
+class _Protocol(asyncio.Protocol):
+    """One connection: a FIFO of waiting futures fed by the hiredis parser."""
+
+    def __init__(self) -> None:
+        self.reader = hiredis.Reader(replyError=RedisReplyError)
+        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.reader.feed(data)
+        while True:
+            try:
+                reply = self.reader.gets()
+            except hiredis.ProtocolError as exc:
+                self._fail(ConnectionError(f"Redis protocol error: {exc}"))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            if reply is False:
+                return
+            if not self.waiting:  # a reply nobody asked for: the stream can't be trusted
+                self._fail(ConnectionError("unexpected reply from Redis"))
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_result(reply)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError("connection to Redis lost"))
+
+    def _fail(self, exc: Exception) -> None:
+        self.closed = True
+        while self.waiting:
+            future = self.waiting.popleft()
+            if not future.done():
+                future.set_exception(exc)
+
+
+class RespClient:
+    """A single auto-pipelined connection, opened on first use and reopened after a loss.
+
+    Args:
+        url: `redis://[user:password@]host[:port][/db]`, `rediss://...` or `unix:///path?db=N`.
+        timeout_s: connect timeout and per-command reply timeout.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float) -> None:
+        self.url = url
+        self.timeout_s = timeout_s
+        self._target = _parse_url(url)
+        self._protocol: _Protocol | None = None
+        self._connecting: asyncio.Future[_Protocol] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def execute(self, *args: Arg) -> Any:
+        """Send one command and return its reply (error replies are raised)."""
+        protocol = self._protocol
+        if protocol is None or protocol.closed or self._loop is not asyncio.get_running_loop():
+            protocol = await self._connect()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        protocol.waiting.append(future)
+        protocol.transport.write(encode_command(args))  # type: ignore[union-attr]
+        try:
+            async with asyncio.timeout(self.timeout_s):
+                reply = await future
+        except TimeoutError:
+            # A connection that stalls is not trusted again: later commands use a fresh one.
+            protocol.closed = True
+            if protocol.transport is not None:
+                protocol.transport.abort()
+            raise
+        if isinstance(reply, RedisReplyError):
+            raise reply
+        return reply
+
+    async def _connect(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new event loop (tests, reloads): forget the old socket
+            self._protocol, self._connecting, self._loop = None, None, loop
+        if self._connecting is None:
+            self._connecting = loop.create_future()
+            task = loop.create_task(self._open())
+            task.add_done_callback(self._opened)
+        return await asyncio.shield(self._connecting)
+
+    def _opened(self, task: asyncio.Task[_Protocol]) -> None:
+        connecting, self._connecting = self._connecting, None
+        if connecting is None or connecting.done():
+            return
+        if task.cancelled():
+            connecting.set_exception(ConnectionError("connecting to Redis was cancelled"))
+        elif task.exception() is not None:
+            connecting.set_exception(task.exception())  # type: ignore[arg-type]
+        else:
+            self._protocol = task.result()
+            connecting.set_result(self._protocol)
+
+    async def _open(self) -> _Protocol:
+        loop = asyncio.get_running_loop()
+        target = self._target
+        async with asyncio.timeout(self.timeout_s):
+            if target["unix"]:
+                _, protocol = await loop.create_unix_connection(_Protocol, target["unix"])
+            else:
+                _, protocol = await loop.create_connection(
+                    _Protocol, target["host"], target["port"], ssl=target["ssl"]
+                )
+        for command in target["setup"]:
+            future: asyncio.Future[Any] = loop.create_future()
+            protocol.waiting.append(future)
+            protocol.transport.write(encode_command(command))  # type: ignore[union-attr]
+            async with asyncio.timeout(self.timeout_s):
+                reply = await future
+            if isinstance(reply, RedisReplyError):
+                protocol.transport.close()  # type: ignore[union-attr]
+                raise reply
+        return protocol
+
+    async def aclose(self) -> None:
+        """Close the connection; pending commands fail with ConnectionError."""
+        protocol, self._protocol = self._protocol, None
+        if protocol is not None and protocol.transport is not None:
+            protocol.closed = True
+            protocol.transport.close()
+
+
+def _parse_url(url: str) -> dict[str, Any]:
+    parsed = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qs(parsed.query)
+    setup: list[tuple[Arg, ...]] = []
+    password = urllib.parse.unquote(parsed.password) if parsed.password else None
+    username = urllib.parse.unquote(parsed.username) if parsed.username else None
+    if password is not None:
+        setup.append(("AUTH", username, password) if username else ("AUTH", password))
+    db = parsed.path.lstrip("/") if parsed.scheme != "unix" else query.get("db", ["0"])[0]
+    if db and db != "0":
+        setup.append(("SELECT", int(db)))
+    return {
+        "unix": parsed.path if parsed.scheme == "unix" else None,
+        "host": parsed.hostname or "127.0.0.1",
+        "port": parsed.port or 6379,
+        "ssl": ssl.create_default_context() if parsed.scheme == "rediss" else None,
+        "setup": setup,
+    }

@@ -1,0 +1,119 @@
+"""The pipelining Redis client against real Redis servers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+
+from launchready_sdk.resp import RedisReplyError, RespClient, _parse_url, encode_command
+
+
+def test_encoding_of_mixed_arguments() -> None:
+    """Commands are RESP arrays of bulk strings; ints and floats are written as text."""
+    assert encode_command(("SET", b"k", 5, 1.5)) == (
+        b"*4\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n5\r\n$3\r\n1.5\r\n"
+    )
+
+
+def test_url_parsing() -> None:
+    """Host, port, password, user, database, TLS and unix sockets come from the URL."""
+    t = _parse_url("redis://user:p%40ss@cache.internal:6380/3")
+    assert (t["host"], t["port"], t["unix"], t["ssl"]) == ("cache.internal", 6380, None, None)
+    assert t["setup"] == [("AUTH", "user", "p@ss"), ("SELECT", 3)]
+    assert _parse_url("rediss://h")["ssl"] is not None
+    assert _parse_url("unix:///run/redis.sock?db=2")["unix"] == "/run/redis.sock"
+    assert _parse_url("redis://127.0.0.1:6379/0")["setup"] == []
+
+
+async def test_concurrent_commands_get_their_own_replies(redis_url: str, redis_prefix: str) -> None:
+    """2000 concurrent commands on one pipelined connection each get their own reply."""
+    client = RespClient(redis_url, timeout_s=2.0)
+    keys = [f"{redis_prefix}:k{i}" for i in range(2000)]
+    await asyncio.gather(*(client.execute("SET", k, f"v{i}", "EX", 60) for i, k in enumerate(keys)))
+    values = await asyncio.gather(*(client.execute("GET", k) for k in keys))
+    assert values == [f"v{i}".encode() for i in range(2000)]
+    await client.aclose()
+
+
+async def test_error_reply_is_raised(redis_url: str, redis_prefix: str) -> None:
+    """An error reply raises RedisReplyError and the connection stays usable."""
+    client = RespClient(redis_url, timeout_s=2.0)
+    key = f"{redis_prefix}:list"
+    await client.execute("RPUSH", key, "x")
+    with pytest.raises(RedisReplyError, match="WRONGTYPE"):
+        await client.execute("INCR", key)
+    assert await client.execute("LLEN", key) == 1
+    await client.execute("DEL", key)
+    await client.aclose()
+
+
+async def test_timeout_then_fresh_connection(private_redis: Any) -> None:
+    """A reply that takes too long raises TimeoutError; after resume, commands work again."""
+    client = RespClient(private_redis.url, timeout_s=0.1)
+    await client.execute("SET", "a", "1")
+    private_redis.pause()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(TimeoutError):
+            await client.execute("GET", "a")
+    finally:
+        private_redis.cont()
+    assert time.perf_counter() - started < 1.0
+    assert await client.execute("GET", "a") == b"1"
+    await client.aclose()
+
+
+async def test_late_replies_never_shift_onto_other_commands(private_redis: Any) -> None:
+    """Commands that time out while Redis is paused never hand their replies to later ones."""
+    client = RespClient(private_redis.url, timeout_s=0.05)
+    for i in range(20):
+        await client.execute("SET", f"k{i}", f"v{i}")
+    private_redis.pause()
+    try:
+        results = await asyncio.gather(
+            *(client.execute("GET", f"k{i}") for i in range(20)), return_exceptions=True
+        )
+    finally:
+        private_redis.cont()
+    assert all(isinstance(r, TimeoutError) for r in results)
+    for i in range(20):
+        assert await client.execute("GET", f"k{i}") == f"v{i}".encode()
+    await client.aclose()
+
+
+async def test_restart_reconnects(private_redis: Any) -> None:
+    """After the server dies commands fail with ConnectionError; after a restart they work."""
+    client = RespClient(private_redis.url, timeout_s=0.5)
+    assert await client.execute("PING") == b"PONG"
+    private_redis.kill()
+    with pytest.raises(OSError):
+        await client.execute("PING")
+    private_redis.start()
+    assert await client.execute("PING") == b"PONG"
+    await client.aclose()
+
+
+async def test_refused_connection_is_a_connection_error() -> None:
+    """Nobody listening: ConnectionError quickly, no hang."""
+    from tests.conftest import free_port
+
+    client = RespClient(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+    with pytest.raises(OSError):
+        await client.execute("PING")
+
+
+async def test_database_selection(redis_url: str, redis_prefix: str) -> None:
+    """A URL naming database 1 writes there, not to database 0."""
+    base = redis_url.rsplit("/", 1)[0]
+    db1 = RespClient(base + "/1", timeout_s=2.0)
+    db0 = RespClient(base + "/0", timeout_s=2.0)
+    key = f"{redis_prefix}:db"
+    await db1.execute("SET", key, "one", "EX", 60)
+    assert await db0.execute("GET", key) is None
+    assert await db1.execute("GET", key) == b"one"
+    await db1.execute("DEL", key)
+    await db0.aclose()
+    await db1.aclose()
