@@ -362,8 +362,10 @@ _PEM_RE: Final = re.compile(
 _JWT_RE: Final = re.compile(
     r"eyJ[A-Za-z0-9_\-]{8,8192}\.[A-Za-z0-9_\-]{8,65536}\.[A-Za-z0-9_\-]{0,8192}", re.ASCII
 )
-# RFC 3986 userinfo has no unencoded `[ ] " ' < >`: a marker's bracket ends the user part.
-_USERINFO_RE: Final = re.compile(r"""://([^\s/?#@:\[\]"'<>]{0,256}):([^\s/?#"'<>]{1,1024})@""")
+# RFC 3986 userinfo has no unencoded `[ ] " ' < >`; excluding them keeps markers out of it.
+_USERINFO_RE: Final = re.compile(
+    r"""://([^\s/?#@:\[\]"'<>]{0,256}):([^\s/?#\[\]"'<>]{1,1024})@"""
+)
 _BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)([ \t]{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
 _BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
 _KV_SEP_RE: Final = re.compile(r"=|%3[Dd]|:")
@@ -384,7 +386,7 @@ _CARD_SHAPE_STR: Final = str.maketrans("0123456789", "0000000000")
 _EMAIL_DOMAIN_RE: Final = re.compile(
     r"@((?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})(?![A-Za-z0-9\-])", re.ASCII
 )
-_EMAIL_LOCAL_RE: Final = re.compile(r"[A-Za-z0-9._%+\-]{1,64}\Z", re.ASCII)
+_EMAIL_LOCAL_RE: Final = re.compile(r"[A-Za-z0-9._%+\-_]{1,64}\Z", re.ASCII)
 _SAFE_VALUES: Final = frozenset(("true", "false", "null", "none", "", '""', "''"))
 _SAFE_TYPES: Final = (
     datetime.date,
@@ -995,11 +997,11 @@ class Redactor:
         if "@" in text and "://" in text:
             text = _USERINFO_RE.sub(_replace_userinfo, text)
         text = self._auth_schemes(text)
+        if len(text) >= 13:  # before the formats: a marker must not change their boundaries
+            text = _redact_cards(text)
         text = self._formats(text)
         if _may_hold_pair(text):
             text = self._pairs(text)
-        if len(text) >= 13:
-            text = _redact_cards(text)
         if "@" in text and self._email != "off":
             text = self._emails(text)
         if self._extra:
@@ -1065,18 +1067,17 @@ class Redactor:
         return [(start, end, _marker(rule))]
 
     def _emails(self, text: str) -> str:
+        """Addresses found from their `@`; the local part is read backwards from it."""
+        keep_domain = self._email == "domain"
         spans: list[tuple[int, int, str]] = []
         pos = 0
         for m in _EMAIL_DOMAIN_RE.finditer(text):
             at, end = m.start(), m.end()
             local = _EMAIL_LOCAL_RE.search(text, max(pos, at - 64), at)
             if local is None or (text[end : end + 1] == ":" and text[end + 1 : end + 2].isalpha()):
-                continue
-            if self._email == "domain":
-                spans.append((local.start(), at, _EMAIL_MARKER))
-            else:
-                spans.append((local.start(), end, _EMAIL_MARKER))
-            pos = end
+                continue  # no local part, or an scp-style remote (`git@github.com:org/repo`)
+            spans.append((local.start(), at if keep_domain else end, _EMAIL_MARKER))
+            pos = at + 1 if keep_domain else end  # a kept domain may be the next local part
         return _splice(text, spans) if spans else text
 
     def _apply_extra(self, text: str) -> str:

@@ -4,7 +4,8 @@ Every limited, cached or idempotent request sends one Redis command, and a gener
 client spends far more CPU around that command than Redis spends answering it. This client
 keeps one connection per process and writes each command as soon as it is issued, so
 concurrent requests share the connection and their commands travel together (automatic
-pipelining); replies are parsed by hiredis and handed back in order.
+pipelining: everything issued in one event-loop iteration leaves in one write); replies are
+parsed by hiredis and handed back in order.
 
 It does only what the SDK needs: commands with bytes/str/int/float arguments, AUTH and SELECT
 from the URL, TLS for `rediss://`, unix sockets. Errors are plain: `RedisReplyError` for an
@@ -53,6 +54,18 @@ class _Protocol(asyncio.Protocol):
         self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._outgoing: list[bytes] = []
+
+    def send(self, command: bytes) -> None:
+        """Queue a command; all commands queued in one loop iteration leave in one write."""
+        if not self._outgoing:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._outgoing.append(command)
+
+    def _flush(self) -> None:
+        data, self._outgoing = b"".join(self._outgoing), []
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -112,7 +125,7 @@ class RespClient:
             protocol = await self._connect()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         protocol.waiting.append(future)
-        protocol.transport.write(encode_command(args))  # type: ignore[union-attr]
+        protocol.send(encode_command(args))
         try:
             async with asyncio.timeout(self.timeout_s):
                 reply = await future
