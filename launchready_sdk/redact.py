@@ -105,6 +105,7 @@ _EXTRA_WINDOW: Final = 16_384
 _EXTRA_OVERLAP: Final = 512
 _MISSING: Final = object()
 _CARD_MIN: Final = 10**12
+_MAX_PASSES: Final = 4
 
 # ---------------------------------------------------------------------------------------------
 # Key rules
@@ -363,9 +364,7 @@ _JWT_RE: Final = re.compile(
     r"eyJ[A-Za-z0-9_\-]{8,8192}\.[A-Za-z0-9_\-]{8,65536}\.[A-Za-z0-9_\-]{0,8192}", re.ASCII
 )
 # RFC 3986 userinfo has no unencoded `[ ] " ' < >`; excluding them keeps markers out of it.
-_USERINFO_RE: Final = re.compile(
-    r"""://([^\s/?#@:\[\]"'<>]{0,256}):([^\s/?#\[\]"'<>]{1,1024})@"""
-)
+_USERINFO_RE: Final = re.compile(r"""://([^\s/?#@:\[\]"'<>]{0,256}):([^\s/?#\[\]"'<>]{1,1024})@""")
 _BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)([ \t]{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
 _BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
 _KV_SEP_RE: Final = re.compile(r"=|%3[Dd]|:")
@@ -985,6 +984,19 @@ class Redactor:
         return orjson.dumps(redacted).decode()
 
     def _scan(self, text: str) -> str:
+        """`_scan_once` repeated until nothing changes, so that redaction is idempotent.
+
+        A marker can change what a rule sees next to it (a word boundary, an e-mail's end);
+        each pass only turns unmarked text into markers, so this ends after a pass or two.
+        """
+        for _ in range(_MAX_PASSES):
+            scanned = self._scan_once(text)
+            if scanned == text:
+                break
+            text = scanned
+        return text
+
+    def _scan_once(self, text: str) -> str:
         """Free text with every value rule applied; each rule runs only when its hint occurs.
 
         A one-character test (a fast memchr) guards each longer hint, since on long text every
