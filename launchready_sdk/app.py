@@ -89,7 +89,12 @@ class LaunchReady:
         self.app = app
         stack: ASGIApp = app
         if self.limiter.table or self.limiter.accounts:
-            stack = RateLimitMiddleware(stack, limiter=self.limiter, client_ip=self.proxy.client_ip)
+            stack = RateLimitMiddleware(
+                stack,
+                limiter=self.limiter,
+                client_ip=self.proxy.client_ip,
+                header_style=s.rate_limit_headers,
+            )
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
         )

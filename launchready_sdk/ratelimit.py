@@ -38,8 +38,8 @@ import orjson
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.proxy import PatternTable
-from launchready_sdk.responses import send_problem
 from launchready_sdk.resp import Arg
+from launchready_sdk.responses import send_problem
 from launchready_sdk.stores import BoundedLRU, RedisStore, Script
 from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
@@ -72,6 +72,7 @@ DEFAULT_RATE_LIMITS: Mapping[str, str] = {
     "/api/webhooks/*": "600/minute",
 }
 SAFE_METHODS = frozenset({"HEAD", "OPTIONS"})
+HeaderStyle = Literal["separate", "structured"]
 ACCOUNT_FIELDS = ("username", "email", "login", "user", "account")
 BODY_MAX_BYTES = 64 * 1024
 DEFAULT_IPV6_PREFIX = 64
@@ -147,6 +148,8 @@ class Decision(NamedTuple):
     remaining: int
     reset_s: int
     retry_after_s: int
+    window_s: int = 0
+    policy: str = ""
 
 
 def parse_rule(pattern: str, text: str) -> Rule:
@@ -171,7 +174,7 @@ class MemoryLimiter:
 
     def hit(self, key: str, rule: Rule) -> Decision:
         if len(rule.rates) == 1:
-            return self._hit_one(key, rule.rates[0])
+            return self._hit_one(key, rule.rates[0], rule.pattern)
         now = time.monotonic()
         tats = self._tats.get(key) or [0.0] * len(rule.rates)
         new_tats = [
@@ -182,7 +185,10 @@ class MemoryLimiter:
         if retry > 1e-9:
             index = overs.index(retry)
             seconds = _ceil(retry)
-            return Decision(False, rule.rates[index].amount, 0, seconds, seconds)
+            rate = rule.rates[index]
+            return Decision(
+                False, rate.amount, 0, seconds, seconds, int(rate.period_s), rule.pattern
+            )
         self._tats.set(key, new_tats)
         remaining = [
             int((rate.period_s - (t - now)) / rate.interval_s + 1e-9)
@@ -190,9 +196,11 @@ class MemoryLimiter:
         ]
         index = remaining.index(min(remaining))
         reset = _ceil(new_tats[index] - now)
-        return Decision(True, rule.rates[index].amount, max(remaining[index], 0), reset, 0)
+        rate = rule.rates[index]
+        left = max(remaining[index], 0)
+        return Decision(True, rate.amount, left, reset, 0, int(rate.period_s), rule.pattern)
 
-    def _hit_one(self, key: str, rate: Rate) -> Decision:
+    def _hit_one(self, key: str, rate: Rate, policy: str) -> Decision:
         """The common case of a rule with one rate, without the per-rate lists."""
         now = time.monotonic()
         stored = self._tats.get(key)
@@ -200,10 +208,10 @@ class MemoryLimiter:
         used = tat + rate.interval_s - now
         if used - rate.period_s > 1e-9:
             seconds = _ceil(used - rate.period_s)
-            return Decision(False, rate.amount, 0, seconds, seconds)
+            return Decision(False, rate.amount, 0, seconds, seconds, int(rate.period_s), policy)
         self._tats.set(key, [now + used])
         remaining = int((rate.period_s - used) / rate.interval_s + 1e-9)
-        return Decision(True, rate.amount, remaining, _ceil(used), 0)
+        return Decision(True, rate.amount, remaining, _ceil(used), 0, int(rate.period_s), policy)
 
 
 class RedisLimiter:
@@ -219,11 +227,12 @@ class RedisLimiter:
             args += [round(rate.period_s * 1e6), round(rate.interval_s * 1e6)]
         reply = await self.store.run_script(GCRA, keys, args)
         allowed, index, remaining, reset_us, retry_us = reply
-        limit = rule.rates[int(index) - 1].amount
-        reset_s = _ceil(int(reset_us) / 1e6)
+        rate = rule.rates[int(index) - 1]
+        window, reset_s = int(rate.period_s), _ceil(int(reset_us) / 1e6)
         if allowed:
-            return Decision(True, limit, int(remaining), reset_s, 0)
-        return Decision(False, limit, 0, reset_s, _ceil(int(retry_us) / 1e6))
+            return Decision(True, rate.amount, int(remaining), reset_s, 0, window, rule.pattern)
+        retry_s = _ceil(int(retry_us) / 1e6)
+        return Decision(False, rate.amount, 0, reset_s, retry_s, window, rule.pattern)
 
 
 def _ceil(seconds: float) -> int:
@@ -338,13 +347,25 @@ def split_methods(spec: str) -> tuple[frozenset[str] | None, str]:
     return None, spec.strip()
 
 
-def rate_limit_headers(decision: Decision) -> Headers:
-    """`RateLimit-Limit`, `-Remaining`, `-Reset` (and `Retry-After` on a refusal)."""
-    headers = [
-        (b"ratelimit-limit", str(decision.limit).encode()),
-        (b"ratelimit-remaining", str(decision.remaining).encode()),
-        (b"ratelimit-reset", str(decision.reset_s).encode()),
-    ]
+def rate_limit_headers(decision: Decision, style: HeaderStyle = "separate") -> Headers:
+    """Rate-limit response headers (and `Retry-After` on a refusal).
+
+    `separate`: `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset` (delta seconds).
+    `structured`: the IETF draft's `RateLimit-Policy: "<rule>";q=<quota>;w=<window>` and
+    `RateLimit: "<rule>";r=<remaining>;t=<reset>` structured fields.
+    """
+    if style == "structured":
+        name = decision.policy.replace("\\", "").replace('"', "")
+        headers = [
+            (b"ratelimit-policy", f'"{name}";q={decision.limit};w={decision.window_s}'.encode()),
+            (b"ratelimit", f'"{name}";r={decision.remaining};t={decision.reset_s}'.encode()),
+        ]
+    else:
+        headers = [
+            (b"ratelimit-limit", str(decision.limit).encode()),
+            (b"ratelimit-remaining", str(decision.remaining).encode()),
+            (b"ratelimit-reset", str(decision.reset_s).encode()),
+        ]
     if not decision.allowed:
         headers.append((b"retry-after", str(decision.retry_after_s).encode()))
     return headers
@@ -360,6 +381,7 @@ class RateLimitMiddleware:
         retry_after_closed_s: `Retry-After` of the 503 sent while failing closed.
         body_max_bytes: the largest body read to find the account of a per-account rule (413
             above it).
+        header_style: "separate" `RateLimit-*` headers or the IETF draft's "structured" pair.
     """
 
     def __init__(
@@ -370,8 +392,10 @@ class RateLimitMiddleware:
         client_ip: Any = None,
         retry_after_closed_s: int = 5,
         body_max_bytes: int = BODY_MAX_BYTES,
+        header_style: HeaderStyle = "separate",
     ) -> None:
         self.app = app
+        self.header_style: HeaderStyle = header_style
         self.body_max_bytes = body_max_bytes
         self.limiter = limiter
         self._client_ip = client_ip or (lambda scope: (scope.get("client") or (None,))[0])
@@ -415,7 +439,8 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         tightest = min(decisions, key=lambda d: d.remaining)
-        await self.app(scope, receive, _adding_headers(send, rate_limit_headers(tightest)))
+        headers = rate_limit_headers(tightest, self.header_style)
+        await self.app(scope, receive, _adding_headers(send, headers))
 
     async def _refuse(self, decision: Decision | None, send: Send, request_id: str | None) -> None:
         """Send the 429 of a refusal, or the 503 of a limiter failing closed (None)."""
@@ -434,7 +459,7 @@ class RateLimitMiddleware:
             429,
             f"Too many requests; retry in {decision.retry_after_s} s.",
             request_id=request_id,
-            headers=rate_limit_headers(decision),
+            headers=rate_limit_headers(decision, self.header_style),
         )
 
     def _identity(self, scope: Scope) -> str:

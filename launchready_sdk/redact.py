@@ -955,7 +955,7 @@ class Redactor:
             self._clean[text] = None
 
     def _json_or_scan(self, text: str, depth: int) -> object:
-        if text[0] in "{[" and depth < self._max_depth:
+        if text[:1] in ("{", "[") and depth < self._max_depth:
             decoded = self._json_text(text, depth)
             if decoded is not None:
                 return decoded

@@ -54,6 +54,7 @@ class Settings:
     rate_limit_fail: FailPolicy = "open"
     rate_limit_ipv6_prefix: int = DEFAULT_IPV6_PREFIX
     rate_limit_accounts: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    rate_limit_headers: Literal["separate", "structured"] = "separate"
     cache_routes: Mapping[str, int] = dataclasses.field(default_factory=dict)
     latency_budget_ms: float = DEFAULT_LATENCY_BUDGET_MS
     outbound_timeout_s: float = DEFAULT_OUTBOUND_TIMEOUT_S
@@ -404,6 +405,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "rate_limit_fail": _choice("open", "closed"),
     "rate_limit_ipv6_prefix": _check_ipv6_prefix,
     "rate_limit_accounts": _check_account_limits,
+    "rate_limit_headers": _choice("separate", "structured"),
     "cache_routes": _check_cache_routes,
     "latency_budget_ms": _positive("500"),
     "outbound_timeout_s": _positive("5"),

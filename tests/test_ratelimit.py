@@ -574,3 +574,82 @@ async def test_account_limit_without_account_falls_back_to_ip_rule() -> None:
             r = await c.post("/login", content=body, headers={"content-type": "application/json"})
             assert r.status_code == 200
     assert counter.calls == 4
+
+
+# --- processes, scripts, reports and header styles -----------------------------------------
+
+
+def test_two_uvicorn_processes_share_one_budget(
+    serve: Any, redis_url: str, redis_prefix: str
+) -> None:
+    """Two uvicorn processes on one Redis admit exactly the limit between them."""
+    env = {
+        "LAUNCHREADY_REDIS_URL": redis_url,
+        "LAUNCHREADY_REDIS_PREFIX": redis_prefix,
+        "LAUNCHREADY_RATE_LIMITS": "/login=7/minute",
+        "LAUNCHREADY_REDIS_TIMEOUT_S": "1",
+    }
+    first = serve("tests.apps.limited:app", env)
+    second = serve("tests.apps.limited:app", env)
+
+    async def flood() -> list[int]:
+        async with httpx.AsyncClient() as c:
+            responses = await asyncio.gather(
+                *(c.post(server.url + "/login") for server in [first, second] * 20)
+            )
+        return [r.status_code for r in responses]
+
+    statuses = asyncio.run(flood())
+    assert statuses.count(200) == 7
+    assert statuses.count(429) == 33
+
+
+async def test_script_flush_is_survived(private_redis: Any) -> None:
+    """After SCRIPT FLUSH (or a restart) the script is reloaded and checks go on."""
+    store = RedisStore(private_redis.url, timeout_s=1.0, cooldown_s=1.0, prefix="t")
+    limiter = RateLimiter({"/login": "3/minute"}, store=store)
+    rule = limiter.rule_for("POST", "/login")
+    assert rule is not None
+    first = await limiter.hit(rule, "c")
+    await store.execute("SCRIPT", "FLUSH")
+    second = await limiter.hit(rule, "c")
+    assert first is not None and second is not None
+    assert (first.remaining, second.remaining) == (2, 1)
+    assert store.available
+    await store.aclose()
+
+
+async def test_structured_headers_style() -> None:
+    """rate_limit_headers="structured" emits the IETF RateLimit-Policy and RateLimit fields."""
+    app = wrap(Counter(), rate_limits={"/login": "2/minute"}, rate_limit_headers="structured")
+    async with client(app) as c:
+        served = await c.post("/login")
+        await c.post("/login")
+        refused = await c.post("/login")
+    assert served.headers["ratelimit-policy"] == '"/login";q=2;w=60'
+    assert served.headers["ratelimit"].startswith('"/login";r=1;t=')
+    assert "ratelimit-limit" not in served.headers
+    assert refused.status_code == 429
+    assert refused.headers["ratelimit"] == f'"/login";r=0;t={refused.headers["retry-after"]}'
+
+
+async def test_startup_report_names_covered_routes_and_warns_on_none(log_stream: Any) -> None:
+    """At start-up each rule is logged with its routes; a configured rule covering none warns."""
+    lr = LaunchReady(
+        Settings(rate_limits={"/login": "5/minute", "/nothing-here": "1/minute"}),
+        log_stream=log_stream,
+    )
+    _opened.append(lr)
+    app = lr.wrap(shop(Counter()))
+    messages = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    records = {r["event"]: r for r in log_stream.records() if r["event"].startswith("ratelimit")}
+    assert records["ratelimit.rule"]["routes"] == ["/login"]
+    assert records["ratelimit.rule_covers_no_route"]["rule"] == "/nothing-here"

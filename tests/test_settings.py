@@ -37,6 +37,7 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_RATE_LIMIT_FAIL": "closed",
         "LAUNCHREADY_RATE_LIMIT_IPV6_PREFIX": "56",
         "LAUNCHREADY_RATE_LIMIT_ACCOUNTS": "POST /login=10/hour",
+        "LAUNCHREADY_RATE_LIMIT_HEADERS": "structured",
         "LAUNCHREADY_CACHE_ROUTES": "/products=30;/products/{id}=60",
         "LAUNCHREADY_LATENCY_BUDGET_MS": "250",
         "LAUNCHREADY_OUTBOUND_TIMEOUT_S": "2.5",
