@@ -613,7 +613,8 @@ async def test_script_flush_is_survived(private_redis: Any) -> None:
     first = await limiter.hit(rule, "c")
     await store.execute("SCRIPT", "FLUSH")
     second = await limiter.hit(rule, "c")
-    assert first is not None and second is not None
+    assert first is not None
+    assert second is not None
     assert (first.remaining, second.remaining) == (2, 1)
     assert store.available
     await store.aclose()

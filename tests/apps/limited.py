@@ -1,4 +1,4 @@
-"""An app with a limited /login, configured from LAUNCHREADY_* variables, for multi-process tests."""
+"""A limited /login app configured from LAUNCHREADY_* variables, for multi-process tests."""
 
 from __future__ import annotations
 
