@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from launchready_sdk.app import LaunchReady, LaunchReadyMiddleware
+    from launchready_sdk.cache import cached
     from launchready_sdk.context import get_request_id
     from launchready_sdk.errors import LaunchReadyError, SettingsError, StoreUnavailable
     from launchready_sdk.logs import get_logger
@@ -26,6 +27,7 @@ __all__ = [
     "Settings",
     "SettingsError",
     "StoreUnavailable",
+    "cached",
     "get_logger",
     "get_request_id",
     "redact",
@@ -38,6 +40,7 @@ _WHERE = {
     "SettingsError": "errors",
     "StoreUnavailable": "errors",
     "Settings": "settings",
+    "cached": "cache",
     "get_logger": "logs",
     "get_request_id": "context",
     "redact": "redact",

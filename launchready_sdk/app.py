@@ -9,7 +9,8 @@ outermost first:
 2. health              /healthz and /readyz, answered before anything below can refuse them;
                        readiness turns 503 when shutdown begins
 3. rate limits         429 before the app runs or the body is read (only on ruled routes)
-4. the app
+4. cache               GET/HEAD of cache routes answered from the store; misses fill it
+5. the app
 
 Because the request-context layer is outside the framework's own error handling, 404s, 405s,
 the SDK's own 4xx/503s and unhandled 500s all carry the request ID.
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any, TextIO
 
+from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
 from launchready_sdk.context import RequestContextMiddleware
 from launchready_sdk.health import HealthMiddleware, Readiness
 from launchready_sdk.logs import (
@@ -77,6 +79,19 @@ class LaunchReady:
             fail=self.settings.rate_limit_fail,
             ipv6_prefix=self.settings.rate_limit_ipv6_prefix,
         )
+        self.cache = Cache(
+            self.settings.cache_routes,
+            store=self.redis,
+            host=self.proxy.host,
+            scheme=self.proxy.scheme,
+            version=self.settings.cache_version,
+            max_body_bytes=self.settings.cache_max_body_bytes,
+            memory_max_bytes=self.settings.cache_memory_max_bytes,
+            credential_headers=self.settings.cache_credential_headers,
+            stale_while_revalidate_s=self.settings.cache_stale_while_revalidate_s,
+            stale_if_error_s=self.settings.cache_stale_if_error_s,
+        )
+        set_default_cache(self.cache)
         self.app: ASGIApp | None = None
 
     def add_health_check(self, name: str, check: HealthCheck) -> None:
@@ -88,6 +103,8 @@ class LaunchReady:
         s = self.settings
         self.app = app
         stack: ASGIApp = app
+        if self.cache.routes:
+            stack = CacheMiddleware(stack, cache=self.cache)
         if self.limiter.table or self.limiter.accounts:
             stack = RateLimitMiddleware(
                 stack,
@@ -126,6 +143,7 @@ class LaunchReady:
 
     async def shutdown(self) -> None:
         """Run at ASGI lifespan shutdown (readiness already answers 503): close Redis."""
+        await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()
 

@@ -360,18 +360,23 @@ _PEM_RE: Final = re.compile(
     r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)",
     re.DOTALL,
 )
+# Possessive runs: each `eyJ...` run is read once, and `_replace_jwt` keeps it unless the two
+# dots of a JWT follow (otherwise `eyJeyJeyJ...` would be rescanned from every `eyJ`).
 _JWT_RE: Final = re.compile(
-    r"eyJ[A-Za-z0-9_\-]{8,8192}\.[A-Za-z0-9_\-]{8,65536}\.[A-Za-z0-9_\-]{0,8192}", re.ASCII
+    r"eyJ[A-Za-z0-9_\-]{8,8192}+(\.[A-Za-z0-9_\-]{8,65536}+\.[A-Za-z0-9_\-]{0,8192}+)?",
+    re.ASCII,
 )
 # RFC 3986 userinfo has no unencoded `[ ] " ' < >`; excluding them keeps markers out of it.
 _USERINFO_RE: Final = re.compile(r"""://([^\s/?#@:\[\]"'<>]{0,256}):([^\s/?#\[\]"'<>]{1,1024})@""")
 _BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)([ \t]{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
 _BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
-_KV_SEP_RE: Final = re.compile(r"=|%3[Dd]|:")
-# The key before a separator, read on the reversed text: `"key"`, `\"key\"`, `'key'` or a bare
-# key that starts (ends, reversed) with a letter, `_` or `%`.
-_KV_KEY_REVERSED_RE: Final = re.compile(
-    r"""\s{0,3}(?:"\\?([^"\\\n]{1,64})"|'([^'\\\n]{1,64})'|([A-Za-z0-9_.%\-]{0,63}[A-Za-z_%]))"""
+# A separator and the key before it, searched in the reversed text so that the search starts
+# from the separator (`=`, `:`, `%3D`): `"key"`, `\"key\"`, `'key'` or a bare key that starts
+# (ends, reversed) with a letter, `_` or `%` and holds no `%3D` (the separator before it).
+_KV_REVERSED_RE: Final = re.compile(
+    r"""(?P<sep>=|:|[Dd]3%)\s{0,3}"""
+    r"""(?:"\\?(?P<dq>[^"\\\n]{1,64})"|'(?P<sq>[^'\\\n]{1,64})'"""
+    r"""|(?P<bare>(?:(?![Dd]3%)[A-Za-z0-9_.%\-]){0,63}(?![Dd]3%)[A-Za-z_%]))"""
 )
 _KV_SCHEME_RE: Final = re.compile(r"\s{0,3}(?:(?:[Bb]earer|[Bb]asic|[Tt]oken|[Dd]igest)\s{1,3})?")
 _KV_VALUE_RE: Final = re.compile(
@@ -425,6 +430,10 @@ def _replace_auth(m: re.Match[str]) -> str:
         return m.group()
     rule = "bearer" if m.group(1).lower() == "bearer" else "basic_auth"
     return f"{m.group(1)}{m.group(2)}{_marker(rule)}"
+
+
+def _replace_jwt(m: re.Match[str]) -> str:
+    return m.group() if m.group(1) is None else _marker("jwt")
 
 
 def _replace_userinfo(m: re.Match[str]) -> str:
@@ -584,6 +593,14 @@ def _needs_scan(text: str) -> bool:
         if "SG." in text or "SK" in text or "eyJ" in text:
             return True
     return "hooks.slack.com" in text or _digit_count(text) >= 13
+
+
+def _cut_point(text: str, limit: int) -> int:
+    """Where to cut `text` to at most `limit` characters: at a space, so no marker is split."""
+    if len(text) <= limit:
+        return len(text)
+    space = text.rfind(" ", limit - 256, limit)
+    return space if space > 0 else limit
 
 
 def _splice(text: str, spans: list[tuple[int, int, str]]) -> str:
@@ -931,7 +948,7 @@ class Redactor:
 
     # -- text -------------------------------------------------------------------------------
 
-    def _text(self, text: str, depth: int) -> object:
+    def _text(self, text: str, depth: int) -> str:
         if text in self._clean:
             return text
         if len(text) > self._max_string:
@@ -940,7 +957,7 @@ class Redactor:
         if self._extra or n > _CLEAN_MAX_LEN or (n >= _MIN_SECRET and _needs_scan(text)):
             result = self._json_or_scan(text, depth)
             if result != text:
-                return result
+                return self._cut(result) if len(result) > self._max_string else result
         self._remember(text)
         return text
 
@@ -954,7 +971,7 @@ class Redactor:
                 self._clean.clear()
             self._clean[text] = None
 
-    def _json_or_scan(self, text: str, depth: int) -> object:
+    def _json_or_scan(self, text: str, depth: int) -> str:
         if text[:1] in ("{", "[") and depth < self._max_depth:
             decoded = self._json_text(text, depth)
             if decoded is not None:
@@ -962,10 +979,14 @@ class Redactor:
         return self._scan(text)
 
     def _oversize(self, text: str) -> str:
+        """The redacted head of a string longer than `max_string`, marked as cut."""
         limit = self._max_string - len(OVERSIZE_MARKER) - 1
-        cut = text.rfind(" ", limit - 256, limit)
-        head = self._scan(text[: cut if cut > 0 else limit])
-        return f"{head[:limit]} {OVERSIZE_MARKER}"
+        return self._cut(self._scan(text[: _cut_point(text, limit)]))
+
+    def _cut(self, text: str) -> str:
+        """Already redacted text cut to `max_string`, at a space when there is one nearby."""
+        limit = self._max_string - len(OVERSIZE_MARKER) - 1
+        return f"{text[: _cut_point(text, limit)]} {OVERSIZE_MARKER}"
 
     def _json_text(self, text: str, depth: int) -> str | None:
         """A JSON document in a string, redacted and re-serialised; None when it is not JSON."""
@@ -1005,7 +1026,7 @@ class Redactor:
         if "B" in text and "-----BEGIN" in text and "PRIVATE KEY" in text:
             text = _PEM_RE.sub(_marker("private_key"), text)
         if "J" in text and "eyJ" in text:
-            text = _JWT_RE.sub(_marker("jwt"), text)
+            text = _JWT_RE.sub(_replace_jwt, text)
         if "@" in text and "://" in text:
             text = _USERINFO_RE.sub(_replace_userinfo, text)
         text = self._auth_schemes(text)
@@ -1048,24 +1069,25 @@ class Redactor:
     def _pairs(self, text: str) -> str:
         """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule.
 
-        Found from their separators, the key read backwards, so that text without a separator
-        costs one search.
+        Separators and their keys are found in one search over the reversed text; only the
+        pairs whose key is sensitive reach Python, then values are matched left to right.
         """
+        n = len(text)
+        found = list(_KV_REVERSED_RE.finditer(text[::-1]))
         spans: list[tuple[int, int, str]] = []
-        reversed_text, pos = "", 0
-        for sep in _KV_SEP_RE.finditer(text):
-            if sep.start() < pos:
+        pos = 0
+        for m in reversed(found):
+            start = n - m.end("sep")
+            key = (m.group("dq") or m.group("sq") or m.group("bare"))[::-1]
+            rule = self._keys.get(key, _MISSING)
+            rule = self._key_rule(key) if rule is _MISSING else rule
+            if start < pos or rule is None:
                 continue
-            reversed_text = reversed_text or text[::-1]
-            key = _KV_KEY_REVERSED_RE.match(reversed_text, len(text) - sep.start())
-            rule = None if key is None else self._key_rule(key.group(key.lastindex or 0)[::-1])
-            if rule is None:
-                continue
-            after = _KV_SCHEME_RE.match(text, sep.end())
-            value = _KV_VALUE_RE.match(text, after.end() if after else sep.end())
+            after = _KV_SCHEME_RE.match(text, n - m.start("sep"))
+            value = _KV_VALUE_RE.match(text, after.end() if after else n - m.start("sep"))
             if value is not None:
                 pos = value.end()
-                spans.extend(self._masked_value(rule, value))
+                spans.extend(self._masked_value(str(rule), value))
         return _splice(text, spans) if spans else text
 
     @staticmethod

@@ -29,6 +29,12 @@ DEFAULT_REDIS_COOLDOWN_S = 2.0
 MAX_READINESS_TIMEOUT_S = 2.0
 DEFAULT_REDIS_PREFIX = "launchready"
 DEFAULT_IPV6_PREFIX = 64
+DEFAULT_CACHE_MAX_BODY_BYTES = 1024 * 1024
+DEFAULT_CACHE_MEMORY_MAX_BYTES = 64 * 1024 * 1024
+DEFAULT_CACHE_SWR_S = 10
+DEFAULT_CACHE_SIE_S = 300
+DEFAULT_CACHE_CREDENTIAL_HEADERS = ("x-api-key", "x-auth-token", "x-access-token")
+MAX_CACHE_TTL_S = 15 * 86400
 ENV_PREFIX = "LAUNCHREADY_"
 
 LogFormat = Literal["json", "console"]
@@ -56,6 +62,12 @@ class Settings:
     rate_limit_accounts: Mapping[str, str] = dataclasses.field(default_factory=dict)
     rate_limit_headers: Literal["separate", "structured"] = "separate"
     cache_routes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    cache_version: str = ""
+    cache_max_body_bytes: int = DEFAULT_CACHE_MAX_BODY_BYTES
+    cache_memory_max_bytes: int = DEFAULT_CACHE_MEMORY_MAX_BYTES
+    cache_stale_while_revalidate_s: int = DEFAULT_CACHE_SWR_S
+    cache_stale_if_error_s: int = DEFAULT_CACHE_SIE_S
+    cache_credential_headers: tuple[str, ...] = DEFAULT_CACHE_CREDENTIAL_HEADERS
     latency_budget_ms: float = DEFAULT_LATENCY_BUDGET_MS
     outbound_timeout_s: float = DEFAULT_OUTBOUND_TIMEOUT_S
     outbound_deadline_s: float = DEFAULT_OUTBOUND_DEADLINE_S
@@ -203,6 +215,11 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_cooldown_s": _parse_number,
     "outbound_attempts": _parse_int,
     "rate_limit_ipv6_prefix": _parse_int,
+    "cache_max_body_bytes": _parse_int,
+    "cache_memory_max_bytes": _parse_int,
+    "cache_stale_while_revalidate_s": _parse_int,
+    "cache_stale_if_error_s": _parse_int,
+    "cache_credential_headers": _parse_list,
 }
 
 
@@ -335,10 +352,9 @@ def _check_cache_routes(name: str, value: object) -> Mapping[str, int]:
             seconds = int(ttl) if not isinstance(ttl, bool) else -1
         except (TypeError, ValueError):
             seconds = -1
-        if seconds < 1 or seconds != float(ttl):
-            raise SettingsError(
-                name, f"{pattern!r} needs a TTL of whole seconds >= 1, got {ttl!r}", example
-            )
+        if not 1 <= seconds <= MAX_CACHE_TTL_S or seconds != float(ttl):
+            problem = f"{pattern!r} needs a TTL of whole seconds from 1 to {MAX_CACHE_TTL_S}"
+            raise SettingsError(name, f"{problem}, got {ttl!r}", example)
         routes[pattern] = seconds
     _check_distinct(name, list(routes), example)
     return _frozen_map(routes)
@@ -387,6 +403,21 @@ def _check_ipv6_prefix(name: str, value: object) -> int:
     return value
 
 
+def _whole(example: str, low: int, high: int = 2**40) -> Callable[[str, object], int]:
+    def check(name: str, value: object) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise SettingsError(name, f"expected a whole number >= {low}, got {value!r}", example)
+        return value
+
+    return check
+
+
+def _check_version(name: str, value: object) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise SettingsError(name, f"expected a short version string, got {value!r}", "2026.11.28")
+    return value
+
+
 def _check_path(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.startswith("/") or len(value) < 2 or " " in value:
         raise SettingsError(
@@ -407,6 +438,12 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "rate_limit_accounts": _check_account_limits,
     "rate_limit_headers": _choice("separate", "structured"),
     "cache_routes": _check_cache_routes,
+    "cache_version": _check_version,
+    "cache_max_body_bytes": _whole("1048576", 1),
+    "cache_memory_max_bytes": _whole("67108864", 1024),
+    "cache_stale_while_revalidate_s": _whole("10", 0),
+    "cache_stale_if_error_s": _whole("300", 0),
+    "cache_credential_headers": _check_str_tuple,
     "latency_budget_ms": _positive("500"),
     "outbound_timeout_s": _positive("5"),
     "outbound_deadline_s": _positive("15"),

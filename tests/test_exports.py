@@ -17,6 +17,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "Settings",
         "SettingsError",
         "StoreUnavailable",
+        "cached",
         "get_logger",
         "get_request_id",
         "redact",
