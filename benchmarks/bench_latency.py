@@ -19,6 +19,7 @@ Served as `benchmarks.bench_latency:app` with `BENCH_CONFIG` set.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import random
@@ -226,10 +227,11 @@ def servers(args: argparse.Namespace) -> list[str]:
 
 
 INPROC = """
-import asyncio, os, statistics, sys, time
+import asyncio, json, os, statistics, sys, time
 sys.path.insert(0, {root!r})
-os.environ["BENCH_CONFIG"] = {config!r}
-from benchmarks.bench_latency import app
+os.environ["BENCH_CONFIG"] = "bare"
+from benchmarks.bench_latency import build
+apps = {{c: build(c) for c in {configs!r}}}
 scope = {{"type": "http", "asgi": {{"version": "3.0"}}, "http_version": "1.1", "method": "GET",
           "scheme": "http", "path": {path!r}, "raw_path": {path!r}.encode(), "query_string": b"",
           "root_path": "", "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
@@ -238,36 +240,31 @@ async def receive():
     return {{"type": "http.request", "body": b"", "more_body": False}}
 async def send(message):
     pass
-async def main():
-    for _ in range(300):
+async def block(app, n):
+    start = time.perf_counter()
+    for _ in range(n):
         await app(dict(scope), receive, send)
-    blocks = []
-    for _ in range(9):
-        start = time.perf_counter()
-        for _ in range(300):
-            await app(dict(scope), receive, send)
-        blocks.append((time.perf_counter() - start) / 300 * 1e6)
-    print(statistics.median(blocks), file=sys.stderr)
+    return (time.perf_counter() - start) / n * 1e6
+async def main():
+    for app in apps.values():
+        await block(app, 300)
+    runs = {{c: [] for c in apps}}
+    for _ in range({blocks}):
+        for c, app in apps.items():
+            runs[c].append(await block(app, 300))
+    print(json.dumps({{c: statistics.median(v) for c, v in runs.items()}}), file=sys.stderr)
 asyncio.run(main())
 """
 
 
-def inproc(config: str) -> float:
-    """Median µs per request of the ASGI stack alone, in a process pinned to core 0."""
-    code = INPROC.format(root=str(ROOT), config=config, path=PATH)
+def inproc_table(blocks: int) -> list[str]:
+    """µs per request of each ASGI stack alone: one process on core 0, blocks interleaved."""
+    code = INPROC.format(root=str(ROOT), configs=CONFIGS, path=PATH, blocks=blocks)
     command = ["taskset", "-c", "0", sys.executable, "-c", code]
     out = subprocess.run(
         command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=True
     )
-    return float(out.stderr.strip().splitlines()[-1])
-
-
-def inproc_table(rounds: int) -> list[str]:
-    runs: dict[str, list[float]] = {c: [] for c in CONFIGS}
-    for _ in range(rounds):
-        for config in CONFIGS:
-            runs[config].append(inproc(config))
-    med = {c: statistics.median(v) for c, v in runs.items()}
+    med: dict[str, float] = json.loads(out.stderr.strip().splitlines()[-1])
     lines = [
         "| configuration (in-process, no sockets) | µs/req | Δ µs/req vs bare | % of bare req/s |",
         "|---|---|---|---|",
@@ -297,7 +294,7 @@ def main() -> None:
     print()
     print("\n".join(in_process()))
     print()
-    print("\n".join(inproc_table(args.rounds)))
+    print("\n".join(inproc_table(args.rounds * 6)))
     if not args.skip_servers:
         print()
         print("\n".join(servers(args)))

@@ -3,26 +3,33 @@
 `LaunchReady(settings).wrap(app)` composes the enabled middlewares in one fixed order,
 outermost first:
 
-1. request context     X-Request-ID, client address, access log, last-resort 500 problem+json;
-                       its lifespan hooks re-adopt server loggers at start-up and close Redis
-                       at shutdown
-2. health              /healthz and /readyz, answered before anything below can refuse them;
+1. tracing             OpenTelemetry server spans, only when `otel_exporter` asks for them
+2. request context     X-Request-ID, client address, access log, last-resort 500 problem+json;
+                       its lifespan hooks start the SDK's background work at start-up and stop
+                       it (and close Redis) at shutdown
+3. health              /healthz and /readyz, answered before anything below can refuse them;
                        readiness turns 503 when shutdown begins
-3. rate limits         429 before the app runs or the body is read (only on ruled routes)
-4. cache               GET/HEAD of cache routes answered from the store; misses fill it
-5. the app
+4. latency             per-route timing under the route template; serves /metrics
+5. rate limits         429 before the app runs or the body is read (only on ruled routes)
+6. cache               GET/HEAD of cache routes answered from the store; misses fill it
+7. the app
 
 Because the request-context layer is outside the framework's own error handling, 404s, 405s,
-the SDK's own 4xx/503s and unhandled 500s all carry the request ID.
+the SDK's own 4xx/503s and unhandled 500s all carry the request ID. Health, readiness and
+metrics are answered above the limiter and the cache and are not timed.
 """
 
 from __future__ import annotations
 
 from typing import Any, TextIO
 
+import httpx
+
 from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
 from launchready_sdk.context import RequestContextMiddleware
+from launchready_sdk.dbtiming import QueryStats, instrument_sqlalchemy
 from launchready_sdk.health import HealthMiddleware, Readiness
+from launchready_sdk.latency import LatencyMiddleware, LatencyTracker
 from launchready_sdk.logs import (
     AccessLogger,
     JsonLineWriter,
@@ -30,6 +37,7 @@ from launchready_sdk.logs import (
     build_redactor,
     configure_logging,
 )
+from launchready_sdk.outbound import OutboundPolicy, http_client, http_client_sync
 from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.ratelimit import (
     DEFAULT_RATE_LIMITS,
@@ -39,6 +47,7 @@ from launchready_sdk.ratelimit import (
 )
 from launchready_sdk.settings import Settings
 from launchready_sdk.stores import RedisStore
+from launchready_sdk.telemetry import Telemetry, setup_telemetry
 from launchready_sdk.types import ASGIApp, HealthCheck, Receive, Scope, Send
 
 
@@ -51,52 +60,110 @@ class LaunchReady:
     """
 
     def __init__(self, settings: Settings | None = None, *, log_stream: TextIO | None = None):
-        self.settings = settings if settings is not None else Settings.from_env()
-        self.redactor = build_redactor(self.settings)
+        s = self.settings = settings if settings is not None else Settings.from_env()
+        self.redactor = build_redactor(s)
         self._line_writer: JsonLineWriter | None = None
-        if self.settings.configure_logging:
-            self._line_writer = configure_logging(
-                self.settings, stream=log_stream, redactor=self.redactor
-            )
-        self.proxy = ProxyResolver(self.settings.trusted_proxies)
-        self.readiness = Readiness(timeout_s=self.settings.readiness_timeout_s)
-        self.redis: RedisStore | None = None
-        if self.settings.redis_url:
-            self.redis = RedisStore(
-                self.settings.redis_url,
-                timeout_s=self.settings.redis_timeout_s,
-                cooldown_s=self.settings.redis_cooldown_s,
-                prefix=f"{self.settings.redis_prefix}:{self.settings.service_name}",
-            )
-            self.readiness.add("redis", self.redis.ping)
-        rules = (
-            DEFAULT_RATE_LIMITS if self.settings.rate_limits is None else self.settings.rate_limits
-        )
+        if s.configure_logging:
+            self._line_writer = configure_logging(s, stream=log_stream, redactor=self.redactor)
+        self.proxy = ProxyResolver(s.trusted_proxies)
+        self.readiness = Readiness(timeout_s=s.readiness_timeout_s)
+        self.redis = self._redis_store()
         self.limiter = RateLimiter(
-            rules,
-            account_rules=self.settings.rate_limit_accounts,
+            DEFAULT_RATE_LIMITS if s.rate_limits is None else s.rate_limits,
+            account_rules=s.rate_limit_accounts,
             store=self.redis,
-            fail=self.settings.rate_limit_fail,
-            ipv6_prefix=self.settings.rate_limit_ipv6_prefix,
+            fail=s.rate_limit_fail,
+            ipv6_prefix=s.rate_limit_ipv6_prefix,
         )
-        self.cache = Cache(
-            self.settings.cache_routes,
+        self.cache = self._cache()
+        self.latency = self._latency_tracker()
+        self.outbound = OutboundPolicy(
+            timeout_s=s.outbound_timeout_s,
+            deadline_s=s.outbound_deadline_s,
+            attempts=s.outbound_attempts,
+        )
+        self.db_stats = QueryStats(
+            budget_ms=s.db_query_budget_ms,
+            slow_ms=s.db_slow_query_ms,
+            n_plus_one_threshold=s.db_n_plus_one_threshold,
+        )
+        self.telemetry: Telemetry | None = None
+        self.app: ASGIApp | None = None
+
+    def _redis_store(self) -> RedisStore | None:
+        s = self.settings
+        if not s.redis_url:
+            return None
+        store = RedisStore(
+            s.redis_url,
+            timeout_s=s.redis_timeout_s,
+            cooldown_s=s.redis_cooldown_s,
+            prefix=f"{s.redis_prefix}:{s.service_name}",
+        )
+        self.readiness.add("redis", store.ping)
+        return store
+
+    def _cache(self) -> Cache:
+        s = self.settings
+        cache = Cache(
+            s.cache_routes,
             store=self.redis,
             host=self.proxy.host,
             scheme=self.proxy.scheme,
-            version=self.settings.cache_version,
-            max_body_bytes=self.settings.cache_max_body_bytes,
-            memory_max_bytes=self.settings.cache_memory_max_bytes,
-            credential_headers=self.settings.cache_credential_headers,
-            stale_while_revalidate_s=self.settings.cache_stale_while_revalidate_s,
-            stale_if_error_s=self.settings.cache_stale_if_error_s,
+            version=s.cache_version,
+            max_body_bytes=s.cache_max_body_bytes,
+            memory_max_bytes=s.cache_memory_max_bytes,
+            credential_headers=s.cache_credential_headers,
+            stale_while_revalidate_s=s.cache_stale_while_revalidate_s,
+            stale_if_error_s=s.cache_stale_if_error_s,
         )
-        set_default_cache(self.cache)
-        self.app: ASGIApp | None = None
+        set_default_cache(cache)
+        return cache
+
+    def _latency_tracker(self) -> LatencyTracker:
+        s = self.settings
+        tracker = LatencyTracker(
+            budget_ms=s.latency_budget_ms,
+            budgets=s.latency_budgets,
+            window_s=s.latency_window_s,
+            max_routes=s.latency_max_routes,
+            store=self.redis,
+            flush_interval_s=s.latency_flush_interval_s,
+        )
+        tracker.add_collector(
+            "launchready_ratelimit_refused",
+            lambda: self.limiter.refused,
+            help="Requests refused with 429 by the rate limiter",
+        )
+        tracker.add_collector(
+            "launchready_cache_responses",
+            self._cache_samples,
+            help="Responses of cache routes by result (HIT, MISS, STALE, BYPASS)",
+        )
+        return tracker
+
+    def _cache_samples(self) -> list[tuple[dict[str, str], int]]:
+        return [
+            ({"route": pattern, "result": result}, count)
+            for pattern, counts in self.cache.stats().items()
+            for result, count in counts.items()
+        ]
 
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         """Make `/readyz` depend on `check`, an async callable that raises when unhealthy."""
         self.readiness.add(name, check)
+
+    def http_client(self, **httpx_kwargs: Any) -> httpx.AsyncClient:
+        """An `httpx.AsyncClient` with the outbound policy: deadline, retries, breaker, IDs."""
+        return http_client(self.outbound, **httpx_kwargs)
+
+    def http_client_sync(self, **httpx_kwargs: Any) -> httpx.Client:
+        """The same policy for sync views: an `httpx.Client`."""
+        return http_client_sync(self.outbound, **httpx_kwargs)
+
+    def instrument_sqlalchemy(self, engine: Any) -> QueryStats:
+        """Time every statement of a (sync or async) SQLAlchemy engine; see `dbtiming`."""
+        return instrument_sqlalchemy(engine, stats=self.db_stats, tracker=self.latency)
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
         """Return `app` inside the SDK's middleware stack (the order is in this module's doc)."""
@@ -112,17 +179,32 @@ class LaunchReady:
                 client_ip=self.proxy.client_ip,
                 header_style=s.rate_limit_headers,
             )
+        stack = LatencyMiddleware(
+            stack,
+            tracker=self.latency,
+            exempt_paths=(s.health_path, s.ready_path),
+            metrics_path=s.metrics_path,
+        )
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
         )
+        stack = self._request_context(stack)
+        quiet = (s.health_path, s.ready_path, s.metrics_path)
+        self.telemetry = setup_telemetry(
+            s.otel_exporter, s.service_name, excluded_paths=quiet, redactor=self.redactor
+        )
+        return self.telemetry.wrap(stack) if self.telemetry is not None else stack
+
+    def _request_context(self, app: ASGIApp) -> ASGIApp:
+        s = self.settings
         access = AccessLogger(
             quiet_paths=_with_slash(s.health_path, s.ready_path, s.metrics_path),
             enabled=s.access_log,
             writer=self._line_writer,
             redactor=self.redactor,
         )
-        stack = RequestContextMiddleware(
-            stack,
+        return RequestContextMiddleware(
+            app,
             client_ip=self.proxy.client_ip,
             is_trusted_peer=self.proxy.is_trusted_peer,
             trust_request_id=s.trust_request_id,
@@ -131,7 +213,6 @@ class LaunchReady:
             on_startup=self.startup,
             on_shutdown=self.shutdown,
         )
-        return stack
 
     async def startup(self) -> None:
         """Run at ASGI lifespan start-up (called by the wrapped app)."""
@@ -140,12 +221,16 @@ class LaunchReady:
         if self.app is not None and self.limiter.table:
             rules = self.settings.rate_limits
             log_rule_coverage(rules or DEFAULT_RATE_LIMITS, self.app, defaults=rules is None)
+        await self.latency.start()
 
     async def shutdown(self) -> None:
-        """Run at ASGI lifespan shutdown (readiness already answers 503): close Redis."""
+        """Run at ASGI lifespan shutdown (readiness already answers 503): flush, close Redis."""
+        await self.latency.stop()
         await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()
+        if self.telemetry is not None:
+            self.telemetry.shutdown()
 
 
 def _with_slash(*paths: str) -> tuple[str, ...]:

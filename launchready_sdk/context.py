@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar
 
 from launchready_sdk.responses import send_problem
+from launchready_sdk.routing import route_template
 from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 REQUEST_ID_HEADER = b"x-request-id"
@@ -135,13 +136,6 @@ def sanitize_client_id(value: bytes) -> str:
     return _UNSAFE_CHARS.sub("_", text)[:_CLIENT_ID_LOG_LENGTH]
 
 
-def route_template(scope: Scope) -> str | None:
-    """The route template the router matched (`/products/{id}`), read after the app returned."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
-    return path if isinstance(path, str) else None
-
-
 AccessLog = Callable[[RequestContext, int, int, float], None]
 ErrorLog = Callable[[RequestContext, BaseException], None]
 
@@ -186,6 +180,7 @@ class RequestContextMiddleware:
             await self._other(scope, receive, send)
             return
         start = time.perf_counter()
+        root_path = scope.get("root_path", "")
         ctx = self._context(scope)
         token = _current.set(ctx)
         header = (REQUEST_ID_HEADER, ctx.request_id.encode("ascii"))
@@ -233,7 +228,7 @@ class RequestContextMiddleware:
                 messages, held = held, None
                 for message in messages:
                     await send(message)
-            ctx.route = route_template(scope)
+            ctx.route = route_template(scope, root_path, status)
             if self._access_log is not None:
                 self._access_log(ctx, status, sent, time.perf_counter() - start)
             _current.reset(token)

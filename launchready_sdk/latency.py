@@ -48,6 +48,7 @@ import orjson
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.proxy import PatternTable
+from launchready_sdk.routing import SCOPE_ROUTE, route_template
 from launchready_sdk.stores import RedisStore
 from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,7 +78,6 @@ DEFAULT_BUCKETS_S = (
 )
 UNMATCHED = "<unmatched>"
 OVERFLOW = "<overflow>"
-SCOPE_ROUTE = "launchready.route"
 KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY"}
 )
@@ -598,83 +598,6 @@ def _merge_totals(into: dict[SeriesKey, LogLinearHistogram], raw: bytes) -> bool
     return True
 
 
-# --- route templates --------------------------------------------------------------------------
-
-
-def route_template(scope: Scope, root_path: str = "", status: int = 200) -> str | None:
-    """The full route template of a finished request, from what the routers left in the scope.
-
-    `root_path` is the scope's root path when the request reached the caller, so the prefix
-    that mounts added is `scope["root_path"]` minus it. None when nothing matched.
-    """
-    named = scope.get(SCOPE_ROUTE)
-    if isinstance(named, str):
-        return named
-    route = scope.get("route")
-    if route is None:
-        return None
-    path = _route_path(scope, route)
-    if path is None:
-        return None
-    full: str = scope.get("root_path", "")
-    prefix = full[len(root_path) :] if full.startswith(root_path) else ""
-    if _is_mount(route):
-        if status == 404:
-            return None  # a mounted router that matched nothing
-        prefix, path = prefix or path, "/{path}"
-    if prefix:
-        prefix = _template_prefix(prefix, scope.get("path_params"), route)
-    return prefix + path
-
-
-def _route_path(scope: Scope, route: Any) -> str | None:
-    fastapi_scope = scope.get("fastapi")
-    if fastapi_scope:  # FastAPI ≥ 0.137 included routers: the full path format
-        effective = fastapi_scope.get("effective_route_context")
-        if effective is not None and getattr(effective, "original_route", None) is route:
-            path = getattr(effective, "path_format", None)
-            if isinstance(path, str) and path:
-                return path
-    cached = _ROUTE_FACTS.get(id(route))
-    if cached is None or cached[0] is not route:
-        cached = _route_facts(route)
-    return cached[1]
-
-
-def _is_mount(route: Any) -> bool:
-    cached = _ROUTE_FACTS.get(id(route))
-    if cached is None or cached[0] is not route:
-        cached = _route_facts(route)
-    return cached[2]
-
-
-# id(route) -> (route, its path, is a mount); the route is kept so its id cannot be reused.
-_ROUTE_FACTS: dict[int, tuple[Any, str | None, bool]] = {}
-
-
-def _route_facts(route: Any) -> tuple[Any, str | None, bool]:
-    path = getattr(route, "path", None)
-    mount = type(route).__name__ == "Mount" or str(getattr(route, "path_format", "")).endswith(
-        "/{path}"
-    )
-    facts = (route, path if isinstance(path, str) else None, mount)
-    if len(_ROUTE_FACTS) > 10_000:
-        _ROUTE_FACTS.clear()
-    _ROUTE_FACTS[id(route)] = facts
-    return facts
-
-
-def _template_prefix(prefix: str, params: Any, route: Any) -> str:
-    """Put `{name}` back into a mount prefix for path parameters the innermost route lacks."""
-    if not isinstance(params, dict) or not params:
-        return prefix
-    own = getattr(route, "param_convertors", None) or {}
-    values = {str(v): k for k, v in params.items() if k not in own}
-    if not values:
-        return prefix
-    return "/".join(f"{{{values[s]}}}" if s in values else s for s in prefix.split("/"))
-
-
 # --- middleware -------------------------------------------------------------------------------
 
 
@@ -738,6 +661,8 @@ class LatencyMiddleware:
         now = time.perf_counter()
         try:
             route = route_template(scope, root_path, status)
+            if route is not None:  # the outer layers (access log) read it from here
+                scope[SCOPE_ROUTE] = route
             self.tracker.record(scope["method"], route, status, now - start, now)
         except Exception:
             self.tracker.dropped += 1

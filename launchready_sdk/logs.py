@@ -97,12 +97,15 @@ def configure_logging(
 
     Returns the writer the access log uses for its per-request line (None for console output).
     """
+    from launchready_sdk.telemetry import add_trace_ids
+
     out = stream if stream is not None else sys.stdout
     redactor = redactor or build_redactor(settings)
     level = logging.getLevelName(settings.log_level)
     shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         add_request_context,
+        add_trace_ids,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
@@ -128,7 +131,7 @@ def configure_logging(
     adopt_foreign_loggers(access_log=settings.access_log)
     if settings.log_format != "json":
         return None
-    return JsonLineWriter(out, level)
+    return JsonLineWriter(out, level, add_trace_ids)
 
 
 def _writes_to_console(handler: logging.Handler) -> bool:
@@ -188,22 +191,26 @@ class JsonLineWriter:
     burst of concurrent requests costs one write system call. Lines below `level` are dropped.
     """
 
-    def __init__(self, stream: TextIO, level: int) -> None:
+    def __init__(self, stream: TextIO, level: int, trace_ids: Processor | None = None) -> None:
         self.stream = stream
         self.level = level
+        self._trace_ids = trace_ids
         self._raw: Any = getattr(stream, "buffer", None)
         self._flush_pending = False
 
     def line(self, level: int, logger: str, event: str) -> dict[str, Any]:
         """The leading fields of a line: timestamp, level, logger, event and request_id."""
         ctx = current()
-        return {
+        line = {
             "timestamp": datetime.datetime.now(datetime.UTC),
             "level": _LEVEL_NAMES[level],
             "logger": logger,
             "event": event,
             "request_id": ctx.request_id if ctx is not None else None,
         }
+        if self._trace_ids is not None:
+            self._trace_ids(None, "", line)
+        return line
 
     def emit(self, line: dict[str, Any]) -> None:
         """Render and write one line (fields bound with structlog.contextvars included)."""

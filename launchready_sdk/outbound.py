@@ -664,6 +664,21 @@ def _prefetch(response: httpx.Response) -> bool:
     return length is not None and length.isdigit() and 0 < int(length) <= PREFETCH_MAX_BYTES
 
 
+async def _prefetched(response: httpx.Response) -> httpx.Response:
+    """The same response with its raw body already read (httpx still decodes it and times it)."""
+    try:
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    except BaseException:
+        await response.aclose()
+        raise
+    return httpx.Response(
+        response.status_code,
+        headers=response.headers.raw,
+        stream=httpx.ByteStream(raw),
+        extensions=response.extensions,
+    )
+
+
 def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
@@ -842,7 +857,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         except ResponseTooLarge:
             await response.aclose()
             raise
-        if not hasattr(response, "_content"):
+        if not isinstance(response.stream, httpx.ByteStream):
             response.stream = _GuardedAsyncStream(
                 response.stream,  # type: ignore[arg-type]
                 call.deadline,
@@ -909,13 +924,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
                 acquired = True
                 self._engine.set_timeouts(request, budget)
                 response = await self.inner.handle_async_request(request)
-                if _prefetch(response):
-                    try:
-                        await response.aread()
-                    except BaseException:
-                        await response.aclose()
-                        raise
-                return response
+                return await _prefetched(response) if _prefetch(response) else response
         except TimeoutError as exc:
             if not timer.expired():
                 raise

@@ -378,10 +378,12 @@ _KV_REVERSED_RE: Final = re.compile(
     r"""(?:"\\?(?P<dq>[^"\\\n]{1,64})"|'(?P<sq>[^'\\\n]{1,64})'"""
     r"""|(?P<bare>(?:(?![Dd]3%)[A-Za-z0-9_.%\-]){0,63}(?![Dd]3%)[A-Za-z_%]))"""
 )
-_KV_SCHEME_RE: Final = re.compile(r"\s{0,3}(?:(?:[Bb]earer|[Bb]asic|[Tt]oken|[Dd]igest)\s{1,3})?")
+# After the separator: spaces, an optional auth scheme (kept), then the value (group 1 to 4:
+# double-quoted, single-quoted, JSON-escaped or bare).
 _KV_VALUE_RE: Final = re.compile(
-    r""""(?:[^"\\\n]|\\.){0,4096}"|'[^'\n]{0,4096}'|\\"(?:[^"\\]|\\[^"]){0,4096}\\"|"""
-    r"""[^\s&,;"'<>]{1,4096}"""
+    r"""\s{0,3}(?:(?:[Bb]earer|[Bb]asic|[Tt]oken|[Dd]igest)\s{1,3})?"""
+    r"""(?:"((?:[^"\\\n]|\\.){0,4096})"|'([^'\n]{0,4096})'|\\"((?:[^"\\]|\\[^"]){0,4096})\\"|"""
+    r"""([^\s&,;"'<>]{1,4096}))"""
 )
 # Searched in the text with every digit turned into `0`, so that the search starts from a literal.
 _CARD_RE: Final = re.compile(r"0000(?:0{9,15}|(?P<sep>[ \-])0{4,6}(?:(?P=sep)0{1,6}){1,3})")
@@ -1072,33 +1074,25 @@ class Redactor:
         Separators and their keys are found in one search over the reversed text; only the
         pairs whose key is sensitive reach Python, then values are matched left to right.
         """
-        n = len(text)
-        found = list(_KV_REVERSED_RE.finditer(text[::-1]))
+        n, keys = len(text), self._keys
         spans: list[tuple[int, int, str]] = []
         pos = 0
-        for m in reversed(found):
-            start = n - m.end("sep")
-            key = (m.group("dq") or m.group("sq") or m.group("bare"))[::-1]
-            rule = self._keys.get(key, _MISSING)
-            rule = self._key_rule(key) if rule is _MISSING else rule
-            if start < pos or rule is None:
+        for m in reversed(list(_KV_REVERSED_RE.finditer(text[::-1]))):
+            key = m.group(m.lastindex or 0)[::-1]
+            rule = keys.get(key, _MISSING)
+            if rule is _MISSING:
+                rule = self._key_rule(key)
+            if rule is None or n - m.end(1) < pos:
                 continue
-            after = _KV_SCHEME_RE.match(text, n - m.start("sep"))
-            value = _KV_VALUE_RE.match(text, after.end() if after else n - m.start("sep"))
-            if value is not None:
-                pos = value.end()
-                spans.extend(self._masked_value(str(rule), value))
+            value = _KV_VALUE_RE.match(text, n - m.start(1))
+            if value is None:
+                continue
+            pos = value.end()
+            group = value.lastindex or 0
+            inner = value.group(group)
+            if inner.lower() not in _SAFE_VALUES and not _MARKER_RE.fullmatch(inner):
+                spans.append((value.start(group), value.end(group), _marker(str(rule))))
         return _splice(text, spans) if spans else text
-
-    @staticmethod
-    def _masked_value(rule: str, value: re.Match[str]) -> list[tuple[int, int, str]]:
-        raw = value.group()
-        quote = raw[:2] if raw.startswith('\\"') else raw[:1] if raw[:1] in "\"'" else ""
-        inner = raw[len(quote) : len(raw) - len(quote)] if quote else raw
-        if inner.lower() in _SAFE_VALUES or _MARKER_RE.fullmatch(inner):
-            return []
-        start, end = value.start() + len(quote), value.end() - len(quote)
-        return [(start, end, _marker(rule))]
 
     def _emails(self, text: str) -> str:
         """Addresses found from their `@`; the local part is read backwards from it."""

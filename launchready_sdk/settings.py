@@ -29,6 +29,11 @@ DEFAULT_REDIS_COOLDOWN_S = 2.0
 MAX_READINESS_TIMEOUT_S = 2.0
 DEFAULT_REDIS_PREFIX = "launchready"
 DEFAULT_IPV6_PREFIX = 64
+DEFAULT_LATENCY_WINDOW_S = 300
+DEFAULT_LATENCY_MAX_ROUTES = 500
+DEFAULT_LATENCY_FLUSH_INTERVAL_S = 10.0
+DEFAULT_DB_QUERY_BUDGET_MS = 100.0
+DEFAULT_DB_N_PLUS_ONE_THRESHOLD = 20
 DEFAULT_CACHE_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_CACHE_MEMORY_MAX_BYTES = 64 * 1024 * 1024
 DEFAULT_CACHE_SWR_S = 10
@@ -69,6 +74,14 @@ class Settings:
     cache_stale_if_error_s: int = DEFAULT_CACHE_SIE_S
     cache_credential_headers: tuple[str, ...] = DEFAULT_CACHE_CREDENTIAL_HEADERS
     latency_budget_ms: float = DEFAULT_LATENCY_BUDGET_MS
+    latency_budgets: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    latency_window_s: int = DEFAULT_LATENCY_WINDOW_S
+    latency_max_routes: int = DEFAULT_LATENCY_MAX_ROUTES
+    latency_flush_interval_s: float = DEFAULT_LATENCY_FLUSH_INTERVAL_S
+    otel_exporter: Literal["none", "console", "otlp"] | None = None
+    db_query_budget_ms: float = DEFAULT_DB_QUERY_BUDGET_MS
+    db_slow_query_ms: float | None = None
+    db_n_plus_one_threshold: int = DEFAULT_DB_N_PLUS_ONE_THRESHOLD
     outbound_timeout_s: float = DEFAULT_OUTBOUND_TIMEOUT_S
     outbound_deadline_s: float = DEFAULT_OUTBOUND_DEADLINE_S
     outbound_attempts: int = DEFAULT_OUTBOUND_ATTEMPTS
@@ -197,6 +210,14 @@ def _parse_cache_routes(raw: str) -> dict[str, Any]:
     return dict(_parse_pairs(raw, "/products=30;/products/{id}=60"))
 
 
+def _parse_budgets(raw: str) -> dict[str, Any]:
+    return dict(_parse_pairs(raw, "GET /products/{id}=300;/admin/*=2000"))
+
+
+def _parse_optional_number(raw: str) -> float | None:
+    return _parse_number(raw) if raw.strip() else None
+
+
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "redis_url": _parse_optional_str,
     "trusted_proxies": _parse_list,
@@ -220,6 +241,14 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cache_stale_while_revalidate_s": _parse_int,
     "cache_stale_if_error_s": _parse_int,
     "cache_credential_headers": _parse_list,
+    "latency_budgets": _parse_budgets,
+    "latency_window_s": _parse_int,
+    "latency_max_routes": _parse_int,
+    "latency_flush_interval_s": _parse_number,
+    "otel_exporter": _parse_optional_str,
+    "db_query_budget_ms": _parse_number,
+    "db_slow_query_ms": _parse_optional_number,
+    "db_n_plus_one_threshold": _parse_int,
 }
 
 
@@ -418,6 +447,44 @@ def _check_version(name: str, value: object) -> str:
     return value
 
 
+def _check_budgets(name: str, value: object) -> Mapping[str, float]:
+    example = "GET /products/{id}=300;/admin/*=2000"
+    if not isinstance(value, Mapping):
+        raise SettingsError(
+            name, f"expected a mapping of route to milliseconds, got {value!r}", example
+        )
+    budgets: dict[str, float] = {}
+    for spec, ms in value.items():
+        pattern = _strip_methods(name, spec, example)
+        _check_pattern(name, pattern, example)
+        try:
+            budget = float(ms)
+        except (TypeError, ValueError):
+            budget = -1.0
+        if isinstance(ms, bool) or not budget > 0 or math.isinf(budget):
+            raise SettingsError(name, f"{spec!r} needs a budget in ms above 0, got {ms!r}", example)
+        budgets[spec] = budget
+    return _frozen_map(budgets)
+
+
+def _check_window(name: str, value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 60 or value % 60:
+        raise SettingsError(
+            name, f"expected whole minutes in seconds (>= 60), got {value!r}", "300"
+        )
+    return value
+
+
+def _check_otel(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    return str(_choice("none", "console", "otlp")(name, value))
+
+
+def _check_optional_positive(name: str, value: object) -> float | None:
+    return None if value is None else _positive("250")(name, value)
+
+
 def _check_path(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.startswith("/") or len(value) < 2 or " " in value:
         raise SettingsError(
@@ -445,6 +512,14 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "cache_stale_if_error_s": _whole("300", 0),
     "cache_credential_headers": _check_str_tuple,
     "latency_budget_ms": _positive("500"),
+    "latency_budgets": _check_budgets,
+    "latency_window_s": _check_window,
+    "latency_max_routes": _whole("500", 1),
+    "latency_flush_interval_s": _positive("10"),
+    "otel_exporter": _check_otel,
+    "db_query_budget_ms": _positive("100"),
+    "db_slow_query_ms": _check_optional_positive,
+    "db_n_plus_one_threshold": _whole("20", 1),
     "outbound_timeout_s": _positive("5"),
     "outbound_deadline_s": _positive("15"),
     "outbound_attempts": _check_attempts,

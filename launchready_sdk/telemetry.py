@@ -6,7 +6,7 @@
 `Telemetry` whose `wrap(app)` puts the OTel ASGI instrumentation around the app with its
 per-message `http send`/`http receive` sub-spans excluded (they cost about a third of its
 overhead and carry nothing useful). After the app returns, the server span gets `http.route`
-and the name `"GET /products/{id}"` from the route template (see `latency.route_template`),
+and the name `"GET /products/{id}"` from the route template (see `routing.route_template`),
 never the raw path. It sits just inside the request-context layer, so the request ID and the
 trace ID describe the same request; `add_trace_ids` puts `trace_id`/`span_id` on log lines.
 
@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from typing import Any, Literal
 
 from launchready_sdk.errors import LaunchReadyError
-from launchready_sdk.latency import route_template
 from launchready_sdk.logs import get_logger
+from launchready_sdk.routing import route_template
 from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
 
 Exporter = Literal["none", "console", "otlp"]
@@ -40,7 +40,9 @@ _log = get_logger("launchready.telemetry")
 _current_span: Callable[[], Any] | None = None  # set while tracing is on
 
 
-def add_trace_ids(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_trace_ids(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
     """structlog processor: `trace_id` and `span_id` of the current span, when tracing is on."""
     get_span = _current_span
     if get_span is None:

@@ -275,6 +275,8 @@ async def test_healthy_get_returns_the_response(upstream: Upstream) -> None:
     async with client() as c:
         r = await c.get(upstream.url + "/ok")
     assert r.status_code == 200
+    assert r.json()["host"].startswith("127.0.0.1")
+    assert r.elapsed.total_seconds() >= 0
     assert upstream.hits("/ok") == 1
 
 
