@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from launchready_sdk.context import get_request_id
     from launchready_sdk.errors import LaunchReadyError, SettingsError, StoreUnavailable
     from launchready_sdk.logs import get_logger
+    from launchready_sdk.outbound import resilient
     from launchready_sdk.redact import redact
     from launchready_sdk.settings import Settings
 
@@ -31,6 +32,7 @@ __all__ = [
     "get_logger",
     "get_request_id",
     "redact",
+    "resilient",
 ]
 
 _WHERE = {
@@ -44,6 +46,7 @@ _WHERE = {
     "get_logger": "logs",
     "get_request_id": "context",
     "redact": "redact",
+    "resilient": "outbound",
 }
 
 

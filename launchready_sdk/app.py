@@ -37,7 +37,12 @@ from launchready_sdk.logs import (
     build_redactor,
     configure_logging,
 )
-from launchready_sdk.outbound import OutboundPolicy, http_client, http_client_sync
+from launchready_sdk.outbound import (
+    OutboundPolicy,
+    OutboundRecorder,
+    http_client,
+    http_client_sync,
+)
 from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.ratelimit import (
     DEFAULT_RATE_LIMITS,
@@ -77,11 +82,8 @@ class LaunchReady:
         )
         self.cache = self._cache()
         self.latency = self._latency_tracker()
-        self.outbound = OutboundPolicy(
-            timeout_s=s.outbound_timeout_s,
-            deadline_s=s.outbound_deadline_s,
-            attempts=s.outbound_attempts,
-        )
+        self.outbound_policy = OutboundPolicy.from_settings(s)
+        self.outbound = OutboundRecorder()
         self.db_stats = QueryStats(
             budget_ms=s.db_query_budget_ms,
             slow_ms=s.db_slow_query_ms,
@@ -136,6 +138,16 @@ class LaunchReady:
             help="Requests refused with 429 by the rate limiter",
         )
         tracker.add_collector(
+            "launchready_outbound_calls",
+            lambda: self._outbound_samples("calls"),
+            help="Outbound calls per host",
+        )
+        tracker.add_collector(
+            "launchready_outbound_errors",
+            lambda: self._outbound_samples("errors"),
+            help="Outbound calls per host that failed",
+        )
+        tracker.add_collector(
             "launchready_cache_responses",
             self._cache_samples,
             help="Responses of cache routes by result (HIT, MISS, STALE, BYPASS)",
@@ -149,17 +161,23 @@ class LaunchReady:
             for result, count in counts.items()
         ]
 
+    def _outbound_samples(self, field: str) -> list[tuple[dict[str, str], int]]:
+        return [
+            ({"host": host}, int(figures.get(field, 0)))
+            for host, figures in self.outbound.snapshot().items()
+        ]
+
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         """Make `/readyz` depend on `check`, an async callable that raises when unhealthy."""
         self.readiness.add(name, check)
 
     def http_client(self, **httpx_kwargs: Any) -> httpx.AsyncClient:
         """An `httpx.AsyncClient` with the outbound policy: deadline, retries, breaker, IDs."""
-        return http_client(self.outbound, **httpx_kwargs)
+        return http_client(self.outbound_policy, recorder=self.outbound, **httpx_kwargs)
 
     def http_client_sync(self, **httpx_kwargs: Any) -> httpx.Client:
         """The same policy for sync views: an `httpx.Client`."""
-        return http_client_sync(self.outbound, **httpx_kwargs)
+        return http_client_sync(self.outbound_policy, recorder=self.outbound, **httpx_kwargs)
 
     def instrument_sqlalchemy(self, engine: Any) -> QueryStats:
         """Time every statement of a (sync or async) SQLAlchemy engine; see `dbtiming`."""

@@ -196,3 +196,39 @@ def test_launchready_without_arguments_reads_the_environment(monkeypatch: Any) -
     monkeypatch.setenv("LAUNCHREADY_SERVICE_NAME", "from-env")
     monkeypatch.setenv("LAUNCHREADY_CONFIGURE_LOGGING", "false")
     assert LaunchReady().settings.service_name == "from-env"
+
+
+async def test_http_client_carries_request_id_and_feeds_metrics() -> None:
+    """lr.http_client() sends the request's ID upstream; /metrics shows routes and hosts."""
+    seen: list[bytes] = []
+
+    async def upstream(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(upstream, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    lr = LaunchReady(Settings(configure_logging=False, rate_limits={}))
+
+    async def pay(request: Any) -> PlainTextResponse:
+        async with lr.http_client() as client:
+            upstream_response = await client.post(f"http://127.0.0.1:{port}/charges", json={})
+        return PlainTextResponse(upstream_response.text)
+
+    app = lr.wrap(Starlette(routes=[Route("/pay/{order_id}", pay, methods=["POST"])]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        paid = await c.post("/pay/42")
+        metrics = await c.get("/metrics")
+    server.close()
+    await server.wait_closed()
+    assert paid.text == "ok"
+    request_id = paid.headers["x-request-id"]
+    assert f"x-request-id: {request_id}".encode() in seen[0].lower()
+    assert 'route="/pay/{order_id}"' in metrics.text
+    assert "launchready_outbound_calls" in metrics.text
+    assert f"127.0.0.1:{port}" in metrics.text
+    snapshot = lr.latency.snapshot()
+    assert snapshot["POST /pay/{order_id}"]["count"] == 1

@@ -21,6 +21,7 @@ def test_all_is_pinned_and_sorted() -> None:
         "get_logger",
         "get_request_id",
         "redact",
+        "resilient",
     ]
     assert sorted(launchready_sdk.__all__) == launchready_sdk.__all__
 
