@@ -90,20 +90,28 @@ def bind(**fields: Any) -> None:
 
 
 class _IdSource:
-    """UUIDv7 text: the millisecond prefix is formatted once per millisecond and the random
-    part is sliced from a pool of OS randomness, refilled as it runs out and after a fork."""
+    """UUIDv7 text: the millisecond prefix is formatted once per millisecond, and the random
+    tails are cut in batches from OS randomness, refilled as they run out and after a fork."""
 
-    _POOL_BYTES = 4096
+    _BATCH_BYTES = 4096
     _VARIANT: ClassVar[dict[str, str]] = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}
 
     def __init__(self) -> None:
         self._ms = -1
         self._prefix = ""
-        self._pool = ""
-        self._at = 0
+        self._tails: list[str] = []
 
     def reset(self) -> None:
-        self._pool, self._at = "", 0
+        self._tails = []
+
+    def _refill(self) -> list[str]:
+        pool = os.urandom(self._BATCH_BYTES).hex()
+        v = self._VARIANT
+        self._tails = [
+            f"{pool[i : i + 3]}-{v[pool[i + 3]]}{pool[i + 4 : i + 7]}-{pool[i + 7 : i + 19]}"
+            for i in range(0, len(pool) - 18, 19)
+        ]
+        return self._tails
 
     def __call__(self) -> str:
         ms = time.time_ns() // 1_000_000
@@ -111,13 +119,7 @@ class _IdSource:
             self._ms = ms
             t = f"{ms & 0xFFFFFFFFFFFF:012x}"
             self._prefix = f"{t[:8]}-{t[8:]}-7"
-        at = self._at
-        if at + 19 > len(self._pool):
-            self._pool, at = os.urandom(self._POOL_BYTES).hex(), 0
-        self._at = at + 19
-        p = self._pool
-        variant = self._VARIANT[p[at + 3]]
-        return f"{self._prefix}{p[at : at + 3]}-{variant}{p[at + 4 : at + 7]}-{p[at + 7 : at + 19]}"
+        return self._prefix + (self._tails or self._refill()).pop()
 
 
 new_request_id = _IdSource()
