@@ -16,20 +16,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import re
-import socket
 import statistics
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
-CLK_TCK = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness import free_port, measure, start_uvicorn  # noqa: E402
+
 # (row label, config, path)
 ROWS = (
     ("bare app, trivial /ping", "bare", "/ping"),
@@ -42,65 +41,26 @@ ROWS = (
 COLD = ("bare", "ours_memory", "ours_redis", "fastapi_cache2", "cashews")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def _env() -> dict[str, str]:
+    return {"BENCH_PREFIX": f"bench-cache-{uuid.uuid4().hex[:8]}"}
 
 
 def start_server(config: str, port: int) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "BENCH_CONFIG": config,
-        "BENCH_PREFIX": f"bench-cache-{uuid.uuid4().hex[:8]}",
-        "PYTHONPATH": str(ROOT),
-    }
-    command = [
-        "taskset", "-c", "0", sys.executable, "-m", "uvicorn", "benchmarks.cache_apps:app",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--no-proxy-headers",
-        "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
-    ]  # fmt: skip
-    proc = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/ping", timeout=0.5).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{config}: server did not start")
-
-
-def wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
-    """(requests/s, requests) from one wrk run pinned to core 1."""
-    command = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", url]
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"{url}: non-2xx responses\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return rps, total
+    return start_uvicorn(
+        "benchmarks.cache_apps:app", port, {"BENCH_CONFIG": config, **_env()}, "/ping"
+    )
 
 
 def run_round(config: str, path: str, args: argparse.Namespace) -> dict[str, float]:
-    port = free_port()
-    proc = start_server(config, port)
-    try:
-        url = f"http://127.0.0.1:{port}{path}"
-        wrk(url, 1, args.connections)  # warm-up (fills the cache)
-        before = cpu_seconds(proc.pid)
-        rps, total = wrk(url, args.duration, args.connections)
-        cpu_us = (cpu_seconds(proc.pid) - before) / total * 1e6
-    finally:
-        proc.terminate()
-        proc.wait()
-    return {"rps": rps, "cpu_us": cpu_us}
+    return measure(
+        "benchmarks.cache_apps:app",
+        config,
+        path,
+        duration=args.duration,
+        connections=args.connections,
+        env=_env(),
+        ready_path="/ping",
+    )
 
 
 async def _cold(port: int, n: int) -> int:

@@ -23,8 +23,6 @@ import json
 import math
 import os
 import random
-import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,9 +32,12 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness import measure  # noqa: E402
+
 CONFIGS = ("bare", "latency", "instrumentator", "otel")
 PATH = "/products/42"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def build_api() -> Any:
@@ -132,63 +133,15 @@ def in_process() -> list[str]:
 # --- part 2 -----------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def start_server(config: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BENCH_CONFIG": config, "PYTHONPATH": str(ROOT)}
-    command = [
-        "taskset", "-c", "0", sys.executable, "-m", "uvicorn", "benchmarks.bench_latency:app",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--no-proxy-headers",
-        "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{config}: server did not start")
-
-
-def wrk(url: str, seconds: float, connections: int) -> tuple[float, int]:
-    command = [
-        "taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", url,
-    ]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    if "Non-2xx" in out:
-        raise RuntimeError(f"{url}: non-2xx responses")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    return rps, total
-
-
 def run_round(config: str, args: argparse.Namespace) -> tuple[float, float]:
-    port = free_port()
-    proc = start_server(config, port)
-    try:
-        url = f"http://127.0.0.1:{port}{PATH}"
-        wrk(url, 1, args.connections)
-        before = cpu_seconds(proc.pid)
-        rps, total = wrk(url, args.duration, args.connections)
-        cpu_us = (cpu_seconds(proc.pid) - before) / total * 1e6
-    finally:
-        proc.terminate()
-        proc.wait()
-    return rps, cpu_us
+    r = measure(
+        "benchmarks.bench_latency:app",
+        config,
+        PATH,
+        duration=args.duration,
+        connections=args.connections,
+    )
+    return r["rps"], r["cpu_us"]
 
 
 def servers(args: argparse.Namespace) -> list[str]:

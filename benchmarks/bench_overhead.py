@@ -17,17 +17,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import re
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.harness import measure  # noqa: E402
+
 SUITES = {
     "foundation": (("GET", "/products"), ("bare", "peers_reqid_log", "sdk")),
     "ratelimit": (
@@ -35,79 +35,17 @@ SUITES = {
         ("bare", "slowapi", "slowapi_asgi", "sdk_limit_memory", "sdk_limit_redis"),
     ),
 }
-CLK_TCK = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def start_server(config: str, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "BENCH_CONFIG": config, "PYTHONPATH": str(ROOT)}
-    command = [
-        "taskset", "-c", "0", sys.executable, "-m", "uvicorn", "benchmarks.apps:app",
-        "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--no-proxy-headers",
-        "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
-    ]  # fmt: skip
-    proc = subprocess.Popen(
-        command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"{config}: server did not start")
-
-
-def wrk(url: str, method: str, seconds: float, connections: int) -> tuple[float, int, float]:
-    """(requests/s, requests, p99 ms) from one wrk run pinned to core 1."""
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(
-            f'wrk.method = "{method}"\n'
-            'wrk.body = "{}"\n'
-            'wrk.headers["Content-Type"] = "application/json"\n'
-        )
-    command = [
-        "taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency",
-        "-s", script.name, url,
-    ]  # fmt: skip
-    out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    os.unlink(script.name)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
-    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    p99_ms = float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
-    non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non_2xx:
-        raise RuntimeError(f"{url}: {non_2xx.group(1)} non-2xx responses")
-    return rps, total, p99_ms
 
 
 def run_round(config: str, method: str, path: str, args: argparse.Namespace) -> dict[str, float]:
-    port = free_port()
-    proc = start_server(config, port)
-    try:
-        url = f"http://127.0.0.1:{port}{path}"
-        wrk(url, method, 1, args.connections)  # warm-up
-        cpu_before = cpu_seconds(proc.pid)
-        rps, total, p99 = wrk(url, method, args.duration, args.connections)
-        cpu_us = (cpu_seconds(proc.pid) - cpu_before) / total * 1e6
-    finally:
-        proc.terminate()
-        proc.wait()
-    return {"rps": rps, "cpu_us": cpu_us, "p99_ms": p99}
+    return measure(
+        "benchmarks.apps:app",
+        config,
+        path,
+        duration=args.duration,
+        connections=args.connections,
+        method=method,
+    )
 
 
 INPROC = """

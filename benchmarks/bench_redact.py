@@ -83,10 +83,31 @@ def access_event(log: Any, rng: random.Random) -> Callable[[], None]:
 
 
 def free_text_line(rng: random.Random, secret: str | None) -> str:
-    words = (
-        "user request handled GET /api/v1/items status ok latency cache miss the for with "
-        "order ORD-2024-000123 id took 12.5ms price $19.99 retry upstream 3f2b6c1e-9a4d-4c1b"
-    ).split()
+    words = [
+        "user",
+        "request",
+        "handled",
+        "GET",
+        "/api/v1/items",
+        "status",
+        "ok",
+        "latency",
+        "cache",
+        "miss",
+        "the",
+        "for",
+        "with",
+        "order",
+        "ORD-2024-000123",
+        "id",
+        "took",
+        "12.5ms",
+        "price",
+        "$19.99",
+        "retry",
+        "upstream",
+        "3f2b6c1e-9a4d-4c1b",
+    ]
     line = " ".join(rng.choice(words) for _ in range(400))[:1024]
     if secret is not None:
         line = line[:500] + " " + secret + " " + line[500 : 1024 - len(secret) - 2]
