@@ -9,7 +9,8 @@ outermost first:
                        it (and close Redis) at shutdown
 3. health              /healthz and /readyz, answered before anything below can refuse them;
                        readiness turns 503 when shutdown begins
-4. latency             per-route timing under the route template; serves /metrics
+4. metrics             serves /metrics (the timing itself is taken by the request-context
+                       layer, which already has the duration, status and route template)
 5. rate limits         429 before the app runs or the body is read (only on ruled routes)
 6. cache               GET/HEAD of cache routes answered from the store; misses fill it
 7. the app
@@ -21,15 +22,16 @@ metrics are answered above the limiter and the cache and are not timed.
 
 from __future__ import annotations
 
+import time
 from typing import Any, TextIO
 
 import httpx
 
 from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
-from launchready_sdk.context import RequestContextMiddleware
+from launchready_sdk.context import AccessLog, RequestContext, RequestContextMiddleware
 from launchready_sdk.dbtiming import QueryStats, instrument_sqlalchemy
 from launchready_sdk.health import HealthMiddleware, Readiness
-from launchready_sdk.latency import LatencyMiddleware, LatencyTracker
+from launchready_sdk.latency import LatencyTracker, MetricsEndpoint
 from launchready_sdk.logs import (
     AccessLogger,
     JsonLineWriter,
@@ -197,12 +199,7 @@ class LaunchReady:
                 client_ip=self.proxy.client_ip,
                 header_style=s.rate_limit_headers,
             )
-        stack = LatencyMiddleware(
-            stack,
-            tracker=self.latency,
-            exempt_paths=(s.health_path, s.ready_path),
-            metrics_path=s.metrics_path,
-        )
+        stack = MetricsEndpoint(stack, tracker=self.latency, path=s.metrics_path)
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
         )
@@ -226,11 +223,33 @@ class LaunchReady:
             client_ip=self.proxy.client_ip,
             is_trusted_peer=self.proxy.is_trusted_peer,
             trust_request_id=s.trust_request_id,
-            access_log=access if s.access_log else None,
+            access_log=self._observer(access if s.access_log else None),
             error_log=access.error,
             on_startup=self.startup,
             on_shutdown=self.shutdown,
         )
+
+    def _observer(self, access: AccessLog | None) -> AccessLog:
+        """After each response: record its latency, then write its access line.
+
+        The latency figures are taken here, from the timing and route template the
+        request-context layer already has, rather than by a timing layer of their own.
+        """
+        s = self.settings
+        exempt = frozenset(_with_slash(s.health_path, s.ready_path, s.metrics_path))
+        tracker = self.latency
+
+        def observe(ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
+            if ctx.path not in exempt:
+                try:  # a client that went away before the response started: 499
+                    now = time.perf_counter()
+                    tracker.record(ctx.method, ctx.route, status or 499, duration_s, now)
+                except Exception:
+                    tracker.dropped += 1
+            if access is not None:
+                access(ctx, status, sent, duration_s)
+
+        return observe
 
     async def startup(self) -> None:
         """Run at ASGI lifespan start-up (called by the wrapped app)."""
