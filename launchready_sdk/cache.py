@@ -73,6 +73,7 @@ from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.proxy import PatternTable, ProxyResolver, normalize_path, validate_pattern
 from launchready_sdk.resp import Arg
+from launchready_sdk.routing import SCOPE_ROUTE
 from launchready_sdk.stores import RedisStore, Script
 from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
@@ -966,6 +967,7 @@ class CacheMiddleware:
         if entry is not None and age_ms < entry.fresh_ms:
             route.counts["hit"] = route.counts.get("hit", 0) + 1
             ttl = (entry.fresh_ms - age_ms) // 1000
+            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
             await _replay(
                 send, entry, request.if_none_match, head, age_ms, _X_HIT, _status(f"hit; ttl={ttl}")
             )
@@ -975,6 +977,7 @@ class CacheMiddleware:
             cache.spawn(request.key, self._refresh(scope, route, request))
             ttl = (entry.fresh_ms - age_ms) // 1000
             status = _status(f"hit; fwd=stale; ttl={ttl}; detail=stale-while-revalidate")
+            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
             await _replay(send, entry, request.if_none_match, head, age_ms, _X_STALE, status)
             return
         if head:
@@ -997,6 +1000,7 @@ class CacheMiddleware:
             shared = await cache.joined(flight)
             if isinstance(shared, Entry):
                 route.counts["hit"] = route.counts.get("hit", 0) + 1
+                scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
                 await _replay(send, shared, request.if_none_match, False, 0, _X_HIT, _CS_COALESCED)
                 return
             await self._origin(scope, receive, send, route, request, found)
@@ -1023,6 +1027,7 @@ class CacheMiddleware:
             filled, token = await cache.wait_for_fill(request.key, request.generations)
             if filled is not None and filled.entry is not None:
                 route.counts["hit"] = route.counts.get("hit", 0) + 1
+                scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
                 await _replay(
                     send,
                     filled.entry,
@@ -1051,15 +1056,19 @@ class CacheMiddleware:
         """Call the app, forward its response, store it; serve the stale entry if it fails."""
         stale = found.entry
         recorder = _Recorder(send, self.cache, route, request.if_none_match, stale is not None)
+        origin = _origin_scope(scope, request)
         try:
-            await self.app(_origin_scope(scope, request), receive, recorder)
+            await self.app(origin, receive, recorder)
         except Exception:
             if stale is None or recorder.started:
                 raise
             _log.warning("cache.stale_if_error", route=route.pattern, exc_info=True)
             recorder.fell_back = True
+        finally:
+            _carry_route(origin, scope)
         if recorder.fell_back and not recorder.started and stale is not None:
             route.counts["stale"] = route.counts.get("stale", 0) + 1
+            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
             await _replay(
                 send, stale, request.if_none_match, False, found.age_ms, _X_STALE, _CS_STALE_ERROR
             )
@@ -1110,6 +1119,16 @@ def _origin_scope(scope: Scope, request: _Request) -> Scope:
     if request.query is not None:
         origin["query_string"] = request.query
     return origin
+
+
+def _carry_route(origin: Scope, scope: Scope) -> None:
+    """Copy what the router left in the origin scope back, so outer layers see the route."""
+    for key in _ROUTING_KEYS:
+        if key in origin:
+            scope[key] = origin[key]
+
+
+_ROUTING_KEYS = ("route", "fastapi", "root_path", "path_params", "endpoint")
 
 
 def _discarding(done: asyncio.Event) -> Send:

@@ -232,3 +232,22 @@ async def test_http_client_carries_request_id_and_feeds_metrics() -> None:
     assert f"127.0.0.1:{port}" in metrics.text
     snapshot = lr.latency.snapshot()
     assert snapshot["POST /pay/{order_id}"]["count"] == 1
+
+
+async def test_cache_hits_are_timed_under_their_route() -> None:
+    """A response served from the cache is recorded under its route, not as unmatched."""
+    lr = LaunchReady(
+        Settings(configure_logging=False, rate_limits={}, cache_routes={"/items/{id}": 30})
+    )
+
+    async def item(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("item")
+
+    app = lr.wrap(Starlette(routes=[Route("/items/{id}", item)]))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        first = await c.get("/items/1")
+        second = await c.get("/items/1")
+    assert (first.headers["x-cache"], second.headers["x-cache"]) == ("MISS", "HIT")
+    snapshot = lr.latency.snapshot()
+    assert snapshot["GET /items/{id}"]["count"] == 2
+    assert not any("unmatched" in route for route in snapshot)

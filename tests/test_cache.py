@@ -80,7 +80,7 @@ async def stores(redis_url: str, redis_prefix: str) -> AsyncIterator[Callable[..
     """`make(kind)` returns None (memory) or a RedisStore under the test's prefix."""
     opened: list[RedisStore] = []
 
-    def make(kind: str, url: str | None = None, timeout_s: float = 0.05) -> RedisStore | None:
+    def make(kind: str, url: str | None = None, timeout_s: float = 1.0) -> RedisStore | None:
         if kind == "memory":
             return None
         store = RedisStore(
