@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 CONFIGS = (
     "bare",
     "sdk",
+    "sdk_no_latency",
     "peers_reqid_log",
     "sdk_limit_memory",
     "sdk_limit_redis",
@@ -42,10 +43,13 @@ def build_api() -> FastAPI:
     return api
 
 
-def _sdk(**settings: Any) -> Any:
+def _sdk(*, latency: bool = True, **settings: Any) -> Any:
     from launchready_sdk import LaunchReady, Settings
 
-    return LaunchReady(Settings(service_name="bench", **settings)).wrap(build_api())
+    lr = LaunchReady(Settings(service_name="bench", **settings))
+    if not latency:  # the marginal cost of latency recording inside the composed stack
+        lr.latency.record = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    return lr.wrap(build_api())
 
 
 def _peers() -> Any:
@@ -124,6 +128,8 @@ def build(config: str) -> Any:
         return build_api()
     if config == "sdk":
         return _sdk(rate_limits={})
+    if config == "sdk_no_latency":
+        return _sdk(rate_limits={}, latency=False)
     if config == "peers_reqid_log":
         return _peers()
     if config == "sdk_limit_memory":

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.harness import measure  # noqa: E402
 
 SUITES = {
-    "foundation": (("GET", "/products"), ("bare", "peers_reqid_log", "sdk")),
+    "foundation": (("GET", "/products"), ("bare", "peers_reqid_log", "sdk_no_latency", "sdk")),
     "ratelimit": (
         ("POST", "/login"),
         ("bare", "slowapi", "slowapi_asgi", "sdk_limit_memory", "sdk_limit_redis"),
