@@ -12,8 +12,9 @@ outermost first:
 4. metrics             serves /metrics (the timing itself is taken by the request-context
                        layer, which already has the duration, status and route template)
 5. rate limits         429 before the app runs or the body is read (only on ruled routes)
-6. cache               GET/HEAD of cache routes answered from the store; misses fill it
-7. the app
+6. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
+7. cache               GET/HEAD of cache routes answered from the store; misses fill it
+8. the app
 
 Because the request-context layer is outside the framework's own error handling, 404s, 405s,
 the SDK's own 4xx/503s and unhandled 500s all carry the request ID. Health, readiness and
@@ -31,6 +32,7 @@ from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
 from launchready_sdk.context import AccessLog, RequestContext, RequestContextMiddleware
 from launchready_sdk.dbtiming import QueryStats, instrument_sqlalchemy
 from launchready_sdk.health import HealthMiddleware, Readiness
+from launchready_sdk.idempotency import Idempotency, IdempotencyMiddleware, digest
 from launchready_sdk.latency import LatencyTracker, MetricsEndpoint
 from launchready_sdk.logs import (
     AccessLogger,
@@ -83,6 +85,9 @@ class LaunchReady:
             ipv6_prefix=s.rate_limit_ipv6_prefix,
         )
         self.cache = self._cache()
+        self.idempotency = Idempotency(
+            store=self.redis, ttl_s=s.idempotency_ttl_s, fail=s.idempotency_fail
+        )
         self.latency = self._latency_tracker()
         self.outbound_policy = OutboundPolicy.from_settings(s)
         self.outbound = OutboundRecorder()
@@ -169,6 +174,13 @@ class LaunchReady:
             for host, figures in self.outbound.snapshot().items()
         ]
 
+    def _caller(self, scope: Scope) -> str:
+        """Who sent a request, for idempotency keys: its credentials, else its address."""
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                return "auth:" + digest(value)
+        return f"ip:{self.proxy.client_ip(scope) or 'unknown'}"
+
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         """Make `/readyz` depend on `check`, an async callable that raises when unhealthy."""
         self.readiness.add(name, check)
@@ -192,6 +204,13 @@ class LaunchReady:
         stack: ASGIApp = app
         if self.cache.routes:
             stack = CacheMiddleware(stack, cache=self.cache)
+        if s.idempotent_routes:
+            stack = IdempotencyMiddleware(
+                stack,
+                idempotency=self.idempotency,
+                routes=s.idempotent_routes,
+                identity=self._caller,
+            )
         if self.limiter.table or self.limiter.accounts:
             stack = RateLimitMiddleware(
                 stack,

@@ -29,6 +29,7 @@ DEFAULT_REDIS_COOLDOWN_S = 2.0
 MAX_READINESS_TIMEOUT_S = 2.0
 DEFAULT_REDIS_PREFIX = "launchready"
 DEFAULT_IPV6_PREFIX = 64
+DEFAULT_IDEMPOTENCY_TTL_S = 86400
 DEFAULT_LATENCY_WINDOW_S = 300
 DEFAULT_LATENCY_MAX_ROUTES = 500
 DEFAULT_LATENCY_FLUSH_INTERVAL_S = 10.0
@@ -67,6 +68,9 @@ class Settings:
     rate_limit_accounts: Mapping[str, str] = dataclasses.field(default_factory=dict)
     rate_limit_headers: Literal["separate", "structured"] = "separate"
     cache_routes: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    idempotent_routes: tuple[str, ...] = ()
+    idempotency_ttl_s: int = DEFAULT_IDEMPOTENCY_TTL_S
+    idempotency_fail: Literal["proceed", "refuse"] = "proceed"
     cache_version: str = ""
     cache_max_body_bytes: int = DEFAULT_CACHE_MAX_BODY_BYTES
     cache_memory_max_bytes: int = DEFAULT_CACHE_MEMORY_MAX_BYTES
@@ -241,6 +245,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "cache_stale_while_revalidate_s": _parse_int,
     "cache_stale_if_error_s": _parse_int,
     "cache_credential_headers": _parse_list,
+    "idempotent_routes": _parse_list,
+    "idempotency_ttl_s": _parse_int,
     "latency_budgets": _parse_budgets,
     "latency_window_s": _parse_int,
     "latency_max_routes": _parse_int,
@@ -366,6 +372,15 @@ def _strip_methods(name: str, spec: object, example: str) -> object:
     if not all(m.strip().isalpha() for m in head.split(",")):
         raise SettingsError(name, f"bad method list in {spec!r}", example)
     return rest.strip()
+
+
+def _check_routes(name: str, value: object) -> tuple[str, ...]:
+    example = "/checkout;/orders/{id}/pay"
+    routes = _as_str_tuple(name, value, example)
+    for pattern in routes:
+        _check_pattern(name, pattern, example)
+    _check_distinct(name, list(routes), example)
+    return routes
 
 
 def _check_cache_routes(name: str, value: object) -> Mapping[str, int]:
@@ -506,6 +521,9 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "rate_limit_headers": _choice("separate", "structured"),
     "cache_routes": _check_cache_routes,
     "cache_version": _check_version,
+    "idempotent_routes": _check_routes,
+    "idempotency_ttl_s": _whole("86400", 1),
+    "idempotency_fail": _choice("proceed", "refuse"),
     "cache_max_body_bytes": _whole("1048576", 1),
     "cache_memory_max_bytes": _whole("67108864", 1024),
     "cache_stale_while_revalidate_s": _whole("10", 0),

@@ -251,3 +251,37 @@ async def test_cache_hits_are_timed_under_their_route() -> None:
     snapshot = lr.latency.snapshot()
     assert snapshot["GET /items/{id}"]["count"] == 2
     assert not any("unmatched" in route for route in snapshot)
+
+
+async def test_idempotent_checkout_through_the_stack(redis_url: str, redis_prefix: str) -> None:
+    """A retried checkout with the same Idempotency-Key is replayed; the order is made once."""
+    orders: list[int] = []
+    lr = LaunchReady(
+        Settings(
+            configure_logging=False,
+            rate_limits={},
+            idempotent_routes=("/checkout",),
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            redis_timeout_s=1.0,
+        )
+    )
+
+    async def checkout(request: Any) -> PlainTextResponse:
+        orders.append(1)
+        return PlainTextResponse(f"order {len(orders)}", status_code=201)
+
+    app = lr.wrap(Starlette(routes=[Route("/checkout", checkout, methods=["POST"])]))
+    headers = {"Idempotency-Key": "cart-42-attempt"}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        first = await c.post("/checkout", content=b'{"cart": 42}', headers=headers)
+        retry = await c.post("/checkout", content=b'{"cart": 42}', headers=headers)
+        other = await c.post("/checkout", content=b'{"cart": 43}', headers=headers)
+    assert (first.status_code, retry.status_code, other.status_code) == (201, 201, 422)
+    assert retry.text == first.text == "order 1"
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert other.headers["content-type"] == "application/problem+json"
+    assert orders == [1]
+    assert await lr.idempotency.once("evt_123") is True
+    assert await lr.idempotency.once("evt_123") is False
+    await lr.shutdown()

@@ -39,6 +39,9 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_RATE_LIMIT_ACCOUNTS": "POST /login=10/hour",
         "LAUNCHREADY_RATE_LIMIT_HEADERS": "structured",
         "LAUNCHREADY_CACHE_VERSION": "v42",
+        "LAUNCHREADY_IDEMPOTENT_ROUTES": "/checkout;/orders/{id}/pay",
+        "LAUNCHREADY_IDEMPOTENCY_TTL_S": "3600",
+        "LAUNCHREADY_IDEMPOTENCY_FAIL": "refuse",
         "LAUNCHREADY_CACHE_MAX_BODY_BYTES": "2048",
         "LAUNCHREADY_CACHE_MEMORY_MAX_BYTES": "4096",
         "LAUNCHREADY_CACHE_STALE_WHILE_REVALIDATE_S": "0",
@@ -125,6 +128,8 @@ def test_from_env_ignores_unrelated_variables_and_takes_overrides() -> None:
         ("LAUNCHREADY_LATENCY_BUDGETS", "/products=fast", "GET /products/{id}=300"),
         ("LAUNCHREADY_LATENCY_WINDOW_S", "90", "300"),
         ("LAUNCHREADY_OTEL_EXPORTER", "jaeger", "none"),
+        ("LAUNCHREADY_IDEMPOTENT_ROUTES", "checkout", "/checkout;/orders/{id}/pay"),
+        ("LAUNCHREADY_IDEMPOTENCY_FAIL", "maybe", "proceed"),
     ],
 )
 def test_bad_environment_value_names_variable_and_example(
