@@ -35,10 +35,10 @@ from typing import Literal, NamedTuple
 
 import orjson
 
+from launchready_sdk.body import read_body, replay_body
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.proxy import PatternTable, normalize_path
-from launchready_sdk.ratelimit import read_body
 from launchready_sdk.resp import Arg
 from launchready_sdk.responses import send_problem
 from launchready_sdk.stores import BoundedLRU, RedisStore, Script
@@ -327,7 +327,7 @@ class IdempotencyMiddleware:
             await send_problem(send, 413, "The request body is too large.", request_id=request_id)
             return
         key = "req:" + digest(found[0], self.identity(scope), keys[0])
-        await self._guarded(scope, _replay(body, receive), send, key, digest(path, body))
+        await self._guarded(scope, replay_body(body, receive), send, key, digest(path, body))
 
     async def _guarded(
         self, scope: Scope, receive: Receive, send: Send, key: str, fingerprint: str
@@ -396,20 +396,6 @@ async def _send_replay(send: Send, record: Record) -> None:
     ]
     await send({"type": "http.response.start", "status": record.status, "headers": headers})
     await send({"type": "http.response.body", "body": record.body})
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the app the body already read, then defers to the server."""
-    pending = True
-
-    async def replay() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 __all__ = ["Idempotency", "IdempotencyMiddleware", "default_identity"]

@@ -35,6 +35,7 @@ from typing import Any, Literal, NamedTuple
 
 import orjson
 
+from launchready_sdk.body import read_body, replay_body
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.proxy import PatternTable
@@ -427,7 +428,7 @@ class RateLimitMiddleware:
                     send, 413, "The request body is too large.", request_id=request_id
                 )
                 return
-            receive = _replay(body, receive)
+            receive = replay_body(body, receive)
             account = account_of(scope, body)
             if account is not None:
                 decision = await self.limiter.hit(account_rule, account, "account")
@@ -468,43 +469,6 @@ class RateLimitMiddleware:
             self._warned_no_address = True
             _log.warning("ratelimit.no_client_address", detail="such requests share one bucket")
         return key
-
-
-async def read_body(scope: Scope, receive: Receive, max_bytes: int) -> bytes | None:
-    """The whole request body, or None when it is (or says it is) larger than `max_bytes`."""
-    for name, value in scope["headers"]:
-        if name == b"content-length":
-            if not value.isdigit() or int(value) > max_bytes:
-                return None
-            break
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] != "http.request":
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > max_bytes:
-            return None
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    """A `receive` that hands the app the body already read, then defers to the server."""
-    pending = True
-
-    async def replay() -> Message:
-        nonlocal pending
-        if pending:
-            pending = False
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
 
 
 def account_of(scope: Scope, body: bytes) -> str | None:
