@@ -19,6 +19,13 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, settings
+
+# A shared 2-core machine: per-example deadlines would make property tests flaky, not stricter.
+settings.register_profile(
+    "launchready", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("launchready")
 
 SHARED_REDIS_URL = os.environ.get("LAUNCHREADY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN_PREFIX = f"lrtest-{uuid.uuid4().hex[:12]}"
