@@ -1,0 +1,532 @@
+"""The bundled FastAPI shop: a small real shop that shows every SDK feature at work.
+
+    uvicorn examples.fastapi_shop.app:app
+
+Catalog and home are cached (and invalidated when an admin edits a product); sign-up, login,
+password reset and the payment webhook are rate-limited; checkout is idempotent and calls the
+payment provider through `lr.http_client()`; the webhook is verified, applied once per event,
+and confirms the order by email. The HTTP contract is in `examples/README.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+import httpx
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from examples.fastapi_shop.db import (
+    CartItem,
+    Order,
+    OrderItem,
+    Product,
+    User,
+    create_and_seed,
+    make_engine,
+)
+from examples.shopcore import (
+    CATEGORIES,
+    ShopConfig,
+    bearer,
+    dummy_password_hash,
+    hash_password,
+    new_order_id,
+    read_token,
+    sdk_overrides,
+    sign_token,
+    verify_password,
+    verify_webhook,
+)
+from launchready_sdk import LaunchReady, Settings, get_logger, get_request_id
+
+config = ShopConfig.from_env("fastapi_shop")
+lr = LaunchReady(Settings.from_env(**sdk_overrides("fastapi-shop")))
+log = get_logger("shop")
+engine = make_engine(config.database_url)
+lr.instrument_sqlalchemy(engine)
+Session = async_sessionmaker(engine, expire_on_commit=False)
+
+
+class Providers:
+    """The payment and email clients, made at start-up."""
+
+    payment: httpx.AsyncClient
+    email: httpx.AsyncClient
+
+
+providers = Providers()
+
+
+async def database_ready() -> None:
+    async with engine.connect() as conn:
+        await conn.execute(text("SELECT 1"))
+
+
+lr.add_health_check("db", database_ready)
+
+
+@asynccontextmanager
+async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+    if await create_and_seed(engine, config.demo_password):
+        log.info("shop.seeded", database=engine.dialect.name)
+    if config.using_dev_secrets:
+        log.warning("shop.dev_secrets", hint="set SHOP_SECRET_KEY and SHOP_WEBHOOK_SECRET")
+    payment_url, email_url = config.payment_url, config.email_url
+    server = None
+    if payment_url is None:
+        from examples.providers.background import start
+
+        payment_url, server = await start()
+        email_url = payment_url
+        log.info("shop.fake_providers", url=payment_url)
+    providers.payment = lr.http_client(base_url=payment_url)
+    providers.email = lr.http_client(base_url=email_url or payment_url)
+    yield
+    await providers.payment.aclose()
+    await providers.email.aclose()
+    if server is not None:
+        server.should_exit = True
+    await engine.dispose()
+
+
+api = FastAPI(title="launchready shop", version="1.0", lifespan=lifespan)
+
+
+# Errors: every one is problem+json carrying the request id.
+
+
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str = "") -> None:
+        super().__init__(title)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def problem(status: int, title: str, detail: str = "", **extra: Any) -> JSONResponse:
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "request_id": get_request_id(),
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type="application/problem+json")
+
+
+@api.exception_handler(Problem)
+async def _problem(_: Request, exc: Problem) -> JSONResponse:
+    return problem(exc.status, exc.title, exc.detail)
+
+
+@api.exception_handler(RequestValidationError)
+async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = [
+        {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
+        for e in exc.errors()
+    ]
+    return problem(
+        422, "Invalid request", "The request body or parameters are invalid.", errors=errors
+    )
+
+
+@api.exception_handler(StarletteHTTPException)
+async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    return problem(exc.status_code, str(exc.detail))
+
+
+# Bodies.
+
+
+class SignupIn(BaseModel):
+    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
+    password: str = Field(min_length=8, max_length=1024)
+    name: str = Field(default="", max_length=200)
+
+
+class LoginIn(BaseModel):
+    email: str = Field(max_length=254)
+    password: str = Field(max_length=1024)
+
+
+class ResetIn(BaseModel):
+    email: str = Field(max_length=254)
+
+
+class CartItemIn(BaseModel):
+    product_id: int = Field(ge=1)
+    quantity: int = Field(ge=1, le=100)
+
+
+class ProductPatch(BaseModel):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=5000)
+    price_cents: int | None = Field(default=None, ge=0)
+    stock: int | None = Field(default=None, ge=0)
+
+
+# Who is asking.
+
+
+async def current_user(authorization: Annotated[str | None, Header()] = None) -> int:
+    token = bearer(authorization)
+    user_id = read_token(config.secret_key, token) if token else None
+    if user_id is None:
+        raise Problem(401, "Not signed in", "Send Authorization: Bearer <token> from /login.")
+    return user_id
+
+
+async def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+    token = bearer(authorization) or ""
+    if not hmac.compare_digest(token.encode(), config.admin_token.encode()):
+        raise Problem(401, "Admin token required")
+
+
+User_ = Annotated[int, Depends(current_user)]
+
+
+# Catalog (cached by the SDK).
+
+
+@api.get("/")
+async def home() -> dict[str, Any]:
+    async with Session() as s:
+        featured = await s.scalars(select(Product).where(Product.featured).order_by(Product.id))
+        return {"featured": [p.as_dict() for p in featured], "categories": list(CATEGORIES)}
+
+
+@api.get("/products")
+async def list_products(
+    category: Annotated[str | None, Query(max_length=40)] = None,
+    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
+    per_page: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    query = select(Product)
+    counted = select(func.count()).select_from(Product)
+    if category is not None:
+        query = query.where(Product.category == category)
+        counted = counted.where(Product.category == category)
+    query = query.order_by(Product.id).limit(per_page).offset((page - 1) * per_page)
+    async with Session() as s:
+        items = [p.as_dict() for p in await s.scalars(query)]
+        total = await s.scalar(counted)
+    return {"items": items, "page": page, "per_page": per_page, "total": total}
+
+
+@api.get("/products/{id}")
+async def get_product(product_id: Annotated[int, Path(alias="id")]) -> dict[str, Any]:
+    async with Session() as s:
+        product = await s.get(Product, product_id)
+    if product is None:
+        raise Problem(404, "No such product")
+    return product.as_dict()
+
+
+# Accounts (rate-limited by the SDK's defaults).
+
+
+@api.post("/signup", status_code=201)
+async def signup(body: SignupIn) -> dict[str, Any]:
+    hashed = await asyncio.to_thread(hash_password, body.password)
+    user = User(email=body.email.lower(), password_hash=hashed, name=body.name)
+    async with Session() as s:
+        s.add(user)
+        try:
+            await s.commit()
+        except IntegrityError:
+            raise Problem(409, "Email already registered") from None
+    log.info("user.signed_up", user_id=user.id)
+    return {"id": user.id, "email": user.email, "token": sign_token(config.secret_key, user.id)}
+
+
+@api.post("/login")
+async def login(body: LoginIn) -> dict[str, str]:
+    async with Session() as s:
+        user = await s.scalar(select(User).where(User.email == body.email.lower()))
+    stored = user.password_hash if user is not None else dummy_password_hash()
+    valid = await asyncio.to_thread(verify_password, body.password, stored)
+    if user is None or not valid:
+        raise Problem(401, "Invalid email or password")
+    log.info("user.logged_in", user_id=user.id)
+    return {"token": sign_token(config.secret_key, user.id)}
+
+
+@api.post("/password-reset", status_code=202)
+async def password_reset(body: ResetIn) -> dict[str, str]:
+    async with Session() as s:
+        user = await s.scalar(select(User).where(User.email == body.email.lower()))
+    if user is not None:
+        reset = sign_token(config.secret_key + ":reset", user.id)
+        await send_email(user.email, "Reset your password", f"Your reset code: {reset}")
+    # The same answer either way, so the route does not reveal who has an account.
+    return {"status": "sent"}
+
+
+async def send_email(to: str, subject: str, text_: str) -> bool:
+    try:
+        response = await providers.email.post(
+            "/email/messages", json={"to": to, "subject": subject, "text": text_}
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("email.failed", subject=subject, error=type(exc).__name__)
+        return False
+    return True
+
+
+# Cart and checkout.
+
+
+async def cart_lines(s: Any, user_id: int) -> list[tuple[CartItem, Product]]:
+    rows = await s.execute(
+        select(CartItem, Product)
+        .join(Product, Product.id == CartItem.product_id)
+        .where(CartItem.user_id == user_id)
+        .order_by(CartItem.product_id)
+    )
+    return [(item, product) for item, product in rows]
+
+
+def cart_body(lines: list[tuple[CartItem, Product]]) -> dict[str, Any]:
+    items = [
+        {
+            "product_id": p.id,
+            "name": p.name,
+            "quantity": item.quantity,
+            "price_cents": p.price_cents,
+        }
+        for item, p in lines
+    ]
+    return {"items": items, "total_cents": sum(i["quantity"] * i["price_cents"] for i in items)}
+
+
+@api.post("/cart/items", status_code=201)
+async def add_to_cart(body: CartItemIn, user_id: User_) -> dict[str, Any]:
+    async with Session() as s:
+        if await s.get(Product, body.product_id) is None:
+            raise Problem(404, "No such product")
+        item = await s.get(CartItem, (user_id, body.product_id))
+        if item is None:
+            s.add(CartItem(user_id=user_id, product_id=body.product_id, quantity=body.quantity))
+        else:
+            item.quantity = min(item.quantity + body.quantity, 1000)
+        try:
+            await s.commit()
+        except IntegrityError:
+            raise Problem(409, "The cart changed; try again") from None
+        return cart_body(await cart_lines(s, user_id))
+
+
+@api.get("/cart")
+async def get_cart(user_id: User_) -> dict[str, Any]:
+    async with Session() as s:
+        return cart_body(await cart_lines(s, user_id))
+
+
+@api.post("/checkout", status_code=201)
+async def checkout(request: Request, user_id: User_) -> dict[str, Any]:
+    async with Session() as s:
+        lines = await cart_lines(s, user_id)
+    if not lines:
+        raise Problem(409, "The cart is empty")
+    order_id = new_order_id()
+    total = sum(item.quantity * p.price_cents for item, p in lines)
+    # The order is written first, so the provider's webhook always finds it; if the charge
+    # fails, it is deleted again and the cart is left as it was.
+    async with Session.begin() as s:
+        s.add(Order(id=order_id, user_id=user_id, status="awaiting_payment", total_cents=total))
+        await s.flush()
+        s.add_all(
+            OrderItem(
+                order_id=order_id,
+                product_id=p.id,
+                name=p.name,
+                quantity=item.quantity,
+                price_cents=p.price_cents,
+            )
+            for item, p in lines
+        )
+    try:
+        charge_id = await create_charge(order_id, total, webhook_url(request))
+    except Exception:
+        async with Session.begin() as s:
+            await s.execute(delete(OrderItem).where(OrderItem.order_id == order_id))
+            await s.execute(delete(Order).where(Order.id == order_id))
+        raise
+    async with Session.begin() as s:
+        await s.execute(update(Order).where(Order.id == order_id).values(charge_id=charge_id))
+        for item, _ in lines:
+            await s.execute(
+                delete(CartItem).where(
+                    CartItem.user_id == user_id, CartItem.product_id == item.product_id
+                )
+            )
+    log.info("order.created", order_id=order_id, amount_cents=total)
+    return {
+        "order_id": order_id,
+        "status": "awaiting_payment",
+        "total_cents": total,
+        "charge_id": charge_id,
+    }
+
+
+def webhook_url(request: Request) -> str:
+    # The address this server listens on, never the client's Host header.
+    host, port = request.scope.get("server") or ("127.0.0.1", 8000)
+    host = f"[{host}]" if ":" in str(host) else host
+    return f"http://{host}:{port}/webhooks/payment"
+
+
+async def create_charge(order_id: str, total: int, hook: str) -> str:
+    try:
+        response = await providers.payment.post(
+            "/payments/charges",
+            json={
+                "amount_cents": total,
+                "currency": "usd",
+                "order_id": order_id,
+                "webhook_url": hook,
+            },
+            headers={"Idempotency-Key": f"charge-{order_id}"},
+        )
+        response.raise_for_status()
+        charge_id = response.json()["id"]
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        log.warning("checkout.payment_timeout", order_id=order_id, error=type(exc).__name__)
+        raise Problem(504, "Payment provider timed out", "No order was placed.") from None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        log.warning("checkout.payment_failed", order_id=order_id, error=type(exc).__name__)
+        raise Problem(502, "Payment provider failed", "No order was placed.") from None
+    if not isinstance(charge_id, str):
+        raise Problem(502, "Payment provider failed", "No order was placed.")
+    return charge_id
+
+
+def order_body(order: Order, items: list[OrderItem]) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "status": order.status,
+        "total_cents": order.total_cents,
+        "charge_id": order.charge_id,
+        "items": [
+            {
+                "product_id": i.product_id,
+                "name": i.name,
+                "quantity": i.quantity,
+                "price_cents": i.price_cents,
+            }
+            for i in items
+        ],
+    }
+
+
+@api.get("/orders/{order_id}")
+async def get_order(
+    order_id: Annotated[str, Path(max_length=64)], user_id: User_
+) -> dict[str, Any]:
+    async with Session() as s:
+        order = await s.get(Order, order_id)
+        if order is None or order.user_id != user_id:
+            raise Problem(404, "No such order")
+        items = list(await s.scalars(select(OrderItem).where(OrderItem.order_id == order_id)))
+    return order_body(order, items)
+
+
+# The payment provider's webhook: verified, applied once per event.
+
+
+@api.post("/webhooks/payment")
+async def payment_webhook(
+    request: Request, payment_signature: Annotated[str | None, Header()] = None
+) -> dict[str, str]:
+    raw = await request.body()
+    if not verify_webhook(config.webhook_secret, raw, payment_signature):
+        raise Problem(400, "Invalid webhook signature")
+    try:
+        event = json.loads(raw)
+        event_id, kind = event["id"], event["type"]
+        order_id = event["data"]["order_id"]
+    except (ValueError, KeyError, TypeError):
+        raise Problem(422, "Invalid webhook event") from None
+    if not all(isinstance(v, str) and 0 < len(v) <= 128 for v in (event_id, kind, order_id)):
+        raise Problem(422, "Invalid webhook event")
+    async with Session() as s:
+        order = await s.get(Order, order_id)
+        email = (
+            await s.scalar(select(User.email).where(User.id == order.user_id)) if order else None
+        )
+    if order is None:
+        return {"status": "ignored"}
+    if not await lr.idempotency.once(f"payment-event:{event_id}", ttl_s=7 * 86400):
+        return {"status": "duplicate"}
+    new_status = {"charge.succeeded": "paid", "charge.failed": "payment_failed"}.get(kind)
+    if new_status is None:
+        return {"status": "ignored"}
+    async with Session.begin() as s:
+        changed = await s.execute(
+            update(Order)
+            .where(Order.id == order_id, Order.status == "awaiting_payment")
+            .values(status=new_status)
+        )
+    if changed.rowcount == 1:  # type: ignore[attr-defined]
+        log.info("order.payment", order_id=order_id, status=new_status)
+        if new_status == "paid" and email:
+            await send_email(email, f"Order {order_id} confirmed", "Thank you for your order.")
+    return {"status": "processed"}
+
+
+# Staff.
+
+
+@api.get("/admin/orders", dependencies=[Depends(admin)])
+async def admin_orders(
+    status: Annotated[str | None, Query(max_length=20)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    query = select(Order, User.email).join(User, User.id == Order.user_id)
+    if status is not None:
+        query = query.where(Order.status == status)
+    query = query.order_by(Order.created_at.desc()).limit(limit)
+    async with Session() as s:
+        rows = (await s.execute(query)).all()
+        ids = [order.id for order, _ in rows]
+        items: dict[str, list[OrderItem]] = {i: [] for i in ids}
+        if ids:
+            for item in await s.scalars(select(OrderItem).where(OrderItem.order_id.in_(ids))):
+                items[item.order_id].append(item)
+    return {
+        "items": [
+            {**order_body(order, items[order.id]), "user_email": email} for order, email in rows
+        ]
+    }
+
+
+@api.patch("/admin/products/{id}", dependencies=[Depends(admin)])
+async def edit_product(
+    product_id: Annotated[int, Path(alias="id")], body: ProductPatch
+) -> dict[str, Any]:
+    changes = body.model_dump(exclude_none=True)
+    async with Session.begin() as s:
+        product = await s.get(Product, product_id)
+        if product is None:
+            raise Problem(404, "No such product")
+        for key, value in changes.items():
+            setattr(product, key, value)
+    for path in (f"/products/{product_id}", "/products", "/"):
+        await lr.cache.invalidate(path)
+    log.info("product.edited", product_id=product_id, fields=sorted(changes))
+    return product.as_dict()
+
+
+app = lr.wrap(api)

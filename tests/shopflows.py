@@ -1,0 +1,394 @@
+"""End-to-end flows shared by the bundled shops' tests (FastAPI and Django).
+
+Each shop's test module makes a `shop` fixture (a real uvicorn server, SQLite or PostgreSQL,
+with the fake providers in a server of their own so a test can make them hang) and subclasses
+`ShopFlows`, whose test methods then run against it. The HTTP contract is the one in
+`examples/README.md`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from examples.shopcore import DEMO_EMAIL, DEV_DEMO_PASSWORD, sign_webhook
+from tests.conftest import Server
+
+ADMIN_TOKEN = "adm_test_" + uuid.uuid4().hex
+WEBHOOK_SECRET = "whsec_test_" + uuid.uuid4().hex
+_addresses = itertools.count(1)
+
+
+def new_ip() -> str:
+    """A client address of its own: one test's per-client rate limits never touch another's."""
+    n = next(_addresses)
+    return f"198.18.{n // 250}.{n % 250 + 1}"
+
+
+@dataclass
+class Shop:
+    url: str
+    server: Server
+    providers: Server
+
+    def client(self, ip: str | None = None, token: str | None = None) -> httpx.Client:
+        headers = {"X-Forwarded-For": ip or new_ip()}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        return httpx.Client(base_url=self.url, headers=headers, timeout=20.0)
+
+    def admin(self) -> httpx.Client:
+        return self.client(token=ADMIN_TOKEN)
+
+    def control(self, **behaviour: Any) -> None:
+        httpx.post(self.providers.url + "/_control", json=behaviour, timeout=5).raise_for_status()
+
+    def emails(self, to: str) -> list[dict[str, Any]]:
+        response = httpx.get(self.providers.url + "/email/messages", params={"to": to}, timeout=5)
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def access_lines(self) -> list[dict[str, Any]]:
+        return [r for r in self.server.log_lines() if r.get("logger") == "launchready.access"]
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A fresh database on the local PostgreSQL, dropped afterwards; yields its URL."""
+    name = f"lrshop_{uuid.uuid4().hex[:12]}"
+    subprocess.run(["createdb", "-h", "127.0.0.1", name], check=True, capture_output=True)
+    try:
+        yield f"postgresql://127.0.0.1:5432/{name}"
+    finally:
+        subprocess.run(
+            ["dropdb", "-h", "127.0.0.1", "--force", "--if-exists", name],
+            check=False,
+            capture_output=True,
+        )
+
+
+@contextlib.contextmanager
+def running_shop(spec: str, folder: Path, database_url: str | None) -> Iterator[Shop]:
+    """The fake providers and the shop `spec`, each under its own uvicorn, on loopback."""
+    folder.mkdir(parents=True, exist_ok=True)
+    provider_env = {"SHOP_WEBHOOK_SECRET": WEBHOOK_SECRET, "PROVIDER_WEBHOOK_DELAY_MS": "20"}
+    providers = Server("examples.providers.app:app", provider_env, folder / "providers.log")
+    shop_server: Server | None = None
+    try:
+        providers.wait_ready()
+        env = {
+            "SHOP_DATA_DIR": str(folder),
+            "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
+            "SHOP_SECRET_KEY": "test-secret-" + uuid.uuid4().hex,
+            "SHOP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "PAYMENT_URL": providers.url,
+            "EMAIL_URL": providers.url,
+            "LAUNCHREADY_TRUSTED_PROXIES": "127.0.0.1/32",
+            "LAUNCHREADY_OUTBOUND_TIMEOUT_S": "1",
+            "LAUNCHREADY_OUTBOUND_DEADLINE_S": "2",
+        }
+        if database_url:
+            env["DATABASE_URL"] = database_url
+        shop_server = Server(spec, env, folder / "shop.log")
+        shop_server.wait_ready("/readyz", timeout_s=60)
+        yield Shop(shop_server.url, shop_server, providers)
+    finally:
+        if shop_server is not None:
+            shop_server.stop()
+        providers.stop()
+
+
+def assert_problem(response: httpx.Response, status: int | tuple[int, ...]) -> dict[str, Any]:
+    """A problem+json answer with the expected status, carrying the response's request id."""
+    wanted = (status,) if isinstance(status, int) else status
+    assert response.status_code in wanted, (response.status_code, response.text)
+    assert response.headers["content-type"].startswith("application/problem+json"), response.text
+    body: dict[str, Any] = response.json()
+    assert body["status"] == response.status_code
+    assert body["request_id"] == response.headers["x-request-id"]
+    return body
+
+
+def signup(shop: Shop, ip: str | None = None) -> tuple[str, str]:
+    """A new customer: (email, token)."""
+    email = f"buyer-{uuid.uuid4().hex[:10]}@example.com"
+    with shop.client(ip) as c:
+        response = c.post("/signup", json={"email": email, "password": "correct horse battery"})
+    assert response.status_code == 201, response.text
+    return email, response.json()["token"]
+
+
+def fill_cart(c: httpx.Client, *lines: tuple[int, int]) -> dict[str, Any]:
+    cart: dict[str, Any] = {}
+    for product_id, quantity in lines:
+        response = c.post("/cart/items", json={"product_id": product_id, "quantity": quantity})
+        assert response.status_code == 201, response.text
+        cart = response.json()
+    return cart
+
+
+def orders_of(shop: Shop, email: str) -> list[dict[str, Any]]:
+    with shop.admin() as c:
+        response = c.get("/admin/orders", params={"limit": 500})
+    assert response.status_code == 200, response.text
+    return [o for o in response.json()["items"] if o["user_email"] == email]
+
+
+def wait_for(condition: Any, timeout_s: float = 10.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def signed_event(
+    order_id: str, event_id: str | None = None, *, age_s: int = 0
+) -> tuple[bytes, str]:
+    event = {
+        "id": event_id or "evt_" + uuid.uuid4().hex,
+        "type": "charge.succeeded",
+        "data": {"charge_id": "ch_test", "order_id": order_id, "amount_cents": 100},
+    }
+    raw = json.dumps(event).encode()
+    return raw, sign_webhook(WEBHOOK_SECRET, raw, int(time.time()) - age_s)
+
+
+class ShopFlows:
+    """The flows every bundled shop must pass. Subclasses provide the `shop` fixture."""
+
+    def test_browse_cart_checkout_webhook_paid_email(self, shop: Shop) -> None:
+        with shop.client() as c:
+            home = c.get("/")
+            assert home.status_code == 200
+            assert len(home.json()["featured"]) == 12
+            page = c.get("/products", params={"category": "books", "page": 1, "per_page": 5})
+            assert page.json()["total"] == 30
+            assert [p["category"] for p in page.json()["items"]] == ["books"] * 5
+            product = c.get("/products/42").json()
+            assert product["sku"] == "SKU-0042"
+        email, token = signup(shop)
+        with shop.client(token=token) as c:
+            cart = fill_cart(c, (42, 2), (7, 1), (42, 1))
+            assert {(i["product_id"], i["quantity"]) for i in cart["items"]} == {(42, 3), (7, 1)}
+            assert cart == c.get("/cart").json()
+            placed = c.post("/checkout", headers={"Idempotency-Key": uuid.uuid4().hex})
+            assert placed.status_code == 201, placed.text
+            order = placed.json()
+            assert order["status"] == "awaiting_payment"
+            assert order["total_cents"] == cart["total_cents"]
+            assert c.get("/cart").json()["items"] == []
+            # The provider sends its signed webhook; the order is paid and confirmed by email.
+            paid = wait_for(
+                lambda: c.get(f"/orders/{order['order_id']}").json()["status"] == "paid"
+            )
+            assert paid
+        confirmations = wait_for(lambda: shop.emails(email))
+        assert [m["subject"] for m in confirmations] == [f"Order {order['order_id']} confirmed"]
+        assert orders_of(shop, email)[0]["status"] == "paid"
+
+    def test_a_retried_checkout_makes_one_order(self, shop: Shop) -> None:
+        email, token = signup(shop)
+        key = uuid.uuid4().hex
+        with shop.client(token=token) as c:
+            fill_cart(c, (3, 1))
+            first = c.post("/checkout", headers={"Idempotency-Key": key})
+            again = c.post("/checkout", headers={"Idempotency-Key": key})
+        assert first.status_code == again.status_code == 201
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.json() == first.json()
+        assert len(orders_of(shop, email)) == 1
+
+    def test_concurrent_duplicate_webhooks_pay_the_order_once(self, shop: Shop) -> None:
+        shop.control(webhook_delay_ms=600_000)  # the provider's own delivery stays out of the way
+        try:
+            email, token = signup(shop)
+            with shop.client(token=token) as c:
+                fill_cart(c, (11, 1))
+                order_id = c.post("/checkout").json()["order_id"]
+        finally:
+            shop.control(webhook_delay_ms=20)
+        raw, signature = signed_event(order_id)
+
+        async def deliver_all() -> list[httpx.Response]:
+            headers = {"Payment-Signature": signature, "Content-Type": "application/json"}
+            async with httpx.AsyncClient(base_url=shop.url, timeout=30) as client:
+                return await asyncio.gather(
+                    *(
+                        client.post(
+                            "/webhooks/payment",
+                            content=raw,
+                            headers={**headers, "X-Forwarded-For": new_ip()},
+                        )
+                        for _ in range(100)
+                    )
+                )
+
+        answers = asyncio.run(deliver_all())
+        statuses = sorted(r.json()["status"] for r in answers)
+        assert statuses == ["duplicate"] * 99 + ["processed"], statuses
+        assert orders_of(shop, email)[0]["status"] == "paid"
+        assert len(wait_for(lambda: shop.emails(email))) == 1
+        time.sleep(0.3)  # a second confirmation, if one were coming, would have arrived
+        assert len(shop.emails(email)) == 1
+
+    def test_a_hanging_payment_provider_fails_checkout_cleanly(self, shop: Shop) -> None:
+        email, token = signup(shop)
+        shop.control(hang=True)
+        try:
+            with shop.client(token=token) as c:
+                cart = fill_cart(c, (5, 2))
+                started = time.monotonic()
+                response = c.post("/checkout", headers={"Idempotency-Key": uuid.uuid4().hex})
+                elapsed = time.monotonic() - started
+                body = assert_problem(response, (502, 504))
+                assert "No order" in body["detail"]
+                assert c.get("/cart").json() == cart  # the cart is kept for another try
+        finally:
+            shop.control(hang=False)
+        assert elapsed < 10  # the outbound deadline is 2 s here; never a hang
+        assert orders_of(shop, email) == []
+
+    def test_a_login_flood_is_refused(self, shop: Shop) -> None:
+        ip = new_ip()
+        with shop.client(ip) as c:
+            answers = [
+                c.post("/login", json={"email": DEMO_EMAIL, "password": "wrong password"})
+                for _ in range(14)
+            ]
+        statuses = [r.status_code for r in answers]
+        assert set(statuses[:10]) == {401}, statuses
+        refused = assert_problem(answers[-1], 429)
+        assert refused["request_id"]
+        assert int(answers[-1].headers["retry-after"]) >= 1
+        with shop.client() as other:  # another client is unaffected
+            ok = other.post("/login", json={"email": DEMO_EMAIL, "password": DEV_DEMO_PASSWORD})
+        assert ok.status_code == 200
+        assert ok.json()["token"]
+
+    def test_an_admin_edit_invalidates_the_cached_product(self, shop: Shop) -> None:
+        with shop.client() as c:
+            c.get("/products/77")
+            cached = c.get("/products/77")
+            assert cached.headers["x-cache"] == "HIT"
+            with shop.admin() as admin:
+                edited = admin.patch("/admin/products/77", json={"price_cents": 4242})
+            assert edited.status_code == 200, edited.text
+            fresh = c.get("/products/77")
+            assert fresh.json()["price_cents"] == 4242
+            assert fresh.headers["x-cache"] != "HIT"
+
+    def test_password_reset_answers_the_same_for_unknown_accounts(self, shop: Shop) -> None:
+        email, _ = signup(shop)
+        with shop.client() as c:
+            known = c.post("/password-reset", json={"email": email})
+            unknown = c.post("/password-reset", json={"email": "nobody@example.com"})
+        assert known.status_code == unknown.status_code == 202
+        assert known.json() == unknown.json()
+        assert [m["subject"] for m in wait_for(lambda: shop.emails(email))] == [
+            "Reset your password"
+        ]
+        assert shop.emails("nobody@example.com") == []
+
+    @pytest.mark.parametrize(
+        ("method", "path", "body", "status"),
+        [
+            ("POST", "/signup", b'{"email": "x@example.com", "password":', 422),
+            ("POST", "/signup", b'{"email": 5, "password": ["a"]}', 422),
+            ("POST", "/signup", b'{"email": "x@example.com"}', 422),
+            ("POST", "/signup", b'{"email": "not-an-email", "password": "long enough"}', 422),
+            ("POST", "/signup", b'["a list"]', 422),
+            ("POST", "/login", b"", 422),
+            ("POST", "/cart/items", b'{"product_id": 9999, "quantity": 1}', 404),
+            ("POST", "/cart/items", b'{"product_id": 1, "quantity": -3}', 422),
+            ("POST", "/cart/items", b'{"product_id": 1, "quantity": 0}', 422),
+            ("POST", "/cart/items", b'{"product_id": "one", "quantity": 1}', 422),
+            ("POST", "/cart/items", b"{not json", 422),
+            ("GET", "/products/999999", None, 404),
+            ("GET", "/products/abc", None, (404, 422)),
+            ("GET", "/products?page=0", None, 422),
+            ("GET", "/products?per_page=100000", None, 422),
+            ("GET", "/orders/ord_doesnotexist", None, 404),
+            ("PATCH", "/admin/products/1", b'{"price_cents": 100}', 401),
+        ],
+    )
+    def test_bad_input_is_a_problem_not_a_500(
+        self, shop: Shop, method: str, path: str, body: bytes | None, status: int | tuple[int, ...]
+    ) -> None:
+        _, token = signup(shop) if path.startswith(("/cart", "/orders")) else (None, None)
+        with shop.client(token=token) as c:
+            response = c.request(
+                method, path, content=body, headers={"Content-Type": "application/json"}
+            )
+        assert_problem(response, status)
+
+    def test_bad_webhooks_are_refused_and_change_nothing(self, shop: Shop) -> None:
+        shop.control(webhook_delay_ms=600_000)
+        try:
+            email, token = signup(shop)
+            with shop.client(token=token) as c:
+                fill_cart(c, (13, 1))
+                order_id = c.post("/checkout").json()["order_id"]
+        finally:
+            shop.control(webhook_delay_ms=20)
+        raw, good = signed_event(order_id)
+        stale_raw, stale = signed_event(order_id, age_s=3600)  # a replay from an hour ago
+        forged = good.replace("v1=", "v1=0")
+        cases = [
+            (raw, {}),
+            (raw, {"Payment-Signature": forged}),
+            (raw, {"Payment-Signature": "t=abc,v1=zz"}),
+            (raw + b" ", {"Payment-Signature": good}),
+            (stale_raw, {"Payment-Signature": stale}),
+        ]
+        with shop.client() as c:
+            for content, headers in cases:
+                response = c.post("/webhooks/payment", content=content, headers=headers)
+                assert_problem(response, 400)
+            bad_json = b"{not json"
+            response = c.post(
+                "/webhooks/payment",
+                content=bad_json,
+                headers={"Payment-Signature": sign_webhook(WEBHOOK_SECRET, bad_json)},
+            )
+            assert_problem(response, (400, 422))
+        assert orders_of(shop, email)[0]["status"] == "awaiting_payment"
+        with shop.client() as c:  # and the genuine event still works afterwards
+            response = c.post("/webhooks/payment", content=raw, headers={"Payment-Signature": good})
+        assert response.json() == {"status": "processed"}
+        assert orders_of(shop, email)[0]["status"] == "paid"
+
+    def test_an_empty_checkout_and_foreign_orders(self, shop: Shop) -> None:
+        _, token = signup(shop)
+        _, other = signup(shop)
+        with shop.client(token=token) as c:
+            assert_problem(c.post("/checkout"), 409)
+            fill_cart(c, (2, 1))
+            order_id = c.post("/checkout").json()["order_id"]
+        with shop.client(token=other) as c:
+            assert_problem(c.get(f"/orders/{order_id}"), 404)
+        with shop.client(token="1.99999999999.forged") as c:
+            assert_problem(c.get("/cart"), 401)
+
+    def test_health_metrics_and_no_500s(self, shop: Shop) -> None:
+        with shop.client() as c:
+            assert c.get("/healthz").status_code == 200
+            assert c.get("/readyz").status_code == 200
+            metrics = c.get("/metrics").text
+        assert 'route="/products/{id}"' in metrics or 'route="/products/{' in metrics
+        errors = [line for line in shop.access_lines() if line.get("status", 0) >= 500]
+        expected = [line for line in errors if line.get("route") == "/checkout"]
+        assert errors == expected, errors
