@@ -344,8 +344,29 @@ _CAPITAL_S_RULES: Final = (
     ),
     _TokenRule("twilio_key", ("SK",), rf"SK[0-9a-fA-F]{{32}}{_END}", _LEFT),
 )
+_HASH_PART: Final = r"[A-Za-z0-9+/=._\-]"
+# Password hashes: bcrypt, argon2, scrypt (Django's and `scrypt$n$r$p$salt$hash`), PBKDF2
+# (Django's and passlib's) and SHA-crypt. Each field class excludes `$`, so a run is read once.
 _DOLLAR_RULES: Final = (
     _TokenRule("password_hash", ("$2",), r"\$2[abxy]?\$[0-9]{2}\$[./A-Za-z0-9]{53}"),
+    _TokenRule(
+        "password_hash",
+        ("$argon2",),
+        rf"\$argon2(?:id|i|d)\$v=[0-9]{{1,3}}\$m=[0-9]{{1,10}},t=[0-9]{{1,10}},p=[0-9]{{1,4}}"
+        rf"\${_HASH_PART}{{4,256}}\${_HASH_PART}{{16,512}}",
+    ),
+    _TokenRule(
+        "password_hash",
+        ("scrypt$", "pbkdf2"),
+        rf"(?:\$?scrypt|\$?pbkdf2(?:[_\-]sha(?:1|256|512))?)\$(?:{_HASH_PART}{{1,256}}\$){{2,5}}"
+        rf"{_HASH_PART}{{16,512}}",
+        _LEFT,
+    ),
+    _TokenRule(
+        "password_hash",
+        ("$5$", "$6$"),
+        r"\$[56]\$(?:rounds=[0-9]{1,10}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{43,86}",
+    ),
 )
 _SLACK_WEBHOOK: Final = _TokenRule(
     "slack_webhook",

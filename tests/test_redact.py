@@ -101,6 +101,25 @@ TOKENS: dict[str, Callable[[], str]] = {
     "pypi_token": lambda: "py" + "pi-AgEIcHlwaS5vcmc" + body(60),
     "twilio_key": lambda: "S" + "K" + body(32, "0123456789abcdef"),
     "password_hash": lambda: "$2" + "b$12$" + body(53, ALNUM + "./"),
+    "password_hash argon2": lambda: (
+        "$argon2"
+        + "id$v=19$m=65536,t=3,p=4$"
+        + body(22, ALNUM + "+/")
+        + "$"
+        + body(43, ALNUM + "+/")
+    ),
+    "password_hash scrypt": lambda: (
+        "scr" + "ypt$16384$8$1$" + body(22, ALNUM + "_-") + "$" + body(86, ALNUM + "_-")
+    ),
+    "password_hash django_scrypt": lambda: (
+        "scr" + "ypt$16384$" + body(22) + "$8$1$" + body(88, ALNUM + "+/=")
+    ),
+    "password_hash django_pbkdf2": lambda: (
+        "pbk" + "df2_sha256$870000$" + body(22) + "$" + body(44, ALNUM + "+/=")
+    ),
+    "password_hash sha512crypt": lambda: (
+        "$6" + "$" + body(16, ALNUM + "./") + "$" + body(86, ALNUM + "./")
+    ),
     "jwt": jwt,
     "private_key": lambda: (
         "-----BEGIN RSA PRIVATE KEY-----\n"

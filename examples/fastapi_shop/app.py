@@ -51,6 +51,7 @@ from examples.shopcore import (
 )
 from launchready_sdk import LaunchReady, Settings, get_logger, get_request_id
 
+MAX_ID = 2**31 - 1  # ids are 32-bit in every database the shop runs on
 config = ShopConfig.from_env("fastapi_shop")
 lr = LaunchReady(Settings.from_env(**sdk_overrides("fastapi-shop")))
 log = get_logger("shop")
@@ -165,7 +166,7 @@ class ResetIn(BaseModel):
 
 
 class CartItemIn(BaseModel):
-    product_id: int = Field(ge=1)
+    product_id: int = Field(ge=1, le=MAX_ID)
     quantity: int = Field(ge=1, le=100)
 
 
@@ -225,7 +226,9 @@ async def list_products(
 
 
 @api.get("/products/{id}")
-async def get_product(product_id: Annotated[int, Path(alias="id")]) -> dict[str, Any]:
+async def get_product(
+    product_id: Annotated[int, Path(alias="id", ge=1, le=MAX_ID)],
+) -> dict[str, Any]:
     async with Session() as s:
         product = await s.get(Product, product_id)
     if product is None:
@@ -514,7 +517,7 @@ async def admin_orders(
 
 @api.patch("/admin/products/{id}", dependencies=[Depends(admin)])
 async def edit_product(
-    product_id: Annotated[int, Path(alias="id")], body: ProductPatch
+    product_id: Annotated[int, Path(alias="id", ge=1, le=MAX_ID)], body: ProductPatch
 ) -> dict[str, Any]:
     changes = body.model_dump(exclude_none=True)
     async with Session.begin() as s:
