@@ -1128,7 +1128,7 @@ def _carry_route(origin: Scope, scope: Scope) -> None:
             scope[key] = origin[key]
 
 
-_ROUTING_KEYS = ("route", "fastapi", "root_path", "path_params", "endpoint")
+_ROUTING_KEYS = ("route", "fastapi", "root_path", "path_params", "endpoint", SCOPE_ROUTE)
 
 
 def _discarding(done: asyncio.Event) -> Send:

@@ -1,4 +1,8 @@
-"""Database query timing for SQLAlchemy: per-statement p95, slow-query log, N+1 warning.
+"""Database query timing: per-statement p95, slow-query log, N+1 warning.
+
+This module holds the engine-neutral part (`fingerprint`, `QueryStats`) and the SQLAlchemy
+hook; `launchready_sdk.django` feeds the same `QueryStats` from Django's
+`connection.execute_wrapper`.
 
 `instrument_sqlalchemy(engine)` (sync `Engine` or `AsyncEngine`) listens to the engine's
 `before_cursor_execute`/`after_cursor_execute`/`handle_error` events, so every statement the
@@ -228,13 +232,18 @@ def instrument_sqlalchemy(
     _listen(event, sync_engine, stats)
     sync_engine._launchready_stats = stats
     if tracker is not None:
-        tracker.add_collector(
-            "launchready_db_query_duration_seconds",
-            stats.histograms,
-            kind="histogram",
-            help="SQL statement duration by fingerprint",
-        )
+        export_query_stats(stats, tracker)
     return stats
+
+
+def export_query_stats(stats: QueryStats, tracker: LatencyTracker) -> None:
+    """Show `stats` on `tracker`'s /metrics (calling it again replaces the earlier export)."""
+    tracker.add_collector(
+        "launchready_db_query_duration_seconds",
+        stats.histograms,
+        kind="histogram",
+        help="SQL statement duration by fingerprint",
+    )
 
 
 def _listen(event: Any, sync_engine: Any, stats: QueryStats) -> None:
