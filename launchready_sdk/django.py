@@ -23,9 +23,11 @@ missing), and returns the SDK's ASGI stack around Django's handler. In a view, t
 `LaunchReady(settings).wrap(get_asgi_application())` keeps working as for any ASGI app (request
 IDs, logs, limits, cache, health); `instrument_django(lr)` adds the Django parts to such an
 instance, and the middleware entry adds route templates and safe error pages. What differs
-from `DjangoLaunchReady.wrap`: Django refuses the ASGI lifespan protocol, so without the
-`DjangoLifespan` layer that `DjangoLaunchReady.wrap` adds, the SDK's start-up and shutdown hooks
-(fleet latency flushes, closing Redis) do not run.
+from `DjangoLaunchReady.wrap`: the `DjangoBridge` layer it adds. Django refuses the ASGI
+lifespan protocol, so without it the SDK's start-up and shutdown hooks (fleet latency flushes,
+closing Redis) do not run; and Django finishes a request (closing the response and its
+database connections) after sending the last body chunk, so without it a client's immediate
+retry of an idempotent POST can find the first attempt still in progress (409).
 
 What each part does:
 
@@ -90,7 +92,7 @@ from launchready_sdk.logs import adopt_foreign_loggers
 from launchready_sdk.responses import problem_body
 from launchready_sdk.routing import SCOPE_ROUTE
 from launchready_sdk.settings import Settings
-from launchready_sdk.types import ASGIApp, Receive, Scope, Send
+from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -101,8 +103,8 @@ _PROBLEM_TYPE = "application/problem+json"
 _SERVER_ERROR = "The server failed to handle this request."
 
 __all__ = [
+    "DjangoBridge",
     "DjangoLaunchReady",
-    "DjangoLifespan",
     "LaunchReadyDjangoMiddleware",
     "cached_sync",
     "django_route_template",
@@ -194,7 +196,7 @@ class DjangoLaunchReady(LaunchReady):
         if self.settings.configure_logging:
             adopt_foreign_loggers(access_log=self.settings.access_log)
             _quiet_query_log()
-        inner = app if isinstance(app, DjangoLifespan) else DjangoLifespan(app)
+        inner = app if isinstance(app, DjangoBridge) else DjangoBridge(app)
         return super().wrap(inner)
 
 
@@ -276,24 +278,49 @@ def _quiet_query_log() -> None:
         logger.setLevel(logging.INFO)
 
 
-# --- lifespan ---------------------------------------------------------------------------------
+# --- the bridge to Django's handler ---------------------------------------------------------
 
 
-class DjangoLifespan:
-    """Answers the ASGI lifespan protocol for Django's handler, which refuses it.
+class DjangoBridge:
+    """The layer between the SDK's stack and Django's ASGI handler.
 
-    The SDK's request-context layer runs its start-up and shutdown hooks when the app reports
-    lifespan start-up and shutdown complete; this layer reports them. Everything else goes to
-    Django. `routes` lists the URLconf's templates for the SDK's start-up reports.
+    - It answers the ASGI lifespan protocol, which Django refuses; the SDK's request-context
+      layer runs its start-up and shutdown hooks when the app reports them complete.
+    - It ends each response when Django is done with the request: Django sends the last body
+      chunk, then closes the response and runs `request_finished` (closing database
+      connections) in a worker thread. The last chunk is held until then, so the layers above
+      (idempotency records, latency, the access log) see the request end when it really ends,
+      and a client's immediate retry cannot find its first attempt still running.
+
+    `routes` lists the URLconf's templates for the SDK's start-up reports.
     """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        last: Message | None = None
+
+        async def send_holding_last(message: Message) -> None:
+            nonlocal last
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                last = message
+                return
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_holding_last)
+        finally:
+            if last is not None:
+                await send(last)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":

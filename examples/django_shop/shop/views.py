@@ -1,0 +1,517 @@
+"""The shop's HTTP API (the contract is in examples/README.md).
+
+Sync views use the ORM, as most Django code does; checkout and the password reset call the
+providers through `lr.http_client_sync()`. The payment webhook is an async view: it awaits
+`lr.idempotency.once()` and the async email client, and runs its queries in a worker thread.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
+from django.core.exceptions import RequestDataTooBig
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from examples.django_shop.shop.models import CartItem, Customer, Order, OrderItem, Product
+from examples.django_shop.shop.services import config, log, lr, providers
+from examples.django_shop.shop.validation import (
+    EMAIL,
+    MAX_ID,
+    Fields,
+    Invalid,
+    json_object,
+    path_id,
+)
+from examples.shopcore import (
+    CATEGORIES,
+    bearer,
+    dummy_password_hash,
+    hash_password,
+    new_order_id,
+    read_token,
+    sign_token,
+    verify_password,
+    verify_webhook,
+)
+from launchready_sdk import get_request_id
+
+# --- errors: every one is problem+json carrying the request id ------------------------------
+
+
+class Problem(Exception):
+    def __init__(self, status: int, title: str, detail: str = "") -> None:
+        super().__init__(title)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def problem(status: int, title: str, detail: str = "", **extra: Any) -> JsonResponse:
+    body = {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "request_id": get_request_id(),
+        **extra,
+    }
+    return JsonResponse(body, status=status, content_type="application/problem+json")
+
+
+def _answer(exc: Exception) -> JsonResponse:
+    if isinstance(exc, Problem):
+        return problem(exc.status, exc.title, exc.detail)
+    if isinstance(exc, Invalid):
+        return problem(
+            422,
+            "Invalid request",
+            "The request body or parameters are invalid.",
+            errors=exc.errors,
+        )
+    return problem(413, "Request body too large")
+
+
+_EXPECTED = (Problem, Invalid, RequestDataTooBig)
+View = Callable[..., Any]
+
+
+def endpoint(*methods: str) -> Callable[[View], View]:
+    """An API view: only `methods`, no CSRF (bearer tokens, no cookies), errors as problems."""
+    allowed = set(methods) | ({"HEAD"} if "GET" in methods else set())
+
+    def refuse() -> JsonResponse:
+        response = problem(405, "Method not allowed")
+        response["Allow"] = ", ".join(sorted(allowed))
+        return response
+
+    def decorate(view: View) -> View:
+        if iscoroutinefunction(view):
+
+            @functools.wraps(view)
+            async def run_async(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+                if request.method not in allowed:
+                    return refuse()
+                try:
+                    return await view(request, *args, **kwargs)
+                except _EXPECTED as exc:
+                    return _answer(exc)
+
+            return csrf_exempt(run_async)
+
+        @functools.wraps(view)
+        def run(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            if request.method not in allowed:
+                return refuse()
+            try:
+                return view(request, *args, **kwargs)
+            except _EXPECTED as exc:
+                return _answer(exc)
+
+        return csrf_exempt(run)
+
+    return decorate
+
+
+# --- who is asking ----------------------------------------------------------------------------
+
+
+def customer_id(request: HttpRequest) -> int:
+    token = bearer(request.headers.get("Authorization"))
+    user_id = read_token(config().secret_key, token) if token else None
+    if user_id is None:
+        raise Problem(401, "Not signed in", "Send Authorization: Bearer <token> from /login.")
+    return user_id
+
+
+def require_admin(request: HttpRequest) -> None:
+    token = bearer(request.headers.get("Authorization")) or ""
+    if not hmac.compare_digest(token.encode(), config().admin_token.encode()):
+        raise Problem(401, "Admin token required")
+
+
+def body_of(request: HttpRequest) -> Fields:
+    return Fields(json_object(request.body), "body")
+
+
+# --- catalog (cached by the SDK) --------------------------------------------------------------
+
+
+@endpoint("GET")
+def home(request: HttpRequest) -> JsonResponse:
+    featured = Product.objects.filter(featured=True).order_by("id")
+    return JsonResponse(
+        {"featured": [p.as_dict() for p in featured], "categories": list(CATEGORIES)}
+    )
+
+
+@endpoint("GET")
+def list_products(request: HttpRequest) -> JsonResponse:
+    query = Fields(request.GET, "query")
+    category = query.text("category", required=False, max_length=40)
+    page = query.integer("page", required=False, default=1, ge=1, le=10_000) or 1
+    per_page = query.integer("per_page", required=False, default=20, ge=1, le=100) or 20
+    query.check()
+    products = Product.objects.order_by("id")
+    if category is not None:
+        products = products.filter(category=category)
+    start = (page - 1) * per_page
+    items = [p.as_dict() for p in products[start : start + per_page]]
+    return JsonResponse(
+        {"items": items, "page": page, "per_page": per_page, "total": products.count()}
+    )
+
+
+@endpoint("GET")
+def get_product(request: HttpRequest, id: str) -> JsonResponse:
+    product = Product.objects.filter(pk=path_id(id)).first()
+    if product is None:
+        raise Problem(404, "No such product")
+    return JsonResponse(product.as_dict())
+
+
+# --- accounts (rate-limited by the SDK's defaults) --------------------------------------------
+
+
+@endpoint("POST")
+def signup(request: HttpRequest) -> JsonResponse:
+    body = body_of(request)
+    email = body.required_text("email", min_length=3, max_length=254, pattern=EMAIL)
+    password = body.required_text("password", min_length=8, max_length=1024)
+    name = body.text("name", required=False, default="", max_length=200)
+    body.check()
+    customer = Customer(email=email.lower(), password_hash=hash_password(password), name=name)
+    try:
+        with transaction.atomic():
+            customer.save()
+    except IntegrityError:
+        raise Problem(409, "Email already registered") from None
+    log.info("user.signed_up", user_id=customer.id)
+    token = sign_token(config().secret_key, customer.id)
+    return JsonResponse({"id": customer.id, "email": customer.email, "token": token}, status=201)
+
+
+@endpoint("POST")
+def login(request: HttpRequest) -> JsonResponse:
+    body = body_of(request)
+    email = body.required_text("email", max_length=254)
+    password = body.required_text("password", max_length=1024)
+    body.check()
+    customer = Customer.objects.filter(email=email.lower()).first()
+    stored = customer.password_hash if customer is not None else dummy_password_hash()
+    valid = verify_password(password, stored)
+    if customer is None or not valid:
+        raise Problem(401, "Invalid email or password")
+    log.info("user.logged_in", user_id=customer.id)
+    return JsonResponse({"token": sign_token(config().secret_key, customer.id)})
+
+
+@endpoint("POST")
+def password_reset(request: HttpRequest) -> JsonResponse:
+    body = body_of(request)
+    email = body.required_text("email", max_length=254)
+    body.check()
+    customer = Customer.objects.filter(email=email.lower()).first()
+    if customer is not None:
+        reset = sign_token(config().secret_key + ":reset", customer.id)
+        send_email(customer.email, "Reset your password", f"Your reset code: {reset}")
+    # The same answer either way, so the route does not reveal who has an account.
+    return JsonResponse({"status": "sent"}, status=202)
+
+
+def send_email(to: str, subject: str, text: str) -> bool:
+    try:
+        response = providers.email().post(
+            "/email/messages", json={"to": to, "subject": subject, "text": text}
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("email.failed", subject=subject, error=type(exc).__name__)
+        return False
+    return True
+
+
+# --- cart and checkout ------------------------------------------------------------------------
+
+
+def cart_lines(user_id: int) -> list[CartItem]:
+    return list(
+        CartItem.objects.filter(customer_id=user_id)
+        .select_related("product")
+        .order_by("product_id")
+    )
+
+
+def cart_body(lines: list[CartItem]) -> dict[str, Any]:
+    items = [
+        {
+            "product_id": line.product_id,
+            "name": line.product.name,
+            "quantity": line.quantity,
+            "price_cents": line.product.price_cents,
+        }
+        for line in lines
+    ]
+    return {"items": items, "total_cents": sum(i["quantity"] * i["price_cents"] for i in items)}
+
+
+@endpoint("POST")
+def add_to_cart(request: HttpRequest) -> JsonResponse:
+    user_id = customer_id(request)
+    body = body_of(request)
+    product_id = body.required_integer("product_id", ge=1, le=MAX_ID)
+    quantity = body.required_integer("quantity", ge=1, le=100)
+    body.check()
+    if not Product.objects.filter(pk=product_id).exists():
+        raise Problem(404, "No such product")
+    try:
+        with transaction.atomic():
+            line = CartItem.objects.filter(customer_id=user_id, product_id=product_id).first()
+            if line is None:
+                CartItem.objects.create(
+                    customer_id=user_id, product_id=product_id, quantity=quantity
+                )
+            else:
+                line.quantity = min(line.quantity + quantity, 1000)
+                line.save(update_fields=["quantity"])
+    except IntegrityError:
+        raise Problem(409, "The cart changed; try again") from None
+    return JsonResponse(cart_body(cart_lines(user_id)), status=201)
+
+
+@endpoint("GET")
+def get_cart(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(cart_body(cart_lines(customer_id(request))))
+
+
+@endpoint("POST")
+def checkout(request: HttpRequest) -> JsonResponse:
+    user_id = customer_id(request)
+    lines = cart_lines(user_id)
+    if not lines:
+        raise Problem(409, "The cart is empty")
+    order_id = new_order_id()
+    total = sum(line.quantity * line.product.price_cents for line in lines)
+    # The order is written first, so the provider's webhook always finds it; if the charge
+    # fails, it is deleted again and the cart is left as it was.
+    with transaction.atomic():
+        order = Order.objects.create(
+            id=order_id, customer_id=user_id, status="awaiting_payment", total_cents=total
+        )
+        OrderItem.objects.bulk_create(
+            OrderItem(
+                order=order,
+                product_id=line.product_id,
+                name=line.product.name,
+                quantity=line.quantity,
+                price_cents=line.product.price_cents,
+            )
+            for line in lines
+        )
+    try:
+        charge_id = create_charge(order_id, total, webhook_url(request))
+    except Exception:
+        with transaction.atomic():
+            Order.objects.filter(id=order_id).delete()
+        raise
+    with transaction.atomic():
+        Order.objects.filter(id=order_id).update(charge_id=charge_id)
+        CartItem.objects.filter(id__in=[line.id for line in lines]).delete()
+    log.info("order.created", order_id=order_id, amount_cents=total)
+    return JsonResponse(
+        {
+            "order_id": order_id,
+            "status": "awaiting_payment",
+            "total_cents": total,
+            "charge_id": charge_id,
+        },
+        status=201,
+    )
+
+
+def webhook_url(request: HttpRequest) -> str:
+    # The address this server listens on, never the client's Host header.
+    scope = getattr(request, "scope", {})
+    host, port = scope.get("server") or ("127.0.0.1", 8000)
+    host = f"[{host}]" if ":" in str(host) else host
+    return f"http://{host}:{port}/webhooks/payment"
+
+
+def create_charge(order_id: str, total: int, hook: str) -> str:
+    try:
+        response = providers.payment().post(
+            "/payments/charges",
+            json={
+                "amount_cents": total,
+                "currency": "usd",
+                "order_id": order_id,
+                "webhook_url": hook,
+            },
+            headers={"Idempotency-Key": f"charge-{order_id}"},
+        )
+        response.raise_for_status()
+        charge_id = response.json()["id"]
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        log.warning("checkout.payment_timeout", order_id=order_id, error=type(exc).__name__)
+        raise Problem(504, "Payment provider timed out", "No order was placed.") from None
+    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
+        log.warning("checkout.payment_failed", order_id=order_id, error=type(exc).__name__)
+        raise Problem(502, "Payment provider failed", "No order was placed.") from None
+    if not isinstance(charge_id, str):
+        raise Problem(502, "Payment provider failed", "No order was placed.")
+    return charge_id
+
+
+def order_body(order: Order, items: list[OrderItem]) -> dict[str, Any]:
+    return {
+        "id": order.id,
+        "status": order.status,
+        "total_cents": order.total_cents,
+        "charge_id": order.charge_id,
+        "items": [
+            {
+                "product_id": i.product_id,
+                "name": i.name,
+                "quantity": i.quantity,
+                "price_cents": i.price_cents,
+            }
+            for i in items
+        ],
+    }
+
+
+@endpoint("GET")
+def get_order(request: HttpRequest, order_id: str) -> JsonResponse:
+    user_id = customer_id(request)
+    if len(order_id) > 64:
+        raise Invalid([{"loc": ["path", "order_id"], "msg": "at most 64 characters"}])
+    order = Order.objects.filter(id=order_id, customer_id=user_id).first()
+    if order is None:
+        raise Problem(404, "No such order")
+    return JsonResponse(order_body(order, list(order.items.order_by("product_id"))))
+
+
+# --- the payment provider's webhook: verified, applied once per event -------------------------
+
+
+@endpoint("POST")
+async def payment_webhook(request: HttpRequest) -> JsonResponse:
+    raw = request.body
+    if not verify_webhook(config().webhook_secret, raw, request.headers.get("Payment-Signature")):
+        raise Problem(400, "Invalid webhook signature")
+    try:
+        event = json_object(raw)
+        event_id, kind = event["id"], event["type"]
+        order_id = event["data"]["order_id"]
+    except (KeyError, TypeError):
+        raise Problem(422, "Invalid webhook event") from None
+    except Invalid:
+        raise Problem(422, "Invalid webhook event") from None
+    if not all(isinstance(v, str) and 0 < len(v) <= 128 for v in (event_id, kind, order_id)):
+        raise Problem(422, "Invalid webhook event")
+    email = await sync_to_async(_order_email)(order_id)
+    if email is None:
+        return JsonResponse({"status": "ignored"})
+    if not await lr().idempotency.once(f"payment-event:{event_id}", ttl_s=7 * 86400):
+        return JsonResponse({"status": "duplicate"})
+    new_status = {"charge.succeeded": "paid", "charge.failed": "payment_failed"}.get(kind)
+    if new_status is None:
+        return JsonResponse({"status": "ignored"})
+    if await sync_to_async(_settle)(order_id, new_status):
+        log.info("order.payment", order_id=order_id, status=new_status)
+        if new_status == "paid" and email:
+            await send_email_async(
+                email, f"Order {order_id} confirmed", "Thank you for your order."
+            )
+    return JsonResponse({"status": "processed"})
+
+
+def _order_email(order_id: str) -> str | None:
+    """The ordering customer's email ("" if none), or None when there is no such order."""
+    found = Order.objects.filter(id=order_id).values_list("customer__email", flat=True).first()
+    return None if found is None else str(found or "")
+
+
+def _settle(order_id: str, status: str) -> bool:
+    # A conditional update: of any number of concurrent deliveries, one changes the order.
+    changed = Order.objects.filter(id=order_id, status="awaiting_payment").update(status=status)
+    return bool(changed == 1)
+
+
+async def send_email_async(to: str, subject: str, text: str) -> bool:
+    try:
+        response = await providers.email_async().post(
+            "/email/messages", json={"to": to, "subject": subject, "text": text}
+        )
+        response.raise_for_status()
+    except httpx.HTTPError as exc:
+        log.warning("email.failed", subject=subject, error=type(exc).__name__)
+        return False
+    return True
+
+
+# --- staff ------------------------------------------------------------------------------------
+
+
+@endpoint("GET")
+def admin_orders(request: HttpRequest) -> JsonResponse:
+    require_admin(request)
+    query = Fields(request.GET, "query")
+    status = query.text("status", required=False, max_length=20)
+    limit = query.integer("limit", required=False, default=50, ge=1, le=500) or 50
+    query.check()
+    orders = Order.objects.select_related("customer").order_by("-created_at")
+    if status is not None:
+        orders = orders.filter(status=status)
+    page = list(orders[:limit])
+    items: dict[str, list[OrderItem]] = {o.id: [] for o in page}
+    for item in OrderItem.objects.filter(order_id__in=list(items)).order_by("product_id"):
+        items[item.order_id].append(item)
+    return JsonResponse(
+        {"items": [{**order_body(o, items[o.id]), "user_email": o.customer.email} for o in page]}
+    )
+
+
+@endpoint("PATCH")
+def edit_product(request: HttpRequest, id: str) -> JsonResponse:
+    require_admin(request)
+    product_id = path_id(id)
+    body = body_of(request)
+    changes = {
+        "name": body.text("name", required=False, min_length=1, max_length=200),
+        "description": body.text("description", required=False, max_length=5000),
+        "price_cents": body.integer("price_cents", required=False, ge=0, le=MAX_ID),
+        "stock": body.integer("stock", required=False, ge=0, le=MAX_ID),
+    }
+    body.check()
+    changes = {k: v for k, v in changes.items() if v is not None}
+    with transaction.atomic():
+        product = Product.objects.select_for_update().filter(pk=product_id).first()
+        if product is None:
+            raise Problem(404, "No such product")
+        for key, value in changes.items():
+            setattr(product, key, value)
+        if changes:
+            product.save(update_fields=list(changes))
+    invalidate_product(product_id)
+    log.info("product.edited", product_id=product_id, fields=sorted(changes))
+    return JsonResponse(product.as_dict())
+
+
+def invalidate_product(product_id: int) -> None:
+    """Drop the cached product page, the list and home (from a sync view or the admin)."""
+    async_to_sync(_invalidate)(product_id)
+
+
+async def _invalidate(product_id: int) -> None:
+    for path in (f"/products/{product_id}", "/products", "/"):
+        await lr().cache.invalidate(path)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: a problem, for browsers too (the shop is an API)."""
+    return problem(404, "Not found")
