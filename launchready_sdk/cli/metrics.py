@@ -1,0 +1,110 @@
+"""The server's own view: per-route p95 from the app's `/metrics` histogram.
+
+The SDK exposes `launchready_http_request_duration_seconds` (labels `method`, `route`,
+`status`) as a cumulative Prometheus histogram since start-up. The bench scrapes it when the
+measured window opens and after the run; the difference of the bucket counts is what the
+server timed for exactly this run, and its p95 is interpolated inside the bucket holding the
+95th percentile, as Prometheus' `histogram_quantile` does. With the SDK's default buckets
+(5, 10, 25, 50, 75, 100, 250, 500 ms, ...) this is coarse: it says which bucket, not the
+millisecond. Requests other clients sent in the same window are counted too.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from launchready_sdk.cli.client import ClientError, Pool
+
+METRIC = "launchready_http_request_duration_seconds"
+
+# route key ("GET /products/{product_id}") -> upper bound -> cumulative count
+Buckets = dict[str, dict[float, float]]
+
+
+def parse_buckets(text: str) -> Buckets:
+    """The duration histogram's buckets per route, summed over status classes."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: Buckets = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != METRIC:
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket"):
+                continue
+            labels = sample.labels
+            key = f"{labels.get('method', '')} {labels.get('route', '')}"
+            bound = float(labels["le"])
+            route = out.setdefault(key, {})
+            route[bound] = route.get(bound, 0.0) + sample.value
+    return out
+
+
+def quantile(buckets: Mapping[float, float], q: float) -> tuple[float, float, float] | None:
+    """(estimate, bucket low, bucket high) in seconds of the `q` quantile; None when empty.
+
+    The estimate interpolates linearly inside the bucket, as `histogram_quantile` does; past
+    the last finite bucket it is that bucket's bound and the high edge is infinity.
+    """
+    bounds = sorted(buckets)
+    if not bounds:
+        return None
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    rank = q * total
+    lower, below = 0.0, 0.0
+    for bound in bounds:
+        count = buckets[bound]
+        if count >= rank and count > below:
+            if math.isinf(bound):
+                return lower, lower, bound
+            estimate = lower + (bound - lower) * (rank - below) / (count - below)
+            return estimate, lower, bound
+        lower, below = bound, count
+    return lower, lower, math.inf
+
+
+def delta(before: Buckets, after: Buckets) -> Buckets:
+    """What was counted between two scrapes (a route absent before started at zero)."""
+    out: Buckets = {}
+    for key, buckets in after.items():
+        old = before.get(key, {})
+        out[key] = {b: max(0.0, n - old.get(b, 0.0)) for b, n in buckets.items()}
+    return out
+
+
+def route_shape(key: str) -> str:
+    """`GET /products/{product_id}` and `GET /products/{id}` compare equal by shape."""
+    return re.sub(r"\{[^}]*\}", "{}", key.strip())
+
+
+def server_p95(buckets: Buckets) -> dict[str, dict[str, Any]]:
+    """Per route shape: `p95_ms` (interpolated) and `bucket_ms` [low, high] it lies in."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, route in buckets.items():
+        found = quantile(route, 0.95)
+        if found is not None:
+            estimate, low, high = found
+            out[route_shape(key)] = {
+                "p95_ms": round(estimate * 1000, 3),
+                "bucket_ms": [round(low * 1000, 3), None if math.isinf(high) else high * 1000],
+            }
+    return out
+
+
+async def scrape(pool: Pool, path: str) -> Buckets | None:
+    """The buckets now, or None when the app serves no SDK metrics at `path`."""
+    try:
+        response = await pool.request("GET", path)
+    except ClientError:
+        return None
+    if response.status != 200 or METRIC.encode() not in response.body:
+        return None
+    try:
+        return parse_buckets(response.body.decode("utf-8", "replace"))
+    except (ValueError, KeyError):
+        return None

@@ -1,0 +1,198 @@
+"""The verdict against the launch bar, the JSON report and the terminal table.
+
+A route passes when its p95 is within its budget and its error rate within its limit (the
+command-line thresholds unless the scenario's `[routes."..."]` overrides them). A route with
+no measured request is shown as `n/a` and judged on nothing. The run passes when every
+measured route passes and at least one request was measured.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from launchready_sdk.cli.metrics import route_shape
+from launchready_sdk.cli.scenario import Scenario
+from launchready_sdk.cli.stats import Recorder
+
+SCHEMA_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Thresholds:
+    p95_ms: float = 500.0
+    max_error_rate: float = 0.01
+
+
+def judge_route(entry: Mapping[str, Any], p95_budget_ms: float, max_error_rate: float) -> list[str]:
+    """Why a route misses its bar (an empty list when it passes)."""
+    failures: list[str] = []
+    if entry["count"] == 0:
+        return failures
+    if entry["p95_ms"] is not None and entry["p95_ms"] > p95_budget_ms:
+        failures.append(f"p95 {entry['p95_ms']:.1f} ms is above {p95_budget_ms:g} ms")
+    if entry["error_rate"] > max_error_rate:
+        kinds = ", ".join(f"{n}x {kind}" for kind, n in list(entry["error_kinds"].items())[:3])
+        failures.append(
+            f"error rate {entry['error_rate']:.2%} is above {max_error_rate:.2%} "
+            f"({entry['errors']} of {entry['count']}: {kinds})"
+        )
+    return failures
+
+
+def build_report(
+    *,
+    recorder: Recorder,
+    scenario: Scenario,
+    thresholds: Thresholds,
+    server_p95: Mapping[str, Mapping[str, Any]] | None,
+    duration_s: float,
+    meta: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The whole report as a JSON-able dict (see the README for the schema)."""
+    names = list(dict.fromkeys([*scenario.route_names, *recorder.routes]))
+    routes: dict[str, Any] = {}
+    failures: list[str] = []
+    for name in names:
+        entry = recorder.route_report(name)
+        budget = scenario.routes.get(name)
+        p95_budget = budget.p95_ms if budget and budget.p95_ms is not None else thresholds.p95_ms
+        max_rate = (
+            budget.max_error_rate
+            if budget and budget.max_error_rate is not None
+            else thresholds.max_error_rate
+        )
+        reasons = judge_route(entry, p95_budget, max_rate)
+        failures.extend(f"{name}: {reason}" for reason in reasons)
+        server = (server_p95 or {}).get(route_shape(name), {})
+        entry["server_p95_ms"] = server.get("p95_ms")
+        entry["server_p95_bucket_ms"] = server.get("bucket_ms")
+        entry["p95_budget_ms"] = p95_budget
+        entry["max_error_rate"] = max_rate
+        entry["passed"] = None if entry["count"] == 0 else not reasons
+        entry["failures"] = reasons
+        routes[name] = entry
+    overall = recorder.overall_report()
+    # Throughput counts answered requests: errors without a response did not load the server.
+    answered = overall["responses"]
+    overall["throughput_rps"] = round(answered / duration_s, 3) if duration_s else 0.0
+    if overall["count"] == 0:
+        failures.append("no request was measured")
+    overall["passed"] = not failures
+    return {
+        "version": SCHEMA_VERSION,
+        "passed": overall["passed"],
+        **meta,
+        "thresholds": dataclasses.asdict(thresholds),
+        "routes": routes,
+        "overall": overall,
+        "throughput_rps": overall["throughput_rps"],
+        "failures": failures,
+        "timeline": recorder.timeline_report(),
+    }
+
+
+def write_json(report: Mapping[str, Any], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(report, option=orjson.OPT_INDENT_2) + b"\n")
+
+
+# --- the terminal table -----------------------------------------------------------------------
+
+TABLE_HEAD = (
+    "route",
+    "count",
+    "errors",
+    "err rate",
+    "p50",
+    "p95",
+    "p99",
+    "max",
+    "server p95",
+    "budget",
+    "result",
+)
+_RESULT = {True: "PASS", False: "FAIL", None: "n/a"}
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def bucket_text(bucket: Sequence[float | None] | None) -> str:
+    """Where the server's p95 lies: `<=5` or `50-75` (ms), as coarse as its buckets."""
+    if not bucket:
+        return "-"
+    low, high = bucket
+    if high is None:
+        return f">{low:g}"
+    return f"<={high:g}" if not low else f"{low:g}-{high:g}"
+
+
+def _row(name: str, entry: Mapping[str, Any], budget: str, result: str) -> list[str]:
+    return [
+        name,
+        str(entry["count"]),
+        str(entry["errors"]),
+        f"{entry['error_rate']:.2%}",
+        _ms(entry["p50_ms"]),
+        _ms(entry["p95_ms"]),
+        _ms(entry["p99_ms"]),
+        _ms(entry["max_ms"]),
+        bucket_text(entry.get("server_p95_bucket_ms")),
+        budget,
+        result,
+    ]
+
+
+def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """One row of cells per route, then the overall row (see `TABLE_HEAD`)."""
+    rows = [
+        _row(name, e, f"{e['p95_budget_ms']:g}", _RESULT[e["passed"]])
+        for name, e in report["routes"].items()
+    ]
+    overall = report["overall"]
+    rows.append(_row("overall", overall, "", _RESULT[overall["passed"]]))
+    return rows
+
+
+def render_table(report: Mapping[str, Any]) -> str:
+    """The per-route table, the overall row, warnings and the verdict, for a terminal."""
+    rows = [list(TABLE_HEAD), *table_rows(report)]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    lines = []
+    for i, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])]
+        cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
+        lines.append("  ".join(cells).rstrip())
+        if i == 0 or i == len(rows) - 2:
+            lines.append("-" * len(lines[-1]))
+    lines.append("times in ms; server p95: the /metrics bucket holding the app's own p95")
+    lines.extend(_footer(report))
+    return "\n".join(lines)
+
+
+def _footer(report: Mapping[str, Any]) -> Sequence[str]:
+    out = []
+    generator = report.get("generator") or {}
+    requested = generator.get("requested_rps")
+    throughput = f"throughput {report['throughput_rps']:.1f} req/s"
+    out.append(throughput + (f" (requested {requested:g})" if requested else ""))
+    for warning in report.get("warnings", []):
+        out.append(f"WARNING: {warning}")
+    for failure in report["failures"]:
+        out.append(f"FAIL  {failure}")
+    if report["passed"]:
+        out.append("PASS: every route is within its p95 budget and error-rate limit")
+    else:
+        out.append(f"FAIL: {len(report['failures'])} miss(es) against the launch bar")
+    return out
+
+
+def write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
