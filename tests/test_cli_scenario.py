@@ -201,3 +201,12 @@ def test_default_webhook_signature_verifies() -> None:
     event = orjson.loads(body)
     assert event["type"] == "charge.succeeded"
     assert event["data"]["order_id"].startswith("ord_")
+
+
+def test_route_override_must_name_a_route() -> None:
+    """A budget for a route no step reports (a typo) is refused, with a suggestion."""
+    text = '[[flow]]\npath = "/products"\n\n[routes."GET /prodcts"]\np95_ms = 5\n'
+    with pytest.raises(ScenarioError) as info:
+        parse_scenario(text, "s.toml")
+    assert str(info.value).startswith("s.toml:5: 'p95_ms' in [routes.\"GET /prodcts\"]")
+    assert "did you mean 'GET /products'" in str(info.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
@@ -12,6 +14,7 @@ from launchready_sdk.cli.metrics import (
     route_shape,
     server_p95,
 )
+from launchready_sdk.cli.progress import Progress
 from launchready_sdk.cli.report import Thresholds, build_report, judge_route, render_table
 from launchready_sdk.cli.scenario import parse_scenario
 from launchready_sdk.cli.stats import Recorder, percentile, summarize
@@ -145,3 +148,20 @@ def test_server_p95_from_a_scrape_delta() -> None:
     assert shape == "GET /products/{}"
     assert figures[shape]["bucket_ms"] == [0.0, 5.0]
     assert figures[shape]["p95_ms"] == pytest.approx(5.0)
+
+
+def test_progress_writes_plain_lines_when_not_a_terminal() -> None:
+    """Without a TTY the progress is a plain line with phase, rate, p95 and errors."""
+    stream = io.StringIO()
+    rec = Recorder()
+    rec.open_window(0.0, 10.0)
+    for i in range(10):
+        rec.add("GET /", i / 10, i / 10 + 0.004, 200 if i else 0, None if i else "timeout")
+    Progress(rec, stream, warmup_s=1.0, duration_s=10.0).draw(elapsed=2.0, span=2.0)
+    line = stream.getvalue()
+    assert line.endswith("\n")
+    assert "\r" not in line
+    assert "measuring" in line
+    assert "5.0 req/s" in line
+    assert "p95 4.0 ms" in line
+    assert "errors 1" in line

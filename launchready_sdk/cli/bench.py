@@ -171,16 +171,20 @@ def run(
     finally:
         if server is not None:
             server.stop()
-    print(render_table(report), file=out)
-    if server is not None and report["server"]["exited"] is not None:
-        print(f"the app exited during the run; its log ({server.log_path}) ends:", file=err)
-        print(_indent(server.log_tail()), file=err)
     if args.json:
         write_json(report, args.json)
-        print(f"JSON report: {args.json}", file=err)
     if args.html:
         write_text(args.html, render_html(report))
-        print(f"HTML report: {args.html}", file=err)
+    try:
+        print(render_table(report), file=out, flush=True)
+        if server is not None and report["server"]["exited"] is not None:
+            print(f"the app exited during the run; its log ({server.log_path}) ends:", file=err)
+            print(_indent(server.log_tail()), file=err)
+        for label, path in (("JSON", args.json), ("HTML", args.html)):
+            if path is not None:
+                print(f"{label} report: {path}", file=err)
+    except BrokenPipeError:  # `launchready bench ... | head`: the verdict is in the exit status
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return EXIT_PASS if report["passed"] else EXIT_FAIL
 
 

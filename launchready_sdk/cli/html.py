@@ -22,7 +22,8 @@ P95_COLOR = "#ef6c00"
 BUDGET_COLOR = "#616161"
 
 _CSS = f"""
-body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #212121; background: #fff; }}
+body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; max-width: 940px;
+       color: #212121; background: #fff; }}
 h1 {{ font-size: 20px; margin: 0 0 4px; }}
 .verdict {{ font-weight: 700; padding: 2px 8px; border-radius: 4px; color: #fff; }}
 .pass {{ background: {PASS_COLOR}; }} .fail {{ background: {FAIL_COLOR}; }}

@@ -353,6 +353,11 @@ class _Compiler:
             if not isinstance(table, dict):
                 raise self.error(("routes",), name, "must be a table: p95_ms, max_error_rate")
             self.check(table, ("routes", name), ("p95_ms", "max_error_rate"))
+            if name not in {step.route for flow in flows for step in flow.steps}:
+                key = next(iter(table), None)
+                close = difflib.get_close_matches(name, [s.route for f in flows for s in f.steps])
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.error(("routes", name), key, f"no flow step reports this route{hint}")
             routes[name] = RouteBudget(table.get("p95_ms"), table.get("max_error_rate"))
         return Scenario(
             name=data.get("name", Path(self.source).stem),
