@@ -8,9 +8,11 @@ hook; `launchready_sdk.django` feeds the same `QueryStats` from Django's
 `before_cursor_execute`/`after_cursor_execute`/`handle_error` events, so every statement the
 driver runs is timed with `time.perf_counter` and recorded under its fingerprint: the SQL with
 string and number literals replaced by `?`, placeholders unified (`$3`, `%s`, `:name` → `?`),
-`IN (...)` lists collapsed and whitespace squeezed. Figures (rolling window and since start,
-the same log-linear histograms as request latency) are checked against a query budget (100 ms
-by default, the launch bar's "core DB queries p95 < 100 ms").
+`IN (...)` lists collapsed, whitespace squeezed and a long plain column list cut to its first
+column (`SELECT "t"."id", ... FROM "t" WHERE ...`), so an ORM's statements stay distinct.
+Figures (rolling window and since start, the same log-linear histograms as request latency)
+are checked against a query budget (100 ms by default, the launch bar's "core DB queries p95
+< 100 ms").
 
 Per request (while `RequestContextMiddleware` serves it) the statement count and total time are
 added to the request's access-log fields as `db_queries` and `db_ms`, and the first statement
@@ -60,6 +62,10 @@ _NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 _IN_LIST = re.compile(r"\(\s*\?(?:\s*,\s*\?)*\s*\)")
 _VALUES_ROWS = re.compile(r"(\(\?\+\))(?:\s*,\s*\(\?\+\))+")
 _SPACE = re.compile(r"\s+")
+# A long plain column list (ORMs name every column, quoted and table-qualified) would push the
+# FROM and WHERE clauses past the length cap, merging different queries into one fingerprint.
+_SELECT_LIST = re.compile(r"(SELECT (?:DISTINCT )?)([^()]+?)( FROM )", re.IGNORECASE)
+_SELECT_LIST_MAX = 80
 
 
 @functools.lru_cache(maxsize=4096)
@@ -72,7 +78,16 @@ def fingerprint(statement: str) -> str:
     text = _IN_LIST.sub("(?+)", text)
     text = _VALUES_ROWS.sub(r"\1", text)
     text = _SPACE.sub(" ", text).strip()
+    if len(text) > _SELECT_LIST_MAX:
+        text = _SELECT_LIST.sub(_shorten_columns, text)
     return text[:_FINGERPRINT_MAX]
+
+
+def _shorten_columns(match: re.Match[str]) -> str:
+    columns = match.group(2)
+    if len(columns) <= _SELECT_LIST_MAX:
+        return match.group(0)
+    return f"{match.group(1)}{columns[: columns.find(',') + 1 or None]} ...{match.group(3)}"
 
 
 class QueryStats:

@@ -346,3 +346,18 @@ def test_postgres_queries_readiness_and_an_outage(proj_pg: tuple[Server, str]) -
     assert ready, "readiness never failed"
     assert ready.json()["checks"]["db"]["status"] == "fail"
     assert_problem(get(server, "/books", Accept="text/html"), 500)
+
+
+def test_long_orm_column_lists_keep_queries_distinct() -> None:
+    """Django's full, quoted column lists are cut so FROM and WHERE stay in the fingerprint."""
+    from launchready_sdk.dbtiming import fingerprint
+
+    columns = ", ".join(f'"shop_product"."column_{i}"' for i in range(12))
+    by_id = f'SELECT {columns} FROM "shop_product" WHERE "shop_product"."id" = %s LIMIT 21'
+    featured = f'SELECT {columns} FROM "shop_product" WHERE "shop_product"."featured" ORDER BY 1'
+    assert fingerprint(by_id) == (
+        'SELECT "shop_product"."column_0", ... FROM "shop_product" '
+        'WHERE "shop_product"."id" = ? LIMIT ?'
+    )
+    assert fingerprint(featured) != fingerprint(by_id)
+    assert fingerprint('SELECT "t"."a", "t"."b" FROM "t"') == 'SELECT "t"."a", "t"."b" FROM "t"'
