@@ -201,6 +201,11 @@ class LaunchReady:
         """Return `app` inside the SDK's middleware stack (the order is in this module's doc)."""
         s = self.settings
         self.app = app
+        if s.configure_logging:
+            # Building the app may have installed handlers of its own (Django's setup() puts
+            # back its console and mail_admins handlers); take their lines back now, since a
+            # server that does not speak lifespan never runs the start-up hook.
+            adopt_foreign_loggers(access_log=s.access_log)
         stack: ASGIApp = app
         if self.cache.routes:
             stack = CacheMiddleware(stack, cache=self.cache)

@@ -88,7 +88,6 @@ from launchready_sdk.cache import Cache, cached
 from launchready_sdk.context import current
 from launchready_sdk.dbtiming import QueryStats, export_query_stats
 from launchready_sdk.errors import LaunchReadyError, SettingsError
-from launchready_sdk.logs import adopt_foreign_loggers
 from launchready_sdk.responses import problem_body
 from launchready_sdk.routing import SCOPE_ROUTE
 from launchready_sdk.settings import Settings
@@ -194,7 +193,6 @@ class DjangoLaunchReady(LaunchReady):
         """The SDK stack around Django's ASGI handler, with lifespan answered for Django."""
         ensure_middleware(app)
         if self.settings.configure_logging:
-            adopt_foreign_loggers(access_log=self.settings.access_log)
             _quiet_query_log()
         inner = app if isinstance(app, DjangoBridge) else DjangoBridge(app)
         return super().wrap(inner)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import time
@@ -193,6 +194,10 @@ async def test_plain_wrap_of_django_handler_works(django_settings: Any, log_stre
     assert health.status_code == 200
     access = [r for r in log_stream.records() if r["event"] == "request"]
     assert access[0]["request_id"] == home.headers["x-request-id"]
+    # Django's loggers go through the SDK's handler: no console or mail_admins handler left.
+    for name in ("django", "django.request", "django.server"):
+        assert logging.getLogger(name).handlers == []
+        assert logging.getLogger(name).propagate
 
 
 # --- through uvicorn --------------------------------------------------------------------------
@@ -303,11 +308,12 @@ def test_readiness_checks_the_database(proj: Server) -> None:
     assert ready.json()["checks"]["db"]["status"] == "pass"
 
 
-def test_cached_sync_serves_a_sync_view_from_the_cache(proj: Server) -> None:
-    """A @cached_sync function called from a sync view runs once for repeated calls."""
+@pytest.mark.parametrize("path", ["/computed", "/computed-async"])
+def test_cached_functions_serve_sync_and_async_views(proj: Server, path: str) -> None:
+    """@cached_sync (sync view) and @cached (async view) run the function once for repeats."""
     pk = uuid.uuid4().int % 10_000 + 100
-    first = get(proj, f"/computed/{pk}").json()
-    second = get(proj, f"/computed/{pk}").json()
+    first = get(proj, f"{path}/{pk}").json()
+    second = get(proj, f"{path}/{pk}").json()
     assert first["pk"] == second["pk"] == pk
     assert second["calls"] == first["calls"]
 

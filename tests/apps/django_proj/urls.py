@@ -16,6 +16,7 @@ urlpatterns = [
     path("boom-sync", views.boom_sync),
     path("cached/<int:pk>", views.cached_page),
     path("computed/<int:pk>", views.computed),
+    path("computed-async/<int:pk>", views.computed_async),
     path("outbound", views.outbound),
     path("echo", views.echo),
 ]

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 
-from launchready_sdk import get_logger, get_request_id
+from launchready_sdk import cached, get_logger, get_request_id
 from launchready_sdk.django import cached_sync, get_launchready
 from tests.apps.django_proj.models import Book
 
@@ -80,3 +80,13 @@ def outbound(request: HttpRequest) -> JsonResponse:
 
 def echo(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"x-request-id": request.headers.get("X-Request-Id")})
+
+
+@cached(60)
+async def expensive_async(pk: int) -> dict[str, int]:
+    computed_calls["async"] = computed_calls.get("async", 0) + 1
+    return {"pk": pk}
+
+
+async def computed_async(request: HttpRequest, pk: int) -> JsonResponse:
+    return JsonResponse({**await expensive_async(pk), "calls": computed_calls.get("async", 0)})
