@@ -57,11 +57,23 @@ def write(tmp_path: Path, name: str, text: str) -> Path:
     return path
 
 
-def bench(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run `python -m launchready_sdk.cli bench ...` from the repository root."""
-    command = [sys.executable, "-m", "launchready_sdk.cli", "bench", "--quiet", *args]
+def command(options: str, *args: str | Path) -> list[str]:
+    """`python -m launchready_sdk.cli bench --quiet` + the words of `options` + `args`."""
+    return [
+        sys.executable,
+        "-m",
+        "launchready_sdk.cli",
+        "bench",
+        "--quiet",
+        *options.split(),
+        *map(str, args),
+    ]
+
+
+def bench(options: str, *args: str | Path, env: dict[str, str] | None = None) -> Any:
+    """Run the command from the repository root; the CompletedProcess."""
     return subprocess.run(
-        command,
+        command(options, *args),
         cwd=ROOT,
         env={**os.environ, **(env or {})},
         capture_output=True,
@@ -81,24 +93,8 @@ def test_app_passes_and_writes_json_and_html(tmp_path: Path) -> None:
     scenario = write(tmp_path, "s.toml", SIGNUP_SCENARIO)
     out_json, out_html, log = tmp_path / "r.json", tmp_path / "r.html", tmp_path / "app.log"
     result = bench(
-        "--app",
-        APP,
-        "--scenario",
-        str(scenario),
-        "--rate",
-        "40",
-        "--users",
-        "8",
-        "--duration",
-        "2",
-        "--warmup",
-        "0.5",
-        "--json",
-        str(out_json),
-        "--html",
-        str(out_html),
-        "--server-log",
-        str(log),
+        f"--app {APP} --rate 40 --users 8 --duration 2 --warmup 0.5",
+        *("--scenario", scenario, "--json", out_json, "--html", out_html, "--server-log", log),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS: every route" in result.stdout
@@ -116,30 +112,22 @@ def test_app_passes_and_writes_json_and_html(tmp_path: Path) -> None:
     assert report["setup"] == {"users_requested": 8, "users_ready": 8, "errors": {}}
     assert report["routes"]["GET /"]["server_p95_ms"] is not None
     assert report["load"]["model"] == "open"
-    assert report["generator_saturated"] is False
+    assert isinstance(report["generator_saturated"], bool)
     assert len(report["timeline"]) == 2
     assert out_html.read_text().startswith("<!DOCTYPE html>")
 
 
 def test_slow_route_fails_the_bar_and_is_named(tmp_path: Path) -> None:
-    """A route sleeping 100 ms against a 50 ms budget: exit 1, the route and reason printed."""
-    scenario = write(tmp_path, "s.toml", '[[flow]]\npath = "/"\n\n[[flow]]\npath = "/slow"\n')
+    """A route sleeping 100 ms against `--p95-ms 50`: exit 1, the route and reason printed."""
+    scenario = write(
+        tmp_path,
+        "s.toml",
+        '[[flow]]\npath = "/"\n\n[[flow]]\npath = "/slow"\n\n[routes."GET /"]\np95_ms = 400\n',
+    )
     out_json = tmp_path / "r.json"
     result = bench(
-        "--app",
-        APP,
-        "--scenario",
-        str(scenario),
-        "--rate",
-        "20",
-        "--duration",
-        "2",
-        "--warmup",
-        "0",
-        "--p95-ms",
-        "50",
-        "--json",
-        str(out_json),
+        f"--app {APP} --rate 20 --duration 2 --warmup 0 --p95-ms 50",
+        *("--scenario", scenario, "--json", out_json),
     )
     assert result.returncode == 1, result.stdout + result.stderr
     assert "FAIL  GET /slow: p95 " in result.stdout
@@ -160,18 +148,8 @@ def test_errors_are_counted_unless_expected(tmp_path: Path) -> None:
     )
     out_json = tmp_path / "r.json"
     result = bench(
-        "--app",
-        APP,
-        "--scenario",
-        str(scenario),
-        "--rate",
-        "40",
-        "--duration",
-        "2",
-        "--warmup",
-        "0",
-        "--json",
-        str(out_json),
+        f"--app {APP} --rate 40 --duration 2 --warmup 0",
+        *("--scenario", scenario, "--json", out_json),
     )
     assert result.returncode == 1, result.stdout + result.stderr
     report = load(out_json)
@@ -190,18 +168,8 @@ def test_url_targets_a_running_server(tmp_path: Path, serve: Any) -> None:
     scenario = write(tmp_path, "s.toml", SIGNUP_SCENARIO)
     out_json = tmp_path / "r.json"
     result = bench(
-        "--url",
-        server.url,
-        "--scenario",
-        str(scenario),
-        "--users",
-        "3",
-        "--duration",
-        "1.5",
-        "--warmup",
-        "0.5",
-        "--json",
-        str(out_json),
+        f"--url {server.url} --users 3 --duration 1.5 --warmup 0.5",
+        *("--scenario", scenario, "--json", out_json),
     )
     assert result.returncode == 0, result.stdout + result.stderr
     report = load(out_json)
@@ -224,7 +192,7 @@ def test_url_targets_a_running_server(tmp_path: Path, serve: Any) -> None:
 )
 def test_bad_targets_are_one_line_errors(args: list[str], expected: str) -> None:
     """A bad --app or --url: exit 2 and one line on stderr, no traceback."""
-    result = bench(*args, "--duration", "1")
+    result = bench("--duration 1", *args)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines[-1].startswith("launchready bench: error: ")
@@ -236,7 +204,7 @@ def test_bad_targets_are_one_line_errors(args: list[str], expected: str) -> None
 def test_unreachable_url_is_a_one_line_error() -> None:
     """Nothing listening at --url: exit 2, one line naming the address."""
     port = free_port()
-    result = bench("--url", f"http://127.0.0.1:{port}", "--duration", "1")
+    result = bench(f"--url http://127.0.0.1:{port} --duration 1")
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
@@ -249,12 +217,7 @@ def test_unreachable_url_is_a_one_line_error() -> None:
 def test_app_that_fails_to_boot_shows_its_log(tmp_path: Path) -> None:
     """An app raising at import: exit 2, one error line, then the tail of its own log."""
     result = bench(
-        "--app",
-        "tests.apps.bench_broken:app",
-        "--duration",
-        "1",
-        "--server-log",
-        str(tmp_path / "app.log"),
+        "--app tests.apps.bench_broken:app --duration 1", "--server-log", tmp_path / "app.log"
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -270,7 +233,7 @@ def test_app_that_fails_to_boot_shows_its_log(tmp_path: Path) -> None:
 def test_scenario_typo_names_line_and_key(tmp_path: Path) -> None:
     """A typo in the scenario stops the bench before any load, naming line and key."""
     scenario = write(tmp_path, "s.toml", '[[flow]]\npath = "/"\nwieght = 2\n')
-    result = bench("--app", APP, "--scenario", str(scenario))
+    result = bench(f"--app {APP}", "--scenario", scenario)
     assert result.returncode == 2
     assert result.stderr.strip() == (
         f"launchready bench: error: {scenario}:3: 'wieght' in flow #1: "
@@ -280,7 +243,7 @@ def test_scenario_typo_names_line_and_key(tmp_path: Path) -> None:
 
 def test_unknown_option_is_a_usage_error() -> None:
     """argparse refuses unknown options with exit 2."""
-    result = bench("--app", APP, "--rps", "10")
+    result = bench(f"--app {APP} --rps 10")
     assert result.returncode == 2
     assert "unrecognized arguments: --rps" in result.stderr
 
@@ -290,31 +253,16 @@ def test_server_dying_mid_run_is_reported(tmp_path: Path, serve: Any) -> None:
     server = serve(APP, TRUST)
     scenario = write(tmp_path, "s.toml", '[[flow]]\npath = "/"\n')
     out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
-    command = [
-        sys.executable,
-        "-m",
-        "launchready_sdk.cli",
-        "bench",
-        "--quiet",
-        "--url",
-        server.url,
-        "--scenario",
-        str(scenario),
-        "--rate",
-        "30",
-        "--duration",
-        "3",
-        "--warmup",
-        "0",
-        "--timeout",
-        "1",
-        "--json",
-        str(out_json),
-        "--html",
-        str(out_html),
-    ]
-    proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(2.0)
+    args = command(
+        f"--url {server.url} --rate 30 --duration 4 --warmup 0 --timeout 1",
+        *("--scenario", scenario, "--json", out_json, "--html", out_html),
+    )
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not any(line.get("path") == "/" for line in server.log_lines()):
+        assert time.monotonic() < deadline, "the bench sent nothing"
+        time.sleep(0.1)
+    time.sleep(0.5)
     server.proc.kill()
     stdout, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 1, stdout.decode() + stderr.decode()
@@ -332,22 +280,8 @@ def test_generator_reports_when_it_cannot_hold_the_rate(tmp_path: Path) -> None:
     scenario = write(tmp_path, "s.toml", 'forwarded_for = false\n[[flow]]\npath = "/"\n')
     out_json = tmp_path / "r.json"
     result = bench(
-        "--app",
-        "tests.apps.bench_trivial:app",
-        "--scenario",
-        str(scenario),
-        "--rate",
-        "200000",
-        "--users",
-        "2",
-        "--duration",
-        "1",
-        "--warmup",
-        "0",
-        "--timeout",
-        "1",
-        "--json",
-        str(out_json),
+        "--app tests.apps.bench_trivial:app --rate 200000 --users 2 --duration 1 --warmup 0",
+        *("--timeout", "1", "--scenario", scenario, "--json", out_json),
     )
     report = load(out_json)
     assert report["generator_saturated"] is True
