@@ -1,4 +1,4 @@
-"""The bench's HTTP/1.1 client: response parsing, keep-alive, close, chunked, timeouts."""
+"""The bench's HTTP/1.1 client (wire.py, client.py): parsing, keep-alive, close, timeouts."""
 
 from __future__ import annotations
 
@@ -7,13 +7,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from launchready_sdk.cli.client import (
-    ClientError,
-    Origin,
-    Pool,
-    ResponseParser,
-    encode_request,
-)
+from launchready_sdk.cli.client import Origin, Pool
+from launchready_sdk.cli.wire import ClientError, ResponseParser, encode_request
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

@@ -15,7 +15,7 @@ import pytest
 
 from launchready_sdk.cli.html import FAIL_COLOR, P50_COLOR, P95_COLOR, PASS_COLOR, render_html
 from launchready_sdk.cli.report import Thresholds, build_report
-from launchready_sdk.cli.scenario import parse_scenario
+from launchready_sdk.cli.scenario_toml import parse_scenario
 from launchready_sdk.cli.stats import Recorder
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -10,12 +10,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from launchready_sdk.cli.scenario import (
-    ScenarioError,
-    default_scenario,
-    load_scenario,
-    parse_scenario,
-)
+from launchready_sdk.cli.scenario import ScenarioError
+from launchready_sdk.cli.scenario_toml import default_scenario, load_scenario, parse_scenario
 from launchready_sdk.cli.template import Template, TemplateError
 from launchready_sdk.cli.tomlpos import find_line
 

@@ -16,7 +16,7 @@ from launchready_sdk.cli.metrics import (
 )
 from launchready_sdk.cli.progress import Progress
 from launchready_sdk.cli.report import Thresholds, build_report, judge_route, render_table
-from launchready_sdk.cli.scenario import parse_scenario
+from launchready_sdk.cli.scenario_toml import parse_scenario
 from launchready_sdk.cli.stats import Recorder, percentile, summarize
 
 

@@ -31,7 +31,8 @@ from launchready_sdk.cli.report import (
     write_json,
     write_text,
 )
-from launchready_sdk.cli.scenario import Scenario, ScenarioError, default_scenario, load_scenario
+from launchready_sdk.cli.scenario import Scenario, ScenarioError
+from launchready_sdk.cli.scenario_toml import default_scenario, load_scenario
 from launchready_sdk.cli.server import AppServer, BootError, check_app_spec, default_log_path
 from launchready_sdk.cli.stats import Recorder
 

@@ -31,10 +31,11 @@ from typing import Any, Literal
 
 import orjson
 
-from launchready_sdk.cli.client import ClientError, Pool, Response, encode_request
+from launchready_sdk.cli.client import ClientError, Pool, Response
 from launchready_sdk.cli.scenario import Flow, Scenario, Step
 from launchready_sdk.cli.stats import Recorder, percentile
 from launchready_sdk.cli.template import TemplateError
+from launchready_sdk.cli.wire import encode_request
 
 DISPATCH_LAG_LIMIT_S = 0.010
 LOOP_LAG_LIMIT_S = 0.020
