@@ -238,27 +238,44 @@ async def _bench(
     err: TextIO,
 ) -> dict[str, Any]:
     probe = Pool(origin, max_connections=1, timeout_s=min(args.timeout, 5.0))
-    if server is not None:
-        await server.wait_ready(args.health_path, args.boot_timeout)
-    else:
-        try:
-            await probe.request("GET", args.health_path)
-        except ClientError as exc:
-            raise BenchError(f"cannot reach {origin}: {exc}") from None
     pool = Pool(origin, max_connections=plan.users + 4, timeout_s=args.timeout)
+    try:
+        if server is not None:
+            await server.wait_ready(args.health_path, args.boot_timeout)
+        else:
+            try:
+                await probe.request("GET", args.health_path)
+            except ClientError as exc:
+                raise BenchError(f"cannot reach {origin}: {exc}") from None
+        return await _measure(args, scenario, plan, server, err, probe, pool)
+    finally:
+        await pool.close()
+        await probe.close()
+
+
+async def _measure(
+    args: argparse.Namespace,
+    scenario: Scenario,
+    plan: LoadPlan,
+    server: AppServer | None,
+    err: TextIO,
+    probe: Pool,
+    pool: Pool,
+) -> dict[str, Any]:
+    """Set the users up, run the load, scrape the server's figures; the report."""
     recorder = Recorder(scenario.route_names)
-    run_id = uuid.uuid4().hex[:8]
-    rng = random.Random(args.seed)
     if args.seed is not None:
         random.seed(args.seed)  # the templates' {rand:...} and {choice:...}
-    generator = LoadGenerator(pool, scenario, recorder, run_id=run_id, rng=rng)
+    generator = LoadGenerator(
+        pool, scenario, recorder, run_id=uuid.uuid4().hex[:8], rng=random.Random(args.seed)
+    )
     if scenario.setup:
         print(f"launchready bench: setting up {plan.users} virtual users", file=err)
     users, setup_errors = await generator.setup_users(plan.users)
     if not users:
         reason, _ = setup_errors.most_common(1)[0]
         raise BenchError(f"setup failed for every virtual user: {reason}", _setup_hint(reason))
-    print(f"launchready bench: {scenario.name} -> {origin}; {describe(plan)}", file=err)
+    print(f"launchready bench: {scenario.name} -> {pool.origin}; {describe(plan)}", file=err)
     started = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
     before_task = asyncio.create_task(_scrape_later(probe, args.metrics_path, plan.warmup_s))
     progress = Progress(recorder, err, plan.warmup_s, plan.duration_s)
@@ -271,13 +288,9 @@ async def _bench(
             await asyncio.gather(progress_task, return_exceptions=True)
     before = await before_task
     after = await scrape(probe, args.metrics_path)
-    await pool.close()
-    await probe.close()
-    server_figures = server_p95(delta(before, after)) if before and after else None
-    warnings = _warnings(health, setup_errors, len(users), plan, server, before, after, args)
     meta = {
         "scenario": scenario.name,
-        "target": str(origin),
+        "target": str(pool.origin),
         "app": args.app,
         "started_at": started,
         "load": {
@@ -301,13 +314,13 @@ async def _bench(
             "exited": server.returncode if server else None,
             "log": str(server.log_path) if server else None,
         },
-        "warnings": warnings,
+        "warnings": _warnings(health, setup_errors, len(users), plan, server, before, after, args),
     }
     return build_report(
         recorder=recorder,
         scenario=scenario,
         thresholds=Thresholds(args.p95_ms, args.max_error_rate),
-        server_p95=server_figures,
+        server_p95=server_p95(delta(before, after)) if before and after else None,
         duration_s=plan.duration_s,
         meta=meta,
     )
