@@ -80,43 +80,73 @@ def add_parser(commands: Any) -> None:
         help="load-test an app against the launch bar (p95, error rate)",
         description="Boot an app (--app) or target a running one (--url), drive a scenario "
         "and judge every route against the launch bar. Exits 0 on PASS, 1 on FAIL, "
-        "2 when the app cannot be booted or reached.",
+        "2 when the app cannot be booted or reached. The scenario format: see the README.",
     )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--app", metavar="MODULE:ATTR", help="boot this ASGI app under uvicorn")
     target.add_argument("--url", metavar="URL", help="target an app already running at URL")
-    p.add_argument("--scenario", metavar="FILE", type=Path, help="scenario TOML (default: shops)")
-    p.add_argument(
-        "--rate", type=positive, help=f"open model: requests/s (default {DEFAULT_RATE:g})"
-    )
-    p.add_argument(
+    add = p.add_argument
+    add("--scenario", metavar="FILE", type=Path, help="scenario TOML (default: the shops')")
+    add("--rate", type=positive, help=f"open model: requests/s (default {DEFAULT_RATE:g})")
+    add(
         "--users",
         type=_number(int, 1, True, "an integer >= 1"),
         help="virtual users; without --rate: closed model, each sends back to back",
     )
-    p.add_argument("--duration", type=positive, default=DEFAULT_DURATION_S, metavar="SECONDS")
-    p.add_argument(
+    add(
+        "--duration",
+        type=positive,
+        default=DEFAULT_DURATION_S,
+        metavar="SECONDS",
+        help="measured time (default %(default)g)",
+    )
+    add(
         "--warmup",
         type=_number(float, 0.0, True, "a number >= 0"),
         default=DEFAULT_WARMUP_S,
         metavar="SECONDS",
-        help="load sent first and not counted",
+        help="load sent first, not counted (default %(default)g)",
     )
-    p.add_argument("--p95-ms", type=positive, default=500.0, metavar="MS", help="p95 budget")
-    p.add_argument("--max-error-rate", type=_error_rate, default=0.01, metavar="RATE")
-    p.add_argument(
-        "--timeout", type=positive, default=DEFAULT_TIMEOUT_S, metavar="SECONDS", help="per request"
+    add(
+        "--p95-ms",
+        type=positive,
+        default=500.0,
+        metavar="MS",
+        help="p95 budget of every route (default %(default)g)",
     )
-    p.add_argument("--json", type=Path, metavar="PATH", help="write the JSON report here")
-    p.add_argument("--html", type=Path, metavar="PATH", help="write the HTML report here")
-    p.add_argument("--server-log", type=Path, metavar="PATH", help="the booted app's log file")
-    p.add_argument(
-        "--boot-timeout", type=positive, default=DEFAULT_BOOT_TIMEOUT_S, metavar="SECONDS"
+    add(
+        "--max-error-rate",
+        type=_error_rate,
+        default=0.01,
+        metavar="RATE",
+        help="error-rate limit of every route (default %(default)g)",
     )
-    p.add_argument("--health-path", default="/healthz", metavar="PATH")
-    p.add_argument("--metrics-path", default="/metrics", metavar="PATH")
-    p.add_argument("--seed", type=int, help="seed of the random choices, for repeatable mixes")
-    p.add_argument("--quiet", action="store_true", help="no progress line")
+    add(
+        "--timeout",
+        type=positive,
+        default=DEFAULT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="per request (default %(default)g)",
+    )
+    add("--json", type=Path, metavar="PATH", help="write the JSON report here")
+    add("--html", type=Path, metavar="PATH", help="write the HTML report here")
+    add(
+        "--server-log",
+        type=Path,
+        metavar="PATH",
+        help="the booted app's log (default: a temp file)",
+    )
+    add(
+        "--boot-timeout",
+        type=positive,
+        default=DEFAULT_BOOT_TIMEOUT_S,
+        metavar="SECONDS",
+        help="wait this long for the health path (default %(default)g)",
+    )
+    add("--health-path", default="/healthz", metavar="PATH", help="default %(default)s")
+    add("--metrics-path", default="/metrics", metavar="PATH", help="default %(default)s")
+    add("--seed", type=int, help="seed of the random choices, for repeatable mixes")
+    add("--quiet", action="store_true", help="no progress line")
     p.set_defaults(handler=run)
 
 
