@@ -11,6 +11,7 @@ from launchready_sdk.cli.metrics import (
     delta,
     parse_buckets,
     quantile,
+    query_p95,
     route_shape,
     server_p95,
 )
@@ -148,6 +149,47 @@ def test_server_p95_from_a_scrape_delta() -> None:
     assert shape == "GET /products/{}"
     assert figures[shape]["bucket_ms"] == [0.0, 5.0]
     assert figures[shape]["p95_ms"] == pytest.approx(5.0)
+
+
+def test_sql_statements_are_judged_against_the_query_budget() -> None:
+    """Statement p95s come from the run's delta; one certainly over 100 ms fails the run."""
+    registry = CollectorRegistry()
+    hist = Histogram(
+        "launchready_db_query_duration_seconds",
+        "d",
+        ["statement"],
+        buckets=(0.005, 0.1, 0.25),
+        registry=registry,
+    )
+    fast, slow = "SELECT * FROM products WHERE id = ?", "SELECT * FROM orders"
+    before = parse_buckets(generate_latest(registry).decode())
+    for _ in range(50):
+        hist.labels(fast).observe(0.001)
+        hist.labels(slow).observe(0.2)
+    figures = query_p95(delta(before, parse_buckets(generate_latest(registry).decode())))
+    assert figures[fast]["count"] == 50
+    assert figures[fast]["bucket_ms"] == [0.0, 5.0]
+    assert figures[slow]["bucket_ms"] == [100.0, 250.0]
+    assert server_p95(delta(before, parse_buckets(generate_latest(registry).decode()))) == {}
+    scenario = parse_scenario('[[flow]]\npath = "/"\n', "s")
+    rec = Recorder(scenario.route_names)
+    rec.open_window(0.0, 1.0)
+    rec.add("GET /", 0.1, 0.11, 200, None)
+    report = build_report(
+        recorder=rec,
+        scenario=scenario,
+        thresholds=Thresholds(),
+        server_p95=None,
+        duration_s=1.0,
+        meta={},
+        queries=figures,
+    )
+    assert list(report["queries"]) == [slow, fast]  # slowest first
+    assert report["queries"][fast]["passed"] is True
+    assert report["queries"][slow]["passed"] is False
+    assert report["passed"] is False
+    assert report["failures"] == [f"SQL {slow}: p95 over 100 ms (the server's bucket 100-250 ms)"]
+    assert "database: 2 statements" in render_table(report)
 
 
 def test_progress_writes_plain_lines_when_not_a_terminal() -> None:

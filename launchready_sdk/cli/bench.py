@@ -22,7 +22,7 @@ from typing import Any, TextIO
 from launchready_sdk.cli.client import ClientError, Origin, Pool
 from launchready_sdk.cli.html import render_html
 from launchready_sdk.cli.loadgen import GeneratorHealth, LoadGenerator, LoadPlan
-from launchready_sdk.cli.metrics import Buckets, delta, scrape, server_p95
+from launchready_sdk.cli.metrics import Buckets, delta, query_p95, scrape, server_p95
 from launchready_sdk.cli.progress import Progress
 from launchready_sdk.cli.report import (
     Thresholds,
@@ -120,6 +120,13 @@ def add_parser(commands: Any) -> None:
         default=0.01,
         metavar="RATE",
         help="error-rate limit of every route (default %(default)g)",
+    )
+    add(
+        "--db-p95-ms",
+        type=positive,
+        default=100.0,
+        metavar="MS",
+        help="p95 budget of every SQL statement the app exports (default %(default)g)",
     )
     add(
         "--timeout",
@@ -349,8 +356,9 @@ async def _measure(
     return build_report(
         recorder=recorder,
         scenario=scenario,
-        thresholds=Thresholds(args.p95_ms, args.max_error_rate),
+        thresholds=Thresholds(args.p95_ms, args.max_error_rate, args.db_p95_ms),
         server_p95=server_p95(delta(before, after)) if before and after else None,
+        queries=query_p95(delta(before, after)) if before and after else None,
         duration_s=plan.duration_s,
         meta=meta,
     )

@@ -211,6 +211,29 @@ def _table(report: Mapping[str, Any]) -> str:
     return "<table>" + "".join(rows) + "</table>"
 
 
+def _queries(report: Mapping[str, Any]) -> list[str]:
+    queries = report.get("queries") or {}
+    if not queries:
+        return []
+    head = ("statement", "count", "server p95 (ms)", "budget", "result")
+    rows = ["<tr>" + "".join(f"<th>{_e(h)}</th>" for h in head) + "</tr>"]
+    for fp, q in queries.items():
+        cells = (
+            fp,
+            q["count"],
+            bucket_text(q["bucket_ms"]),
+            f"{q['budget_ms']:g}",
+            "PASS" if q["passed"] else "FAIL",
+        )
+        rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    return [
+        "<h2>SQL statements</h2>",
+        '<p class="muted">As the app timed them (by fingerprint, from /metrics), slowest '
+        "first; a statement fails when its p95 bucket starts at or above the budget.</p>",
+        "<table>" + "".join(rows) + "</table>",
+    ]
+
+
 def _summary(report: Mapping[str, Any]) -> str:
     thresholds = report["thresholds"]
     load = report.get("load", {})
@@ -256,6 +279,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         "<h2>Routes</h2>",
         _table(report),
         f'<p class="muted">Throughput {_e(report["throughput_rps"])} req/s.</p>',
+        *_queries(report),
         "</body></html>",
     ]
     return "\n".join(lines) + "\n"

@@ -7,6 +7,10 @@ server timed for exactly this run, and its p95 is interpolated inside the bucket
 95th percentile, as Prometheus' `histogram_quantile` does. With the SDK's default buckets
 (5, 10, 25, 50, 75, 100, 250, 500 ms, ...) this is coarse: it says which bucket, not the
 millisecond. Requests other clients sent in the same window are counted too.
+
+The SQL statements the app timed (`launchready_db_query_duration_seconds`, labelled by
+fingerprint, from `lr.instrument_sqlalchemy` or the Django integration) are read the same way,
+for the launch bar's "core queries p95 < 100 ms".
 """
 
 from __future__ import annotations
@@ -19,24 +23,29 @@ from typing import Any
 from launchready_sdk.cli.client import ClientError, Pool
 
 METRIC = "launchready_http_request_duration_seconds"
+DB_METRIC = "launchready_db_query_duration_seconds"
+SQL = "SQL "  # the key prefix of statements, beside "GET /route" keys
 
-# route key ("GET /products/{product_id}") -> upper bound -> cumulative count
+# route key ("GET /products/{product_id}", or "SQL <fingerprint>") -> upper bound -> cumulative
 Buckets = dict[str, dict[float, float]]
 
 
 def parse_buckets(text: str) -> Buckets:
-    """The duration histogram's buckets per route, summed over status classes."""
+    """The duration histograms' buckets per route (summed over status classes) and statement."""
     from prometheus_client.parser import text_string_to_metric_families
 
     out: Buckets = {}
     for family in text_string_to_metric_families(text):
-        if family.name != METRIC:
+        if family.name not in (METRIC, DB_METRIC):
             continue
         for sample in family.samples:
             if not sample.name.endswith("_bucket"):
                 continue
             labels = sample.labels
-            key = f"{labels.get('method', '')} {labels.get('route', '')}"
+            if family.name == DB_METRIC:
+                key = SQL + labels.get("statement", "")
+            else:
+                key = f"{labels.get('method', '')} {labels.get('route', '')}"
             bound = float(labels["le"])
             route = out.setdefault(key, {})
             route[bound] = route.get(bound, 0.0) + sample.value
@@ -86,6 +95,8 @@ def server_p95(buckets: Buckets) -> dict[str, dict[str, Any]]:
     """Per route shape: `p95_ms` (interpolated) and `bucket_ms` [low, high] it lies in."""
     out: dict[str, dict[str, Any]] = {}
     for key, route in buckets.items():
+        if key.startswith(SQL):
+            continue
         found = quantile(route, 0.95)
         if found is not None:
             estimate, low, high = found
@@ -93,6 +104,24 @@ def server_p95(buckets: Buckets) -> dict[str, dict[str, Any]]:
                 "p95_ms": round(estimate * 1000, 3),
                 "bucket_ms": [round(low * 1000, 3), None if math.isinf(high) else high * 1000],
             }
+    return out
+
+
+def query_p95(buckets: Buckets) -> dict[str, dict[str, Any]]:
+    """Per SQL fingerprint run during the window: `count`, `p95_ms` and its `bucket_ms`."""
+    out: dict[str, dict[str, Any]] = {}
+    for key, statement in buckets.items():
+        if not key.startswith(SQL) or not statement:
+            continue
+        found = quantile(statement, 0.95)
+        if found is None:
+            continue
+        estimate, low, high = found
+        out[key[len(SQL) :]] = {
+            "count": int(statement[max(statement)]),
+            "p95_ms": round(estimate * 1000, 3),
+            "bucket_ms": [round(low * 1000, 3), None if math.isinf(high) else high * 1000],
+        }
     return out
 
 

@@ -3,7 +3,9 @@
 A route passes when its p95 is within its budget and its error rate within its limit (the
 command-line thresholds unless the scenario's `[routes."..."]` overrides them). A route with
 no measured request is shown as `n/a` and judged on nothing. The run passes when every
-measured route passes and at least one request was measured.
+measured route passes and at least one request was measured. When the app exports its SQL
+timings, a statement whose p95 is certainly over `db_p95_ms` (its p95 bucket starts at or
+above it) fails the run too: the launch bar asks core queries to stay under 100 ms.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ SCHEMA_VERSION = 1
 class Thresholds:
     p95_ms: float = 500.0
     max_error_rate: float = 0.01
+    db_p95_ms: float = 100.0
 
 
 def judge_route(entry: Mapping[str, Any], p95_budget_ms: float, max_error_rate: float) -> list[str]:
@@ -52,6 +55,7 @@ def build_report(
     server_p95: Mapping[str, Mapping[str, Any]] | None,
     duration_s: float,
     meta: Mapping[str, Any],
+    queries: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The whole report as a JSON-able dict (see the README for the schema)."""
     names = list(dict.fromkeys([*scenario.route_names, *recorder.routes]))
@@ -76,6 +80,13 @@ def build_report(
         entry["passed"] = None if entry["count"] == 0 else not reasons
         entry["failures"] = reasons
         routes[name] = entry
+    judged_queries = judge_queries(queries or {}, thresholds.db_p95_ms)
+    failures.extend(
+        f"SQL {_short(fp)}: p95 over {thresholds.db_p95_ms:g} ms (the server's bucket "
+        f"{bucket_text(q['bucket_ms'])} ms)"
+        for fp, q in judged_queries.items()
+        if not q["passed"]
+    )
     overall = recorder.overall_report()
     # Throughput counts answered requests: errors without a response did not load the server.
     answered = overall["responses"]
@@ -89,11 +100,28 @@ def build_report(
         **meta,
         "thresholds": dataclasses.asdict(thresholds),
         "routes": routes,
+        "queries": judged_queries,
         "overall": overall,
         "throughput_rps": overall["throughput_rps"],
         "failures": failures,
         "timeline": recorder.timeline_report(),
     }
+
+
+def judge_queries(
+    queries: Mapping[str, Mapping[str, Any]], budget_ms: float
+) -> dict[str, dict[str, Any]]:
+    """The statements, slowest p95 first, each with `passed`: False only when its p95 bucket
+    starts at or above the budget (the buckets cannot say more)."""
+    out: dict[str, dict[str, Any]] = {}
+    for fp, q in sorted(queries.items(), key=lambda kv: -kv[1]["p95_ms"]):
+        low = q["bucket_ms"][0] if q.get("bucket_ms") else 0.0
+        out[fp] = {**q, "budget_ms": budget_ms, "passed": low < budget_ms}
+    return out
+
+
+def _short(statement: str, limit: int = 70) -> str:
+    return statement if len(statement) <= limit else statement[: limit - 1] + "…"
 
 
 def write_json(report: Mapping[str, Any], path: Path) -> None:
@@ -172,8 +200,23 @@ def render_table(report: Mapping[str, Any]) -> str:
         if i == 0 or i == len(rows) - 2:
             lines.append("-" * len(lines[-1]))
     lines.append("times in ms; server p95: the /metrics bucket holding the app's own p95")
+    lines.extend(_queries(report))
     lines.extend(_footer(report))
     return "\n".join(lines)
+
+
+def _queries(report: Mapping[str, Any], shown: int = 5) -> Sequence[str]:
+    """The slowest SQL statements the server timed, when it exports them."""
+    queries = report.get("queries") or {}
+    if not queries:
+        return []
+    budget = next(iter(queries.values()))["budget_ms"]
+    out = [f"database: {len(queries)} statements; the slowest by the server's p95 bucket (ms):"]
+    for fp, q in list(queries.items())[:shown]:
+        verdict = "PASS" if q["passed"] else "FAIL"
+        out.append(f"  {bucket_text(q['bucket_ms']):>8}  {q['count']:>6}x  {verdict}  {_short(fp)}")
+    out.append(f"  (budget: p95 under {budget:g} ms per statement)")
+    return out
 
 
 def _footer(report: Mapping[str, Any]) -> Sequence[str]:
@@ -188,6 +231,8 @@ def _footer(report: Mapping[str, Any]) -> Sequence[str]:
         out.append(f"FAIL  {failure}")
     if report["passed"]:
         out.append("PASS: every route is within its p95 budget and error-rate limit")
+        if report.get("queries"):
+            out[-1] += ", every SQL statement within its p95 budget"
     else:
         out.append(f"FAIL: {len(report['failures'])} miss(es) against the launch bar")
     return out
