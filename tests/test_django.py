@@ -30,14 +30,24 @@ LAUNCHREADY = {
 
 
 @pytest.fixture(scope="module")
-def django_settings() -> Any:
-    """Django configured in this process with the test project's settings (no database use)."""
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.django_proj.settings")
+def django_settings() -> Iterator[Any]:
+    """Django configured in this process with the test project's settings (no database use).
+
+    The variable is removed again, so servers that later tests start do not inherit it.
+    """
+    before = os.environ.get("DJANGO_SETTINGS_MODULE")
+    os.environ["DJANGO_SETTINGS_MODULE"] = "tests.apps.django_proj.settings"
     import django
     from django.conf import settings
 
-    django.setup()
-    return settings
+    try:
+        django.setup()
+        yield settings
+    finally:
+        if before is None:
+            os.environ.pop("DJANGO_SETTINGS_MODULE", None)
+        else:
+            os.environ["DJANGO_SETTINGS_MODULE"] = before
 
 
 def _start(folder: Path, name: str, env: dict[str, str]) -> Server:

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import os
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_shop.settings")
+# The shop's own settings, whatever another project left in the environment.
+os.environ["DJANGO_SETTINGS_MODULE"] = "examples.django_shop.settings"
 
 import django
 

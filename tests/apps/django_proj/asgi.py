@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import threading
 
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.apps.django_proj.settings")
+os.environ["DJANGO_SETTINGS_MODULE"] = "tests.apps.django_proj.settings"
 
 import django
 
