@@ -30,7 +30,7 @@ import base64
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Literal, NamedTuple
 
 import orjson
@@ -248,11 +248,19 @@ def valid_key(value: bytes) -> bool:
 
 
 class _Capture:
-    """Forwards the app's response while keeping a storable copy of it."""
+    """Forwards the app's response while keeping a storable copy of it.
 
-    def __init__(self, send: Send, max_bytes: int) -> None:
+    `on_complete` runs before the last body chunk is forwarded, so the record is stored before
+    the client has the whole response: a client retrying the moment it has it is replayed
+    the response, never told the first attempt is still in progress.
+    """
+
+    def __init__(
+        self, send: Send, max_bytes: int, on_complete: Callable[[_Capture], Awaitable[None]]
+    ) -> None:
         self.send = send
         self.max_bytes = max_bytes
+        self.on_complete = on_complete
         self.status = 0
         self.headers: Headers = []
         self.chunks: list[bytes] = []
@@ -263,12 +271,14 @@ class _Capture:
         if message["type"] == "http.response.start":
             self.status = int(message["status"])
             self.headers = [(k.lower(), v) for k, v in message.get("headers", ()) if _kept(k)]
-        elif message["type"] == "http.response.body":
+        elif message["type"] == "http.response.body" and not self.complete:
             chunk = message.get("body", b"")
             self.size += len(chunk)
             if self.size <= self.max_bytes:
                 self.chunks.append(chunk)
             self.complete = not message.get("more_body", False)
+            if self.complete:
+                await self.on_complete(self)
         await self.send(message)
 
     @property
@@ -373,19 +383,30 @@ class IdempotencyMiddleware:
     async def _run(
         self, scope: Scope, receive: Receive, send: Send, key: str, pending: bytes, fp: str
     ) -> None:
-        """Run the app, then store its response as done, or release the claim."""
-        capture = _Capture(send, self.idem.max_body_bytes)
-        final = b""
-        try:
-            await self.app(scope, receive, capture)
-            if capture.storable:
-                body = b"".join(capture.chunks)
-                final = encode_done(fp, capture.status, capture.headers, body)
-        finally:
+        """Run the app and store its response as done, or release the claim."""
+        settled = False
+
+        async def settle(final: bytes) -> None:
+            nonlocal settled
+            settled = True
             try:
                 await self.idem.backend.settle(key, pending, final, self.idem.ttl_s)
             except StoreUnavailable:
                 self.idem.warn_unprotected("store response")
+
+        async def store(capture: _Capture) -> None:
+            final = b""
+            if capture.storable:
+                body = b"".join(capture.chunks)
+                final = encode_done(fp, capture.status, capture.headers, body)
+            await settle(final)
+
+        capture = _Capture(send, self.idem.max_body_bytes, store)
+        try:
+            await self.app(scope, receive, capture)
+        finally:
+            if not settled:  # no complete response: an exception, or an app that sent none
+                await settle(b"")
 
 
 async def _send_replay(send: Send, record: Record) -> None:

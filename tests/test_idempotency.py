@@ -120,6 +120,55 @@ async def test_concurrent_duplicate_gets_409(make: Make, asgi_client: Any) -> No
     assert shop.calls == 1
 
 
+async def test_a_retry_the_moment_the_response_ends_is_replayed(make: Make) -> None:
+    """The record is stored before the last body chunk leaves, so a client that retries as
+    soon as it has the response is replayed it, even while the app is still cleaning up."""
+    cleanup = asyncio.Event()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        await send({"type": "http.response.start", "status": 201, "headers": []})
+        await send({"type": "http.response.body", "body": b'{"order": 1}'})
+        await cleanup.wait()  # work after the response, as Django's request_finished does
+
+    mw = IdempotencyMiddleware(app, idempotency=make(), routes=["/checkout"])
+
+    def scope() -> dict[str, Any]:
+        return {
+            "type": "http",
+            "method": "POST",
+            "path": "/checkout",
+            "root_path": "",
+            "query_string": b"",
+            "headers": [(b"idempotency-key", b"k-now"), (b"content-type", b"application/json")],
+            "client": ("203.0.113.9", 1),
+        }
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}", "more_body": False}
+
+    retried: list[dict[str, Any]] = []
+    replayed = asyncio.Event()
+
+    async def retry_send(message: dict[str, Any]) -> None:
+        retried.append(message)
+        if message["type"] == "http.response.body":
+            replayed.set()
+
+    async def first_send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            await mw(scope(), receive, retry_send)  # the retry, the moment the body is out
+
+    first = asyncio.create_task(mw(scope(), receive, first_send))
+    await asyncio.wait_for(replayed.wait(), 5)
+    cleanup.set()
+    await first
+    assert retried[0]["status"] == 201
+    assert (b"idempotent-replayed", b"true") in retried[0]["headers"]
+    assert retried[1]["body"] == b'{"order": 1}'
+
+
 async def test_different_body_same_key_gets_422(make: Make, asgi_client: Any) -> None:
     """The same key with another body is refused with 422 and the handler does not run."""
     shop = Shop()

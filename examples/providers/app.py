@@ -55,11 +55,17 @@ class Providers:
         self.webhooks_sent = 0
         self._tasks: set[asyncio.Task[None]] = set()
 
-    async def misbehave(self) -> Response | None:
-        """Wait, hang or fail as the behaviour says; None means answer normally."""
+    async def misbehave(self, request: Request) -> Response | None:
+        """Wait, hang or fail as the behaviour says; None means answer normally.
+
+        A hang lasts until the caller gives up (disconnects) or the hang is switched off, so a
+        server shutting down never waits on a request nobody is waiting for.
+        """
         b = self.behaviour
-        if b.hang:
-            await asyncio.Event().wait()
+        while b.hang:
+            if await request.is_disconnected():
+                return JSONResponse({"error": "client_gone"}, status_code=499)
+            await asyncio.sleep(0.05)
         if b.latency_ms > 0:
             await asyncio.sleep(b.latency_ms / 1000)
         if b.failure_rate > 0 and random.random() < b.failure_rate:
@@ -67,10 +73,10 @@ class Providers:
         return None
 
     async def create_charge(self, request: Request) -> Response:
-        failed = await self.misbehave()
+        body = await _json(request)  # read first: a hang then watches for the disconnect
+        failed = await self.misbehave(request)
         if failed is not None:
             return failed
-        body = await _json(request)
         if body is None or not isinstance(body.get("amount_cents"), int):
             return JSONResponse({"error": "invalid_request"}, status_code=400)
         key = request.headers.get("idempotency-key")
@@ -128,10 +134,10 @@ class Providers:
         return JSONResponse({"items": list(self.charges.values())})
 
     async def send_email(self, request: Request) -> Response:
-        failed = await self.misbehave()
+        body = await _json(request)
+        failed = await self.misbehave(request)
         if failed is not None:
             return failed
-        body = await _json(request)
         if body is None or not isinstance(body.get("to"), str):
             return JSONResponse({"error": "invalid_request"}, status_code=400)
         message = {
