@@ -97,6 +97,9 @@ class QueryStats:
         budget_ms: the p95 each statement should stay under.
         slow_ms: a single statement at or over this logs `db.slow_query`.
         n_plus_one_threshold: statements per request before the N+1 warning.
+        hide_parameters: keep statement parameters (emails, password hashes, tokens) out of
+            the engine's error messages, and so out of logged tracebacks, as SQLAlchemy's
+            `create_engine(hide_parameters=True)` does. Pass False to leave the engine as it is.
         window_s: the rolling window.
         max_statements: fingerprints kept before new ones share `<other>`.
         slow_log_interval_s: at most one slow-query line per fingerprint per interval.
@@ -221,6 +224,7 @@ def instrument_sqlalchemy(
     budget_ms: float = DEFAULT_QUERY_BUDGET_MS,
     slow_ms: float | None = None,
     n_plus_one_threshold: int = DEFAULT_N_PLUS_ONE_THRESHOLD,
+    hide_parameters: bool = True,
 ) -> QueryStats:
     """Time every statement `engine` runs; returns the `QueryStats` that holds the figures.
 
@@ -231,12 +235,17 @@ def instrument_sqlalchemy(
         budget_ms: the query p95 budget (default 100 ms).
         slow_ms: log single statements at or over this (default: the budget).
         n_plus_one_threshold: statements per request before the N+1 warning.
+        hide_parameters: keep statement parameters (emails, password hashes, tokens) out of
+            the engine's error messages, and so out of logged tracebacks, as SQLAlchemy's
+            `create_engine(hide_parameters=True)` does. Pass False to leave the engine as it is.
 
     Instrumenting the same engine twice returns the first `QueryStats`.
     """
     from sqlalchemy import event
 
     sync_engine = getattr(engine, "sync_engine", engine)
+    if hide_parameters:
+        sync_engine.hide_parameters = True
     existing = getattr(sync_engine, "_launchready_stats", None)
     if isinstance(existing, QueryStats):
         return existing

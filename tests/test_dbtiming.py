@@ -69,6 +69,21 @@ def test_failed_statement_is_counted_and_still_raises() -> None:
     engine.dispose()
 
 
+@pytest.mark.parametrize("hide", [True, False])
+def test_parameters_stay_out_of_error_messages(hide: bool) -> None:
+    """A failing statement's message (and so a logged traceback) holds no parameter values."""
+    engine = sa.create_engine("sqlite://")
+    instrument_sqlalchemy(engine, hide_parameters=hide)
+    secret = "scrypt$16384$8$1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA"
+    with engine.connect() as conn:
+        conn.exec_driver_sql("CREATE TABLE users (email TEXT UNIQUE, password_hash TEXT)")
+        conn.exec_driver_sql("INSERT INTO users VALUES ('a@example.com', 'x')")
+        with pytest.raises(sa.exc.IntegrityError) as raised:
+            conn.exec_driver_sql("INSERT INTO users VALUES (?, ?)", ("a@example.com", secret))
+    assert (secret in str(raised.value)) is not hide
+    engine.dispose()
+
+
 def _n_plus_one_app(engine: Any, table: str, queries: int) -> Any:
     async def app(scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
