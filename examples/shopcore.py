@@ -14,6 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
+
+from launchready_sdk import get_logger, get_request_id
+
 CATEGORIES = ("apparel", "books", "electronics", "garden", "home", "kitchen", "sports", "toys")
 PRODUCT_COUNT = 240
 DEMO_EMAIL = "demo@example.com"
@@ -27,6 +31,29 @@ DEV_DEMO_PASSWORD = "demo-password-123"
 
 _ADJECTIVES = ("Classic", "Compact", "Deluxe", "Everyday", "Rugged", "Smart", "Urban", "Vintage")
 _NOUNS = ("Kit", "Set", "Pack", "Edition", "Bundle", "Model", "Series", "Collection")
+
+
+log = get_logger("shop")
+
+
+class Problem(Exception):
+    """An answer of the shop's own: rendered as problem+json by either framework."""
+
+    def __init__(self, status: int, title: str, detail: str = "") -> None:
+        super().__init__(title)
+        self.status, self.title, self.detail = status, title, detail
+
+
+def problem_body(status: int, title: str, detail: str = "", **extra: Any) -> dict[str, Any]:
+    """An RFC 9457 body carrying the request id."""
+    return {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail or title,
+        "request_id": get_request_id(),
+        **extra,
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,6 +231,98 @@ _DUMMY_HASH: str | None = None
 
 def new_order_id() -> str:
     return "ord_" + secrets.token_hex(12)
+
+
+def product_body(p: Any) -> dict[str, Any]:
+    """A product row (either ORM's) as the API shows it."""
+    return {
+        "id": p.id,
+        "sku": p.sku,
+        "name": p.name,
+        "category": p.category,
+        "price_cents": p.price_cents,
+        "stock": p.stock,
+        "description": p.description,
+    }
+
+
+def order_body(order: Any, items: Any) -> dict[str, Any]:
+    """An order row and its item rows (either ORM's) as the API shows them."""
+    return {
+        "id": order.id,
+        "status": order.status,
+        "total_cents": order.total_cents,
+        "charge_id": order.charge_id,
+        "items": [
+            {
+                "product_id": i.product_id,
+                "name": i.name,
+                "quantity": i.quantity,
+                "price_cents": i.price_cents,
+            }
+            for i in items
+        ],
+    }
+
+
+# The providers' API: the request each call sends, and how its answer or failure is read.
+CHARGE_PATH = "/payments/charges"
+EMAIL_PATH = "/email/messages"
+
+
+def charge_request(order_id: str, total_cents: int, webhook_url: str) -> dict[str, Any]:
+    """Keyword arguments of the charge POST; the key lets the client retry it safely."""
+    return {
+        "json": {
+            "amount_cents": total_cents,
+            "currency": "usd",
+            "order_id": order_id,
+            "webhook_url": webhook_url,
+        },
+        "headers": {"Idempotency-Key": f"charge-{order_id}"},
+    }
+
+
+def charge_id_of(response: httpx.Response) -> str:
+    """The charge id in the provider's answer; raises `httpx.HTTPStatusError` for an error
+    status and `ValueError` when the answer holds no charge id."""
+    response.raise_for_status()
+    body = response.json()
+    charge_id = body.get("id") if isinstance(body, dict) else None
+    if not isinstance(charge_id, str):
+        raise ValueError("no charge id")
+    return charge_id
+
+
+PROVIDER_ERRORS = (httpx.HTTPError, TimeoutError, ValueError)
+
+
+def payment_problem(exc: Exception, order_id: str) -> Problem:
+    """The checkout's answer when the charge failed: 504 for the deadline, else 502."""
+    timed_out = isinstance(exc, TimeoutError | httpx.TimeoutException)
+    event = "checkout.payment_timeout" if timed_out else "checkout.payment_failed"
+    log.warning(event, order_id=order_id, error=type(exc).__name__)
+    if timed_out:
+        return Problem(504, "Payment provider timed out", "No order was placed.")
+    return Problem(502, "Payment provider failed", "No order was placed.")
+
+
+def email_request(to: str, subject: str, text: str) -> dict[str, Any]:
+    return {"json": {"to": to, "subject": subject, "text": text}}
+
+
+def email_failed(exc: Exception, subject: str) -> bool:
+    """Log a failed email (the order stands; the message is lost); always False."""
+    log.warning("email.failed", subject=subject, error=type(exc).__name__)
+    return False
+
+
+def own_webhook_url(server: Any) -> str:
+    """The payment webhook's URL at the address this server listens on (the ASGI `server`
+    pair), never at the client's Host header."""
+    host, port = server or ("127.0.0.1", 8000)
+    host = f"[{host}]" if ":" in str(host) else host
+    return f"http://{host}:{port}/webhooks/payment"
 
 
 def _mac(secret: str, payload: str) -> str:

@@ -38,18 +38,31 @@ from examples.fastapi_shop.db import (
 )
 from examples.shopcore import (
     CATEGORIES,
+    CHARGE_PATH,
+    EMAIL_PATH,
+    PROVIDER_ERRORS,
+    Problem,
     ShopConfig,
     bearer,
+    charge_id_of,
+    charge_request,
     dummy_password_hash,
+    email_failed,
+    email_request,
     hash_password,
     new_order_id,
+    order_body,
+    own_webhook_url,
+    payment_problem,
+    problem_body,
+    product_body,
     read_token,
     sdk_overrides,
     sign_token,
     verify_password,
     verify_webhook,
 )
-from launchready_sdk import LaunchReady, Settings, get_logger, get_request_id
+from launchready_sdk import LaunchReady, Settings, get_logger
 
 MAX_ID = 2**31 - 1  # ids are 32-bit in every database the shop runs on
 config = ShopConfig.from_env("fastapi_shop")
@@ -108,21 +121,8 @@ api = FastAPI(title="launchready shop", version="1.0", lifespan=lifespan)
 # Errors: every one is problem+json carrying the request id.
 
 
-class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str = "") -> None:
-        super().__init__(title)
-        self.status, self.title, self.detail = status, title, detail
-
-
 def problem(status: int, title: str, detail: str = "", **extra: Any) -> JSONResponse:
-    body = {
-        "type": "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail or title,
-        "request_id": get_request_id(),
-        **extra,
-    }
+    body = problem_body(status, title, detail, **extra)
     return JSONResponse(body, status_code=status, media_type="application/problem+json")
 
 
@@ -204,7 +204,7 @@ User_ = Annotated[int, Depends(current_user)]
 async def home() -> dict[str, Any]:
     async with Session() as s:
         featured = await s.scalars(select(Product).where(Product.featured).order_by(Product.id))
-        return {"featured": [p.as_dict() for p in featured], "categories": list(CATEGORIES)}
+        return {"featured": [product_body(p) for p in featured], "categories": list(CATEGORIES)}
 
 
 @api.get("/products")
@@ -220,7 +220,7 @@ async def list_products(
         counted = counted.where(Product.category == category)
     query = query.order_by(Product.id).limit(per_page).offset((page - 1) * per_page)
     async with Session() as s:
-        items = [p.as_dict() for p in await s.scalars(query)]
+        items = [product_body(p) for p in await s.scalars(query)]
         total = await s.scalar(counted)
     return {"items": items, "page": page, "per_page": per_page, "total": total}
 
@@ -233,7 +233,7 @@ async def get_product(
         product = await s.get(Product, product_id)
     if product is None:
         raise Problem(404, "No such product")
-    return product.as_dict()
+    return product_body(product)
 
 
 # Accounts (rate-limited by the SDK's defaults).
@@ -278,13 +278,10 @@ async def password_reset(body: ResetIn) -> dict[str, str]:
 
 async def send_email(to: str, subject: str, text_: str) -> bool:
     try:
-        response = await providers.email.post(
-            "/email/messages", json={"to": to, "subject": subject, "text": text_}
-        )
+        response = await providers.email.post(EMAIL_PATH, **email_request(to, subject, text_))
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        log.warning("email.failed", subject=subject, error=type(exc).__name__)
-        return False
+        return email_failed(exc, subject)
     return True
 
 
@@ -385,53 +382,17 @@ async def checkout(request: Request, user_id: User_) -> dict[str, Any]:
 
 
 def webhook_url(request: Request) -> str:
-    # The address this server listens on, never the client's Host header.
-    host, port = request.scope.get("server") or ("127.0.0.1", 8000)
-    host = f"[{host}]" if ":" in str(host) else host
-    return f"http://{host}:{port}/webhooks/payment"
+    return own_webhook_url(request.scope.get("server"))
 
 
 async def create_charge(order_id: str, total: int, hook: str) -> str:
     try:
         response = await providers.payment.post(
-            "/payments/charges",
-            json={
-                "amount_cents": total,
-                "currency": "usd",
-                "order_id": order_id,
-                "webhook_url": hook,
-            },
-            headers={"Idempotency-Key": f"charge-{order_id}"},
+            CHARGE_PATH, **charge_request(order_id, total, hook)
         )
-        response.raise_for_status()
-        charge_id = response.json()["id"]
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        log.warning("checkout.payment_timeout", order_id=order_id, error=type(exc).__name__)
-        raise Problem(504, "Payment provider timed out", "No order was placed.") from None
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        log.warning("checkout.payment_failed", order_id=order_id, error=type(exc).__name__)
-        raise Problem(502, "Payment provider failed", "No order was placed.") from None
-    if not isinstance(charge_id, str):
-        raise Problem(502, "Payment provider failed", "No order was placed.")
-    return charge_id
-
-
-def order_body(order: Order, items: list[OrderItem]) -> dict[str, Any]:
-    return {
-        "id": order.id,
-        "status": order.status,
-        "total_cents": order.total_cents,
-        "charge_id": order.charge_id,
-        "items": [
-            {
-                "product_id": i.product_id,
-                "name": i.name,
-                "quantity": i.quantity,
-                "price_cents": i.price_cents,
-            }
-            for i in items
-        ],
-    }
+        return charge_id_of(response)
+    except PROVIDER_ERRORS as exc:
+        raise payment_problem(exc, order_id) from None
 
 
 @api.get("/orders/{order_id}")
@@ -529,7 +490,7 @@ async def edit_product(
     for path in (f"/products/{product_id}", "/products", "/"):
         await lr.cache.invalidate(path)
     log.info("product.edited", product_id=product_id, fields=sorted(changes))
-    return product.as_dict()
+    return product_body(product)
 
 
 app = lr.wrap(api)

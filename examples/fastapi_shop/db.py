@@ -56,17 +56,6 @@ class Product(Base):
         Index("ix_products_featured", "featured"),
     )
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "sku": self.sku,
-            "name": self.name,
-            "category": self.category,
-            "price_cents": self.price_cents,
-            "stock": self.stock,
-            "description": self.description,
-        }
-
 
 class CartItem(Base):
     __tablename__ = "cart_items"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.db import models
 from django.utils import timezone
 
@@ -38,17 +36,6 @@ class Product(models.Model):
 
     def __str__(self) -> str:
         return f"{self.sku} {self.name}"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "sku": self.sku,
-            "name": self.name,
-            "category": self.category,
-            "price_cents": self.price_cents,
-            "stock": self.stock,
-            "description": self.description,
-        }
 
 
 class CartItem(models.Model):

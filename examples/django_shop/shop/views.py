@@ -31,35 +31,34 @@ from examples.django_shop.shop.validation import (
 )
 from examples.shopcore import (
     CATEGORIES,
+    CHARGE_PATH,
+    EMAIL_PATH,
+    PROVIDER_ERRORS,
+    Problem,
     bearer,
+    charge_id_of,
+    charge_request,
     dummy_password_hash,
+    email_failed,
+    email_request,
     hash_password,
     new_order_id,
+    order_body,
+    own_webhook_url,
+    payment_problem,
+    problem_body,
+    product_body,
     read_token,
     sign_token,
     verify_password,
     verify_webhook,
 )
-from launchready_sdk import get_request_id
 
 # --- errors: every one is problem+json carrying the request id ------------------------------
 
 
-class Problem(Exception):
-    def __init__(self, status: int, title: str, detail: str = "") -> None:
-        super().__init__(title)
-        self.status, self.title, self.detail = status, title, detail
-
-
 def problem(status: int, title: str, detail: str = "", **extra: Any) -> JsonResponse:
-    body = {
-        "type": "about:blank",
-        "title": title,
-        "status": status,
-        "detail": detail or title,
-        "request_id": get_request_id(),
-        **extra,
-    }
+    body = problem_body(status, title, detail, **extra)
     return JsonResponse(body, status=status, content_type="application/problem+json")
 
 
@@ -145,7 +144,7 @@ def body_of(request: HttpRequest) -> Fields:
 def home(request: HttpRequest) -> JsonResponse:
     featured = Product.objects.filter(featured=True).order_by("id")
     return JsonResponse(
-        {"featured": [p.as_dict() for p in featured], "categories": list(CATEGORIES)}
+        {"featured": [product_body(p) for p in featured], "categories": list(CATEGORIES)}
     )
 
 
@@ -160,7 +159,7 @@ def list_products(request: HttpRequest) -> JsonResponse:
     if category is not None:
         products = products.filter(category=category)
     start = (page - 1) * per_page
-    items = [p.as_dict() for p in products[start : start + per_page]]
+    items = [product_body(p) for p in products[start : start + per_page]]
     return JsonResponse(
         {"items": items, "page": page, "per_page": per_page, "total": products.count()}
     )
@@ -171,7 +170,7 @@ def get_product(request: HttpRequest, id: str) -> JsonResponse:
     product = Product.objects.filter(pk=path_id(id)).first()
     if product is None:
         raise Problem(404, "No such product")
-    return JsonResponse(product.as_dict())
+    return JsonResponse(product_body(product))
 
 
 # --- accounts (rate-limited by the SDK's defaults) --------------------------------------------
@@ -225,13 +224,9 @@ def password_reset(request: HttpRequest) -> JsonResponse:
 
 def send_email(to: str, subject: str, text: str) -> bool:
     try:
-        response = providers.email().post(
-            "/email/messages", json={"to": to, "subject": subject, "text": text}
-        )
-        response.raise_for_status()
+        providers.email().post(EMAIL_PATH, **email_request(to, subject, text)).raise_for_status()
     except httpx.HTTPError as exc:
-        log.warning("email.failed", subject=subject, error=type(exc).__name__)
-        return False
+        return email_failed(exc, subject)
     return True
 
 
@@ -334,54 +329,15 @@ def checkout(request: HttpRequest) -> JsonResponse:
 
 
 def webhook_url(request: HttpRequest) -> str:
-    # The address this server listens on, never the client's Host header.
-    scope = getattr(request, "scope", {})
-    host, port = scope.get("server") or ("127.0.0.1", 8000)
-    host = f"[{host}]" if ":" in str(host) else host
-    return f"http://{host}:{port}/webhooks/payment"
+    return own_webhook_url(getattr(request, "scope", {}).get("server"))
 
 
 def create_charge(order_id: str, total: int, hook: str) -> str:
     try:
-        response = providers.payment().post(
-            "/payments/charges",
-            json={
-                "amount_cents": total,
-                "currency": "usd",
-                "order_id": order_id,
-                "webhook_url": hook,
-            },
-            headers={"Idempotency-Key": f"charge-{order_id}"},
-        )
-        response.raise_for_status()
-        charge_id = response.json()["id"]
-    except (TimeoutError, httpx.TimeoutException) as exc:
-        log.warning("checkout.payment_timeout", order_id=order_id, error=type(exc).__name__)
-        raise Problem(504, "Payment provider timed out", "No order was placed.") from None
-    except (httpx.HTTPError, ValueError, KeyError, TypeError) as exc:
-        log.warning("checkout.payment_failed", order_id=order_id, error=type(exc).__name__)
-        raise Problem(502, "Payment provider failed", "No order was placed.") from None
-    if not isinstance(charge_id, str):
-        raise Problem(502, "Payment provider failed", "No order was placed.")
-    return charge_id
-
-
-def order_body(order: Order, items: list[OrderItem]) -> dict[str, Any]:
-    return {
-        "id": order.id,
-        "status": order.status,
-        "total_cents": order.total_cents,
-        "charge_id": order.charge_id,
-        "items": [
-            {
-                "product_id": i.product_id,
-                "name": i.name,
-                "quantity": i.quantity,
-                "price_cents": i.price_cents,
-            }
-            for i in items
-        ],
-    }
+        response = providers.payment().post(CHARGE_PATH, **charge_request(order_id, total, hook))
+        return charge_id_of(response)
+    except PROVIDER_ERRORS as exc:
+        raise payment_problem(exc, order_id) from None
 
 
 @endpoint("GET")
@@ -445,12 +401,11 @@ def _settle(order_id: str, status: str) -> bool:
 async def send_email_async(to: str, subject: str, text: str) -> bool:
     try:
         response = await providers.email_async().post(
-            "/email/messages", json={"to": to, "subject": subject, "text": text}
+            EMAIL_PATH, **email_request(to, subject, text)
         )
         response.raise_for_status()
     except httpx.HTTPError as exc:
-        log.warning("email.failed", subject=subject, error=type(exc).__name__)
-        return False
+        return email_failed(exc, subject)
     return True
 
 
@@ -499,7 +454,7 @@ def edit_product(request: HttpRequest, id: str) -> JsonResponse:
             product.save(update_fields=list(changes))
     invalidate_product(product_id)
     log.info("product.edited", product_id=product_id, fields=sorted(changes))
-    return JsonResponse(product.as_dict())
+    return JsonResponse(product_body(product))
 
 
 def invalidate_product(product_id: int) -> None:
