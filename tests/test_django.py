@@ -6,7 +6,6 @@ import json
 import logging
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from launchready_sdk import LaunchReady, Settings, SettingsError
 from launchready_sdk.django import django_route_template, settings_from_django
 from tests.conftest import Server
+from tests.shopflows import wait_for
 
 APP = "tests.apps.django_proj.asgi:application"
 LAUNCHREADY = {
@@ -93,15 +93,6 @@ def proj_pg(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, 
         if server is not None:
             server.stop()
         _psql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-
-
-def wait_for(condition: Any, timeout_s: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def get(server: Server, path: str, **headers: str) -> httpx.Response:
