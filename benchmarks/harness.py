@@ -2,7 +2,7 @@
 
 `measure(spec, config, path)` starts `uvicorn <spec>` with `BENCH_CONFIG=<config>`, warms it
 up, runs wrk against `path` and returns requests/s, the server's CPU µs per request (read from
-/proc, which load on the other core disturbs far less than throughput) and wrk's p99.
+/proc, which load on the other core disturbs far less than throughput) and wrk's p50 and p99.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import httpx
@@ -35,18 +36,28 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_uvicorn(
-    spec: str, port: int, env: dict[str, str], ready_path: str | None = None
+    spec: str,
+    port: int,
+    env: dict[str, str],
+    ready_path: str | None = None,
+    log: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """uvicorn (uvloop, httptools, one worker) on core 0; waits for the port or `ready_path`."""
+    """uvicorn (uvloop, httptools, one worker) on core 0; waits for the port or `ready_path`.
+
+    The server's output is discarded, or appended to `log` (for diagnosis: writing it costs).
+    """
     command = [
         "taskset", "-c", "0", sys.executable, "-m", "uvicorn", spec,
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--no-proxy-headers",
         "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
     ]  # fmt: skip
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-    proc = subprocess.Popen(
-        command, env=full_env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        proc = subprocess.Popen(command, env=full_env, cwd=ROOT, stdout=out, stderr=out)
+    finally:
+        if not isinstance(out, int):
+            out.close()
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if _answers(port, ready_path):
@@ -54,6 +65,16 @@ def start_uvicorn(
         time.sleep(0.05)
     proc.kill()
     raise RuntimeError(f"{spec} ({env.get('BENCH_CONFIG')}): server did not start")
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate a server; kill it when it has not exited 15 s later."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _answers(port: int, ready_path: str | None) -> bool:
@@ -67,30 +88,56 @@ def _answers(port: int, ready_path: str | None) -> bool:
 
 
 def wrk(
-    url: str, seconds: float, connections: int, method: str = "GET"
+    url: str, seconds: float, connections: int, method: str = "GET", lua: str = ""
 ) -> tuple[float, int, float]:
     """(requests/s, requests, p99 ms) of one wrk run on core 1; non-2xx responses raise."""
+    r = wrk_run(url, seconds, connections, method, lua)
+    return r["rps"], int(r["requests"]), r["p99_ms"]
+
+
+def wrk_run(
+    url: str, seconds: float, connections: int, method: str = "GET", lua: str = ""
+) -> dict[str, float]:
+    """One wrk run on core 1: requests/s, requests, p50/p99 ms; non-2xx responses raise.
+
+    POSTs carry the JSON body `{}`; `lua` is appended to the wrk script (a `request`
+    function there replaces the fixed request, e.g. to send a header value of its own).
+    """
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(
             f'wrk.method = "{method}"\n'
             + ('wrk.body = "{}"\nwrk.headers["Content-Type"] = "application/json"\n'
                if method != "GET" else "")
+            + lua
         )  # fmt: skip
     command = [
         "taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s",
         "--latency", "-s", script.name, url,
     ]  # fmt: skip
+    timeout = seconds + 30
     try:
-        out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            command, capture_output=True, text=True, check=True, timeout=timeout
+        ).stdout
     finally:
         os.unlink(script.name)
     if "Non-2xx" in out:
         raise RuntimeError(f"{url}: non-2xx responses\n{out}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    p99 = re.search(r"99%\s+([\d.]+)(us|ms|s)\b", out)
+    return {
+        "rps": rps,
+        "requests": float(total),
+        "p50_ms": _percentile(out, "50"),
+        "p99_ms": _percentile(out, "99"),
+    }
+
+
+def _percentile(out: str, which: str) -> float:
+    """A latency percentile of wrk's `--latency` distribution, in ms (NaN when absent)."""
+    found = re.search(rf"\b{which}%\s+([\d.]+)(us|ms|s)\b", out)
     scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}
-    return rps, total, float(p99.group(1)) * scale[p99.group(2)] if p99 else float("nan")
+    return float(found.group(1)) * scale[found.group(2)] if found else float("nan")
 
 
 def measure(
@@ -103,17 +150,42 @@ def measure(
     method: str = "GET",
     env: dict[str, str] | None = None,
     ready_path: str | None = None,
+    lua: str | Callable[[], str] = "",
+    probe: Callable[[str], None] | None = None,
+    counters: Mapping[str, Callable[[], float]] | None = None,
 ) -> dict[str, float]:
-    """One round: start the server, warm up for a second, measure, stop."""
+    """One round: start the server, warm up for a second, measure, stop.
+
+    Returns requests/s, the server's CPU µs per request, wrk's p50 and p99 in ms and, for each
+    of `counters` (cumulative figures read before and after the measured run, such as a Redis
+    server's commands), its increase per request. `probe(base_url)` runs after the warm-up and
+    raises when the server does not do what the configuration claims. A callable `lua` is
+    called for each wrk run (warm-up included), so each run can send values of its own.
+    """
+    script = lua if callable(lua) else (lambda: lua)
     port = free_port()
     proc = start_uvicorn(spec, port, {"BENCH_CONFIG": config, **(env or {})}, ready_path)
     try:
-        url = f"http://127.0.0.1:{port}{path}"
-        wrk(url, 1, connections, method)
+        base = f"http://127.0.0.1:{port}"
+        wrk_run(base + path, 1, connections, method, script())
+        if probe is not None:
+            probe(base)
+        sampled = {name: read() for name, read in (counters or {}).items()}
         before = cpu_seconds(proc.pid)
-        rps, total, p99 = wrk(url, duration, connections, method)
-        cpu_us = (cpu_seconds(proc.pid) - before) / total * 1e6
+        r = wrk_run(base + path, duration, connections, method, script())
+        if r["requests"] == 0:
+            raise RuntimeError(f"{config} {path}: no request completed in {duration} s")
+        cpu_us = (cpu_seconds(proc.pid) - before) / r["requests"] * 1e6
+        per_request = {
+            name: (read() - sampled[name]) / r["requests"]
+            for name, read in (counters or {}).items()
+        }
     finally:
-        proc.terminate()
-        proc.wait()
-    return {"rps": rps, "cpu_us": cpu_us, "p99_ms": p99}
+        stop(proc)
+    return {
+        "rps": r["rps"],
+        "cpu_us": cpu_us,
+        "p50_ms": r["p50_ms"],
+        "p99_ms": r["p99_ms"],
+        **per_request,
+    }
