@@ -11,6 +11,7 @@ outermost first:
                        readiness turns 503 when shutdown begins
 4. metrics             serves /metrics (the timing itself is taken by the request-context
                        layer, which already has the duration, status and route template)
+   (a request for a path none of 3-7 acts on goes from 2 straight to the app)
 5. rate limits         429 before the app runs or the body is read (only on ruled routes)
 6. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
 7. cache               GET/HEAD of cache routes answered from the store; misses fill it
@@ -24,6 +25,7 @@ metrics are answered above the limiter and the cache and are not timed.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import httpx
@@ -47,7 +49,7 @@ from launchready_sdk.outbound import (
     http_client,
     http_client_sync,
 )
-from launchready_sdk.proxy import ProxyResolver
+from launchready_sdk.proxy import PatternTable, ProxyResolver, normalize_path
 from launchready_sdk.ratelimit import (
     DEFAULT_RATE_LIMITS,
     RateLimiter,
@@ -207,15 +209,18 @@ class LaunchReady:
             # server that does not speak lifespan never runs the start-up hook.
             adopt_foreign_loggers(access_log=s.access_log)
         stack: ASGIApp = app
+        tables: list[PatternTable[Any]] = []  # the routes the layers below act on
         if self.cache.routes:
             stack = CacheMiddleware(stack, cache=self.cache)
+            tables.append(self.cache.table)
         if s.idempotent_routes:
-            stack = IdempotencyMiddleware(
+            stack = idempotent = IdempotencyMiddleware(
                 stack,
                 idempotency=self.idempotency,
                 routes=s.idempotent_routes,
                 identity=self._caller,
             )
+            tables.append(idempotent.table)
         if self.limiter.table or self.limiter.accounts:
             stack = RateLimitMiddleware(
                 stack,
@@ -223,10 +228,13 @@ class LaunchReady:
                 client_ip=self.proxy.client_ip,
                 header_style=s.rate_limit_headers,
             )
+            tables += [self.limiter.table, self.limiter.accounts]
         stack = MetricsEndpoint(stack, tracker=self.latency, path=s.metrics_path)
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
         )
+        endpoints = frozenset(_with_slash(s.health_path, s.ready_path, s.metrics_path))
+        stack = PathDispatch(stack, app, lambda path: path in endpoints or _covered(path, tables))
         stack = self._request_context(stack)
         quiet = (s.health_path, s.ready_path, s.metrics_path)
         self.telemetry = setup_telemetry(
@@ -292,6 +300,53 @@ class LaunchReady:
             await self.redis.aclose()
         if self.telemetry is not None:
             self.telemetry.shutdown()
+
+
+class PathDispatch:
+    """Sends a request through the path-specific layers only when one of them acts on its path.
+
+    Health, readiness, metrics, rate limits, idempotency and the cache each act on a few
+    routes; a request for any other path goes straight to the app, skipping a layer call
+    and a pattern lookup per layer. The decision is remembered per raw path in a bounded
+    table (cleared when full), so distinct paths from clients cannot grow memory. Anything
+    that is not an HTTP request (lifespan, websockets) goes through the layers.
+    """
+
+    def __init__(
+        self, layers: ASGIApp, app: ASGIApp, covers: Callable[[str], bool], max_paths: int = 4096
+    ) -> None:
+        self.layers = layers
+        self.app = app
+        self._covers = covers
+        self._known: dict[str, bool] = {}
+        self._max_paths = max_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope["path"]
+            covered = self._known.get(path)
+            if covered is None:
+                covered = self._learn(path)
+            if not covered:
+                await self.app(scope, receive, send)
+                return
+        await self.layers(scope, receive, send)
+
+    def _learn(self, path: str) -> bool:
+        try:
+            covered = bool(self._covers(path))
+        except Exception:  # undecidable: let every layer look at it
+            return True
+        if len(self._known) >= self._max_paths:
+            self._known.clear()
+        self._known[path] = covered
+        return covered
+
+
+def _covered(path: str, tables: Iterable[PatternTable[Any]]) -> bool:
+    """Whether any table matches the path, raw or percent-decoded (as either layer reads it)."""
+    decoded = normalize_path(path, decoded=True)
+    return any(t and (t.match(path) or t.match(decoded)) for t in tables)
 
 
 def _with_slash(*paths: str) -> tuple[str, ...]:

@@ -287,11 +287,14 @@ class RequestContextMiddleware:
         return ctx
 
 
+_ID_HEADER_LENGTH = len(REQUEST_ID_HEADER)
+
+
 def _with_header(headers: Iterable[tuple[bytes, bytes]], header: tuple[bytes, bytes]) -> Headers:
     """The response headers without any `X-Request-ID` the app set, plus the SDK's."""
     out = list(headers)
     for name, _ in out:
-        if name.lower() == REQUEST_ID_HEADER:
+        if len(name) == _ID_HEADER_LENGTH and name.lower() == REQUEST_ID_HEADER:
             out = [h for h in out if h[0].lower() != REQUEST_ID_HEADER]
             break
     out.append(header)

@@ -341,7 +341,10 @@ class LatencyTracker:
         series = self.series.get((method, route or UNMATCHED, status // 100))
         if series is None:
             series = self._new_series((method, route or UNMATCHED, status // 100), now)
-        series.record(seconds, int((now + self._wall_offset) // _SLOT_S))
+        minute = int((now + self._wall_offset) // _SLOT_S)
+        if minute > series.minute:  # `series.record`, inlined: this runs on every request
+            series.rotate(minute)
+        series.current.record(seconds)
 
     def _new_series(self, key: SeriesKey, now: float) -> RollingHistogram:
         method, route, klass = key

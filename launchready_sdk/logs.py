@@ -198,9 +198,13 @@ class JsonLineWriter:
         self._raw: Any = getattr(stream, "buffer", None)
         self._flush_pending = False
 
-    def line(self, level: int, logger: str, event: str) -> dict[str, Any]:
-        """The leading fields of a line: timestamp, level, logger, event and request_id."""
-        ctx = current()
+    def line(
+        self, level: int, logger: str, event: str, ctx: RequestContext | None = None
+    ) -> dict[str, Any]:
+        """The leading fields of a line: timestamp, level, logger, event and request_id (of
+        `ctx`, else of the request being served)."""
+        if ctx is None:
+            ctx = current()
         line = {
             "timestamp": datetime.datetime.now(datetime.UTC),
             "level": _LEVEL_NAMES[level],
@@ -247,6 +251,7 @@ class JsonLineWriter:
 _structlog_vars: dict[str, Any] = getattr(structlog.contextvars, "_CONTEXT_VARS", {"?": None})
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.ERROR: "error"}
+_PATH_CACHE_SIZE = 2048  # redacted access-log paths kept; the table is emptied when full
 
 
 class AccessLogger:
@@ -266,6 +271,7 @@ class AccessLogger:
         self._redact = redactor or DEFAULT_REDACTOR
         self._log = get_logger(ACCESS_LOGGER)
         self._errors = get_logger(ERROR_LOGGER)
+        self._paths: dict[str, str] = {}
 
     def __call__(self, ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
         if not self.enabled:
@@ -288,10 +294,10 @@ class AccessLogger:
             path = f"{path}?{ctx.query.decode('latin-1')}"
         # Method, route, status, sizes, address and request ID are safe by construction; the
         # path, the client's rejected ID and fields the app bound may carry secrets.
-        line = writer.line(level, ACCESS_LOGGER, "request") if writer is not None else {}
+        line = writer.line(level, ACCESS_LOGGER, "request", ctx) if writer is not None else {}
         line["method"] = ctx.method
         line["route"] = ctx.route
-        line["path"] = self._redact(path) if writer is not None else path
+        line["path"] = self._redacted_path(path) if writer is not None else path
         line["status"] = status
         line["duration_ms"] = int(duration_s * 1_000_000) / 1000
         line["bytes"] = sent
@@ -307,6 +313,16 @@ class AccessLogger:
             self._log.log(level, "request", **line)
         else:
             writer.emit(line)
+
+    def _redacted_path(self, path: str) -> str:
+        """`redact(path)`, remembered: most requests repeat a path seen shortly before."""
+        known = self._paths.get(path)
+        if known is None:
+            known = str(self._redact(path))
+            if len(self._paths) >= _PATH_CACHE_SIZE:
+                self._paths.clear()
+            self._paths[path] = known
+        return known
 
     def error(self, ctx: RequestContext, exc: BaseException) -> None:
         """Log an exception that escaped the app, as a structured, redacted traceback."""

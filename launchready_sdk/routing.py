@@ -77,12 +77,24 @@ def route_template(scope: Scope, root_path: str = "", status: int = 200) -> str 
     route = scope.get("route")
     if route is None:
         return None
-    path = _route_path(scope, route)
+    facts = _ROUTE_FACTS.get(id(route))
+    if facts is None or facts[0] is not route:
+        facts = _route_facts(route)
+    path = facts[1]
+    fastapi_scope = scope.get("fastapi")
+    if fastapi_scope:  # FastAPI ≥ 0.137 included routers: the full path format
+        effective = fastapi_scope.get("effective_route_context")
+        if effective is not None and getattr(effective, "original_route", None) is route:
+            full_format = getattr(effective, "path_format", None)
+            if isinstance(full_format, str) and full_format:
+                path = full_format
     if path is None:
         return None
     full: str = scope.get("root_path", "")
+    if not full and not facts[2]:  # the common case: no mount anywhere on the way
+        return path
     prefix = full[len(root_path) :] if full.startswith(root_path) else ""
-    if _is_mount(route):
+    if facts[2]:
         if status == 404:
             return None  # a mounted router that matched nothing
         prefix, path = prefix or path, "/{path}"
@@ -91,35 +103,17 @@ def route_template(scope: Scope, root_path: str = "", status: int = 200) -> str 
     return prefix + path
 
 
-def _route_path(scope: Scope, route: Any) -> str | None:
-    fastapi_scope = scope.get("fastapi")
-    if fastapi_scope:  # FastAPI ≥ 0.137 included routers: the full path format
-        effective = fastapi_scope.get("effective_route_context")
-        if effective is not None and getattr(effective, "original_route", None) is route:
-            path = getattr(effective, "path_format", None)
-            if isinstance(path, str) and path:
-                return path
-    cached = _ROUTE_FACTS.get(id(route))
-    if cached is None or cached[0] is not route:
-        cached = _route_facts(route)
-    return cached[1]
-
-
-def _is_mount(route: Any) -> bool:
-    cached = _ROUTE_FACTS.get(id(route))
-    if cached is None or cached[0] is not route:
-        cached = _route_facts(route)
-    return cached[2]
-
-
 # id(route) -> (route, its path, is a mount); the route is kept so its id cannot be reused.
 _ROUTE_FACTS: dict[int, tuple[Any, str | None, bool]] = {}
 
 
 def _route_facts(route: Any) -> tuple[Any, str | None, bool]:
     path = getattr(route, "path", None)
-    mount = type(route).__name__ == "Mount" or str(getattr(route, "path_format", "")).endswith(
-        "/{path}"
+    # A Mount (or a mount-like route without an endpoint); a catch-all `Route("/{path:path}")`
+    # has the same path format but an endpoint, and is a route like any other.
+    mount = type(route).__name__ == "Mount" or (
+        not hasattr(route, "endpoint")
+        and str(getattr(route, "path_format", "")).endswith("/{path}")
     )
     facts = (route, path if isinstance(path, str) else None, mount)
     if len(_ROUTE_FACTS) > 10_000:

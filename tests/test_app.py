@@ -285,3 +285,71 @@ async def test_idempotent_checkout_through_the_stack(redis_url: str, redis_prefi
     assert await lr.idempotency.once("evt_123") is True
     assert await lr.idempotency.once("evt_123") is False
     await lr.shutdown()
+
+
+async def test_path_dispatch_skips_the_layers_only_for_paths_no_layer_acts_on() -> None:
+    """Covered paths (in any spelling the layers accept) still meet their layers; others skip."""
+    lr = LaunchReady(
+        Settings(
+            configure_logging=False,
+            rate_limits={"/login": "2/minute"},
+            cache_routes={"/products/{id}": 30},
+        )
+    )
+    calls: list[str] = []
+
+    async def endpoint(request: Any) -> PlainTextResponse:
+        calls.append(request.url.path)
+        return PlainTextResponse("ok")
+
+    routes = [Route("/{path:path}", endpoint, methods=["GET", "POST"])]
+    app = lr.wrap(Starlette(routes=routes))
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.5", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        logins = [await c.post(p) for p in ("/login", "/LOGIN/", "/login//", "/Login")]
+        assert [r.status_code for r in logins] == [200, 200, 429, 429]
+        assert calls == ["/login", "/LOGIN/"]
+        assert (await c.get("/products/7")).headers["x-cache"] == "MISS"
+        assert (await c.get("/products/7")).headers["x-cache"] == "HIT"
+        plain = await c.get("/about")
+        assert plain.status_code == 200
+        assert lr.latency.snapshot()["GET /{path:path}"]["count"] >= 1
+        assert "x-cache" not in plain.headers
+        assert "ratelimit-limit" not in plain.headers
+        assert (await c.get("/healthz/")).json() == {"status": "pass"}
+        assert (await c.get("/metrics")).status_code == 200
+
+
+async def test_path_dispatch_table_is_bounded() -> None:
+    """Decisions are remembered per raw path in a table that never grows past its bound."""
+    from launchready_sdk.app import PathDispatch
+
+    seen: list[str] = []
+
+    def covers(path: str) -> bool:
+        seen.append(path)
+        return path.startswith("/limited")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        scope["reached"] = "app"
+
+    async def layers(scope: Any, receive: Any, send: Any) -> None:
+        scope["reached"] = "layers"
+
+    dispatch = PathDispatch(layers, app, covers, max_paths=8)
+
+    async def reach(path: str) -> str:
+        scope: dict[str, Any] = {"type": "http", "path": path}
+        await dispatch(scope, None, None)  # type: ignore[arg-type]
+        return str(scope["reached"])
+
+    assert await reach("/limited/1") == "layers"
+    assert await reach("/open") == "app"
+    assert await reach("/open") == "app"
+    assert seen == ["/limited/1", "/open"]  # the second /open was remembered
+    for i in range(100):
+        await reach(f"/junk/{i}")
+    assert len(dispatch._known) <= 8
+    lifespan: dict[str, Any] = {"type": "lifespan"}
+    await dispatch(lifespan, None, None)  # type: ignore[arg-type]
+    assert lifespan["reached"] == "layers"
