@@ -1,0 +1,110 @@
+"""Cache rules and request key material: routes compiled for the hot path, query, vary and
+path generations."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from dataclasses import dataclass, field
+from typing import NamedTuple
+from urllib.parse import unquote_to_bytes
+
+DEFAULT_VARY = ("accept-encoding",)
+MAX_QUERY_BYTES = 4096
+MAX_QUERY_PARAMS = 64
+MAX_VARY_VALUE_BYTES = 512
+MAX_LIFETIME_S = 15 * 86400
+_CODINGS = (b"br", b"deflate", b"gzip", b"zstd")
+
+
+@dataclass(frozen=True, slots=True)
+class CacheRule:
+    """How one cache route is cached.
+
+    Args:
+        ttl_s: seconds an entry is fresh.
+        query: allow-list of query parameters; others are dropped before the app sees the
+            request. None keeps every parameter (sorted) in the key.
+        vary: request headers that partition the key (lowercase names).
+        tags: names `Cache.invalidate(tags=...)` accepts for this route.
+        allow_credentials: serve one shared entry to requests carrying credentials too.
+        stale_while_revalidate_s: after `ttl_s`, serve STALE this long while refreshing once
+            in the background (None: the middleware default).
+        stale_if_error_s: after `ttl_s`, serve the old entry this long when the app fails.
+        negative_ttl_s: when > 0, store 404 responses for this many seconds.
+    """
+
+    ttl_s: int
+    query: tuple[str, ...] | None = None
+    vary: tuple[str, ...] = DEFAULT_VARY
+    tags: tuple[str, ...] = ()
+    allow_credentials: bool = False
+    stale_while_revalidate_s: int | None = None
+    stale_if_error_s: int | None = None
+    negative_ttl_s: int = 0
+
+
+@dataclass(slots=True)
+class _Route:
+    """A rule compiled for the hot path."""
+
+    pattern: str
+    rule: CacheRule
+    fresh_ms: int
+    swr_ms: int
+    lifetime_ms: int
+    query: frozenset[bytes] | None
+    vary: tuple[bytes, ...]
+    vary_allowed: frozenset[str]
+    credentials_ok: frozenset[bytes]
+    generations: tuple[str, ...]
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+class _Request(NamedTuple):
+    """What a cacheable request contributes: its key, generations, conditions, origin query."""
+
+    key: str
+    generations: tuple[str, ...]
+    if_none_match: bytes | None
+    query: bytes | None
+
+
+def _codings(value: bytes) -> bytes:
+    """`Accept-Encoding` reduced to the known codings it accepts, sorted."""
+    value = value.lower()
+    accepted = []
+    for coding in _CODINGS:
+        at = value.find(coding)
+        if at >= 0 and not value[at:].split(b",", 1)[0].replace(b" ", b"").endswith(b"q=0"):
+            accepted.append(coding)
+    return b",".join(accepted)
+
+
+def _query(raw: bytes, allow: frozenset[bytes] | None) -> tuple[bytes, bytes | None] | None:
+    """(key part, query the app should see or None to keep it), None when it is too large."""
+    if not raw:
+        return b"", None
+    if len(raw) > MAX_QUERY_BYTES or raw.count(b"&") >= MAX_QUERY_PARAMS:
+        return None
+    pairs = [pair for pair in raw.split(b"&") if pair]
+    if allow is None:
+        pairs.sort()
+        return b"&".join(pairs), None
+    kept = sorted(p for p in pairs if unquote_to_bytes(p.split(b"=", 1)[0]) in allow)
+    joined = b"&".join(kept)
+    return joined, joined
+
+
+def _key(*parts: bytes) -> bytes:
+    return b"".join(b"%d:%s;" % (len(part), part) for part in parts)
+
+
+@functools.lru_cache(maxsize=4096)
+def _path_generation(path: str) -> str:
+    return (
+        "p:"
+        + hashlib.blake2b(
+            path.lower().encode("utf-8", "backslashreplace"), digest_size=12
+        ).hexdigest()
+    )
