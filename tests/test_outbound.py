@@ -23,7 +23,7 @@ import httpx
 import pytest
 import structlog
 
-from launchready_sdk import context, outbound
+from launchready_sdk import context
 from launchready_sdk.errors import LaunchReadyError, SettingsError
 from launchready_sdk.outbound import (
     AttemptTimeout,
@@ -42,6 +42,7 @@ from launchready_sdk.outbound import (
     resilient,
     validate_outbound,
 )
+from launchready_sdk.outbound import retry as outbound
 from launchready_sdk.testing import no_retry_sleeps
 
 Handler = Callable[["Upstream", "Req", asyncio.StreamWriter], Any]

@@ -8,7 +8,6 @@ import time
 import httpx
 import pytest
 
-from launchready_sdk import outbound
 from launchready_sdk.outbound import (
     AttemptTimeout,
     DeadlineExceeded,
@@ -17,6 +16,7 @@ from launchready_sdk.outbound import (
     http_client,
     http_client_sync,
 )
+from launchready_sdk.outbound import retry as outbound
 from launchready_sdk.testing import FaultTransport, no_retry_sleeps, set_retry_sleeps
 
 

@@ -1,0 +1,73 @@
+"""The client factories: an `httpx.AsyncClient` or `httpx.Client` whose every transport,
+proxies from the environment included, goes through one policy."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from launchready_sdk.outbound.async_transport import ResilientTransport
+from launchready_sdk.outbound.policy import OutboundPolicy
+from launchready_sdk.outbound.recorder import OutboundRecorder
+from launchready_sdk.outbound.sync_transport import ResilientSyncTransport
+
+_TRANSPORT_KWARGS = ("verify", "cert", "http1", "http2", "limits", "proxy", "trust_env")
+
+
+def http_client(
+    policy: OutboundPolicy | None = None,
+    *,
+    recorder: OutboundRecorder | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    **httpx_kwargs: Any,
+) -> httpx.AsyncClient:
+    """An `httpx.AsyncClient` whose every request goes through `policy`.
+
+    `transport` replaces the network transport under the policy (e.g. `testing.FaultTransport`);
+    `verify`, `cert`, `http2`, `limits` and `proxy` configure the default one. Proxies from the
+    environment are wrapped with the same policy.
+    """
+    policy = policy or OutboundPolicy()
+    recorder = recorder or OutboundRecorder()
+    inner_kwargs = {k: httpx_kwargs[k] for k in _TRANSPORT_KWARGS if k in httpx_kwargs}
+    inner_kwargs.pop("trust_env", None)
+    httpx_kwargs = {k: v for k, v in httpx_kwargs.items() if k not in _TRANSPORT_KWARGS[:-1]}
+    inner = transport or httpx.AsyncHTTPTransport(**inner_kwargs)
+    wrap = functools.partial(ResilientTransport, policy=policy, recorder=recorder)
+    client = httpx.AsyncClient(transport=wrap(inner), **httpx_kwargs)
+    _wrap_mounts(client, wrap)
+    return client
+
+
+def http_client_sync(
+    policy: OutboundPolicy | None = None,
+    *,
+    recorder: OutboundRecorder | None = None,
+    transport: httpx.BaseTransport | None = None,
+    **httpx_kwargs: Any,
+) -> httpx.Client:
+    """An `httpx.Client` whose every request goes through `policy` (see `http_client`)."""
+    policy = policy or OutboundPolicy()
+    recorder = recorder or OutboundRecorder()
+    inner_kwargs = {k: httpx_kwargs[k] for k in _TRANSPORT_KWARGS if k in httpx_kwargs}
+    inner_kwargs.pop("trust_env", None)
+    httpx_kwargs = {k: v for k, v in httpx_kwargs.items() if k not in _TRANSPORT_KWARGS[:-1]}
+    inner = transport or httpx.HTTPTransport(**inner_kwargs)
+    wrap = functools.partial(ResilientSyncTransport, policy=policy, recorder=recorder)
+    client = httpx.Client(transport=wrap(inner), **httpx_kwargs)
+    _wrap_mounts(client, wrap)
+    return client
+
+
+def _wrap_mounts(client: httpx.AsyncClient | httpx.Client, wrap: Callable[[Any], Any]) -> None:
+    """Put the policy around transports httpx mounted itself (proxies from the environment)."""
+    mounts = getattr(client, "_mounts", None)
+    if isinstance(mounts, dict):
+        for pattern, mounted in list(mounts.items()):
+            if mounted is not None and not isinstance(
+                mounted, (ResilientTransport, ResilientSyncTransport)
+            ):
+                mounts[pattern] = wrap(mounted)
