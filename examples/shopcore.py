@@ -175,10 +175,10 @@ def sign_token(secret: str, user_id: int, now: float | None = None) -> str:
 def read_token(secret: str, token: str, now: float | None = None) -> int | None:
     """The user id a session token names, or None when it is forged, malformed or expired."""
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+    if len(parts) != 3 or not token.isascii() or not (parts[0] + parts[1]).isdigit():
         return None
     payload = f"{parts[0]}.{parts[1]}"
-    if not hmac.compare_digest(parts[2], _mac(secret, payload)):
+    if not hmac.compare_digest(parts[2].encode(), _mac(secret, payload).encode()):
         return None
     if int(parts[1]) < (time.time() if now is None else now):
         return None
@@ -201,7 +201,7 @@ def sign_webhook(secret: str, body: bytes, timestamp: int | None = None) -> str:
 
 def verify_webhook(secret: str, body: bytes, header: str | None, now: float | None = None) -> bool:
     """Whether a `Payment-Signature` header is valid for `body` and recent enough."""
-    if not header or len(header) > 512:
+    if not header or len(header) > 512 or not header.isascii():
         return False
     fields: dict[str, list[str]] = {}
     for part in header.split(","):
