@@ -49,7 +49,7 @@ from launchready_sdk.outbound import (
     http_client,
     http_client_sync,
 )
-from launchready_sdk.proxy import PatternTable, ProxyResolver, normalize_path
+from launchready_sdk.proxy import PatternTable, ProxyResolver
 from launchready_sdk.ratelimit import (
     DEFAULT_RATE_LIMITS,
     RateLimiter,
@@ -308,7 +308,8 @@ class PathDispatch:
     Health, readiness, metrics, rate limits, idempotency and the cache each act on a few
     routes; a request for any other path goes straight to the app, skipping a layer call
     and a pattern lookup per layer. The decision is remembered per raw path in a bounded
-    table (cleared when full), so distinct paths from clients cannot grow memory. Anything
+    table (cleared when full; paths over 256 characters are never kept), so distinct paths
+    from clients cannot grow memory by more than about a megabyte. Anything
     that is not an HTTP request (lifespan, websockets) goes through the layers.
     """
 
@@ -337,16 +338,21 @@ class PathDispatch:
             covered = bool(self._covers(path))
         except Exception:  # undecidable: let every layer look at it
             return True
+        if len(path) > _MAX_REMEMBERED_PATH:  # decided again each time, never kept
+            return covered
         if len(self._known) >= self._max_paths:
             self._known.clear()
         self._known[path] = covered
         return covered
 
 
+_MAX_REMEMBERED_PATH = 256
+
+
 def _covered(path: str, tables: Iterable[PatternTable[Any]]) -> bool:
-    """Whether any table matches the path, raw or percent-decoded (as either layer reads it)."""
-    decoded = normalize_path(path, decoded=True)
-    return any(t and (t.match(path) or t.match(decoded)) for t in tables)
+    """Whether any table matches the path, as the layers match it (`PatternTable` normalises
+    the path itself: case, trailing and repeated slashes, dot segments)."""
+    return any(t and t.match(path) for t in tables)
 
 
 def _with_slash(*paths: str) -> tuple[str, ...]:

@@ -252,6 +252,7 @@ _structlog_vars: dict[str, Any] = getattr(structlog.contextvars, "_CONTEXT_VARS"
 _ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.ERROR: "error"}
 _PATH_CACHE_SIZE = 2048  # redacted access-log paths kept; the table is emptied when full
+_PATH_CACHE_MAX_LENGTH = 256  # longer paths (with their query) are never kept
 
 
 class AccessLogger:
@@ -319,6 +320,8 @@ class AccessLogger:
         known = self._paths.get(path)
         if known is None:
             known = str(self._redact(path))
+            if len(path) > _PATH_CACHE_MAX_LENGTH:  # long paths are redacted each time
+                return known
             if len(self._paths) >= _PATH_CACHE_SIZE:
                 self._paths.clear()
             self._paths[path] = known

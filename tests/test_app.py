@@ -350,6 +350,11 @@ async def test_path_dispatch_table_is_bounded() -> None:
     for i in range(100):
         await reach(f"/junk/{i}")
     assert len(dispatch._known) <= 8
+    dispatch._known.clear()
+    long_path = "/open/" + "x" * 60_000
+    assert await reach(long_path) == "app"
+    assert await reach(long_path) == "app"
+    assert dispatch._known == {}  # a long path is decided each time, never kept
     lifespan: dict[str, Any] = {"type": "lifespan"}
     await dispatch(lifespan, None, None)  # type: ignore[arg-type]
     assert lifespan["reached"] == "layers"

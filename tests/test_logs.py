@@ -88,6 +88,47 @@ async def test_access_line_fields(log_stream: Any) -> None:
     assert "abc123secret" not in log_stream.getvalue()
 
 
+async def test_access_paths_are_redacted_every_time_and_long_ones_never_kept(
+    log_stream: Any,
+) -> None:
+    """A repeated secret-bearing path is redacted each time; paths over 256 chars are not kept."""
+    from launchready_sdk.logs import AccessLogger
+
+    app = make(log_stream)
+    secret_path = "/orders?token=abc123secret"
+    long_path = "/orders?q=" + "x" * 5000
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        for _ in range(3):
+            await c.post(secret_path)
+            await c.post(long_path)
+    paths = [r["path"] for r in log_stream.records() if r["event"] == "request"]
+    assert len(paths) == 6
+    assert "abc123secret" not in log_stream.getvalue()
+    assert len({p for p in paths if p.startswith("/orders?token")}) == 1
+    loggers = [a for a in _find(app, AccessLogger)]
+    assert loggers
+    assert all(len(k) <= 256 for a in loggers for k in a._paths)
+
+
+def _find(app: Any, kind: type) -> list[Any]:
+    """Objects of `kind` reachable from the stack's layers (through closures)."""
+    found, seen, todo = [], set(), [app]
+    while todo:
+        obj = todo.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, kind):
+            found.append(obj)
+            continue
+        for attr in ("app", "layers", "_access_log"):
+            if hasattr(obj, attr):
+                todo.append(getattr(obj, attr))
+        for cell in getattr(obj, "__closure__", None) or ():
+            todo.append(cell.cell_contents)
+    return found
+
+
 async def test_health_checks_are_not_access_logged_at_info(log_stream: Any) -> None:
     """Liveness and readiness probes do not write info access lines."""
     app = make(log_stream)
