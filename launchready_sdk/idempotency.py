@@ -225,6 +225,17 @@ class Idempotency:
             self.warn_unprotected("once")
             return True
 
+    async def forget(self, event_id: str) -> None:
+        """Forget that `event_id` was seen, so its next delivery gets True from `once()`.
+
+        For a handler whose work failed after `once()` said True: without it, the
+        provider's retry of the event would be taken for a duplicate and the work never done.
+        """
+        try:
+            await self.backend.settle("once:" + digest(event_id), b"1", b"", 1)
+        except StoreUnavailable:
+            self.warn_unprotected("forget")
+
     def warn_unprotected(self, what: str) -> None:
         """One warning per 10 s while Redis is down and requests run unprotected."""
         now = time.monotonic()

@@ -269,6 +269,19 @@ async def test_once_is_true_exactly_once_under_concurrency(make: Make) -> None:
     assert await idem.once("evt_2") is True
 
 
+async def test_forget_lets_a_failed_event_run_again(make: Make) -> None:
+    """After `forget()`, the next delivery of the event is new again; other events untouched."""
+    idem = make()
+    assert await idem.once("evt_f") is True
+    assert await idem.once("evt_g") is True
+    assert await idem.once("evt_f") is False
+    await idem.forget("evt_f")
+    assert await idem.once("evt_f") is True
+    assert await idem.once("evt_f") is False
+    assert await idem.once("evt_g") is False
+    await idem.forget("never-seen")  # harmless
+
+
 async def test_memory_entries_expire() -> None:
     """After the TTL a key runs again and an event is new again (memory backend)."""
     shop = Shop()

@@ -432,17 +432,22 @@ async def payment_webhook(
         )
     if order is None:
         return {"status": "ignored"}
-    if not await lr.idempotency.once(f"payment-event:{event_id}", ttl_s=7 * 86400):
-        return {"status": "duplicate"}
     new_status = {"charge.succeeded": "paid", "charge.failed": "payment_failed"}.get(kind)
     if new_status is None:
         return {"status": "ignored"}
-    async with Session.begin() as s:
-        changed = await s.execute(
-            update(Order)
-            .where(Order.id == order_id, Order.status == "awaiting_payment")
-            .values(status=new_status)
-        )
+    event_key = f"payment-event:{event_id}"
+    if not await lr.idempotency.once(event_key, ttl_s=7 * 86400):
+        return {"status": "duplicate"}
+    try:
+        async with Session.begin() as s:
+            changed = await s.execute(
+                update(Order)
+                .where(Order.id == order_id, Order.status == "awaiting_payment")
+                .values(status=new_status)
+            )
+    except BaseException:
+        await lr.idempotency.forget(event_key)  # the provider's retry applies it
+        raise
     if changed.rowcount == 1:  # type: ignore[attr-defined]
         log.info("order.payment", order_id=order_id, status=new_status)
         if new_status == "paid" and email:

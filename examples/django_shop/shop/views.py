@@ -372,12 +372,18 @@ async def payment_webhook(request: HttpRequest) -> JsonResponse:
     email = await sync_to_async(_order_email)(order_id)
     if email is None:
         return JsonResponse({"status": "ignored"})
-    if not await lr().idempotency.once(f"payment-event:{event_id}", ttl_s=7 * 86400):
-        return JsonResponse({"status": "duplicate"})
     new_status = {"charge.succeeded": "paid", "charge.failed": "payment_failed"}.get(kind)
     if new_status is None:
         return JsonResponse({"status": "ignored"})
-    if await sync_to_async(_settle)(order_id, new_status):
+    event_key = f"payment-event:{event_id}"
+    if not await lr().idempotency.once(event_key, ttl_s=7 * 86400):
+        return JsonResponse({"status": "duplicate"})
+    try:
+        changed = await sync_to_async(_settle)(order_id, new_status)
+    except BaseException:
+        await lr().idempotency.forget(event_key)  # the provider's retry applies it
+        raise
+    if changed:
         log.info("order.payment", order_id=order_id, status=new_status)
         if new_status == "paid" and email:
             await send_email_async(
