@@ -97,8 +97,14 @@ def _generated_admin_token(name: str) -> str:
     token = "adm_" + secrets.token_urlsafe(24)
     with os.fdopen(fd, "w") as f:
         f.write(token)
-    # Printed once to the terminal, never through the application log.
-    print(f"shop: admin token: {token} (kept in {path}; set SHOP_ADMIN_TOKEN)", file=sys.stderr)
+    # Shown once on a terminal, never through the application log nor into a log file.
+    if sys.stderr.isatty():
+        print(f"shop: admin token: {token} (kept in {path}; set SHOP_ADMIN_TOKEN)", file=sys.stderr)
+    else:
+        print(
+            f"shop: a development admin token is in {path} (or set SHOP_ADMIN_TOKEN)",
+            file=sys.stderr,
+        )
     return token
 
 

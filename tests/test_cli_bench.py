@@ -99,7 +99,7 @@ def test_app_passes_and_writes_json_and_html(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     assert "PASS: every route" in result.stdout
     assert str(log) in result.stderr
-    assert log.exists()
+    assert log.stat().st_mode & 0o777 == 0o600  # the app's output is the user's alone
     report = load(out_json)
     assert report["passed"] is True
     assert set(report["routes"]) == {"GET /", "GET /items/{item_id}", "GET /chunked", "GET /me"}

@@ -105,7 +105,10 @@ class AppServer:
             "--timeout-graceful-shutdown",
             "5",
         ]
-        with self.log_path.open("wb") as log:
+        # Private to the user: an app's start-up output may hold development credentials.
+        fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.chmod(self.log_path, 0o600)  # an existing file keeps its mode on open
+        with os.fdopen(fd, "wb") as log:
             self.proc = subprocess.Popen(
                 command,
                 stdin=subprocess.DEVNULL,
