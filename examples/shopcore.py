@@ -114,12 +114,13 @@ def _data_dir() -> Path:
     return folder
 
 
-def sdk_overrides(service_name: str) -> dict[str, Any]:
+def sdk_overrides(service_name: str, **more: Any) -> dict[str, Any]:
     """The shop's SDK settings, each applied only where no `LAUNCHREADY_*` variable is set."""
     wanted: dict[str, Any] = {
         "service_name": service_name,
         "idempotent_routes": ("/checkout",),
         "cache_routes": {"/": 30, "/products": 30, "/products/{id}": 60},
+        **more,
     }
     return {k: v for k, v in wanted.items() if f"LAUNCHREADY_{k.upper()}" not in os.environ}
 

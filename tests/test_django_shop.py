@@ -124,6 +124,18 @@ class TestDjangoShop(ShopFlows):
         assert outsider.status_code == 302
         assert outsider.headers["location"].startswith("/admin/login/")
 
+    def test_the_admin_login_form_is_rate_limited(self, shop: Shop) -> None:
+        """Password guesses at the admin's login form meet the same kind of limit as /login."""
+        with shop.client() as c:
+            answers = [
+                c.post("/admin/login/", data={"username": "x", "password": "guess"}).status_code
+                for _ in range(12)
+            ]
+            page = c.get("/admin/login/", headers={"Accept": "text/html"})
+        assert answers[-1] == 429, answers
+        assert 429 not in answers[:10]
+        assert page.status_code == 200  # GETs of the form itself are not counted
+
     def test_routes_and_queries_are_named_by_template(self, shop: Shop) -> None:
         """The shop's figures use the resolver's templates and literal-free query fingerprints."""
         _, token = _signup(shop)

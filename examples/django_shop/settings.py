@@ -12,6 +12,7 @@ import django
 from django.core.exceptions import ImproperlyConfigured
 
 from examples.shopcore import ShopConfig, sdk_overrides
+from launchready_sdk.ratelimit import DEFAULT_RATE_LIMITS
 
 SHOP = ShopConfig.from_env("django_shop")
 
@@ -92,4 +93,8 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = True
 
 # The SDK: the shop's own choices, each applied only where no LAUNCHREADY_* variable is set.
-LAUNCHREADY = sdk_overrides("django-shop")
+LAUNCHREADY = sdk_overrides(
+    "django-shop",
+    # The staff login of the Django admin is a password form too.
+    rate_limits={**DEFAULT_RATE_LIMITS, "POST /admin/login": "10/minute;100/hour"},
+)
