@@ -348,7 +348,8 @@ class IdempotencyMiddleware:
             await send_problem(send, 413, "The request body is too large.", request_id=request_id)
             return
         key = "req:" + digest(found[0], self.identity(scope), keys[0])
-        await self._guarded(scope, replay_body(body, receive), send, key, digest(path, body))
+        fingerprint = digest(path, scope.get("query_string", b""), body)
+        await self._guarded(scope, replay_body(body, receive), send, key, fingerprint)
 
     async def _guarded(
         self, scope: Scope, receive: Receive, send: Send, key: str, fingerprint: str

@@ -253,12 +253,16 @@ async def test_identities_do_not_collide(make: Make, asgi_client: Any) -> None:
 
 
 async def test_custom_identity_and_path_in_fingerprint(make: Make, asgi_client: Any) -> None:
-    """A custom identity is honoured; one key on two paths of one pattern is a mismatch."""
+    """A custom identity is honoured; one key on two paths of one pattern, or with two query
+    strings, is a mismatch."""
     shop = Shop()
     c = asgi_client(wrapped(shop, make(), identity=lambda scope: "everyone"))
     assert (await c.post("/orders/1/pay", json={}, headers=key("p"))).status_code == 201
     assert (await c.post("/orders/2/pay", json={}, headers=key("p"))).status_code == 422
     assert shop.calls == 1
+    first = await c.post("/checkout?coupon=A", json={}, headers=key("q"))
+    other_query = await c.post("/checkout?coupon=B", json={}, headers=key("q"))
+    assert (first.status_code, other_query.status_code) == (201, 422)
 
 
 async def test_once_is_true_exactly_once_under_concurrency(make: Make) -> None:
