@@ -212,6 +212,30 @@ class ShopFlows:
         assert again.json() == first.json()
         assert len(orders_of(shop, email)) == 1
 
+    def test_concurrent_checkouts_of_one_cart_make_one_order(self, shop: Shop) -> None:
+        """Two checkouts at once, with one key or with none: one order, never two."""
+        for headers in ({"Idempotency-Key": uuid.uuid4().hex}, {}):
+            email, token = signup(shop)
+            with shop.client(token=token) as c:
+                fill_cart(c, (21, 2), (22, 1))
+
+            async def both(token: str = token, headers: dict[str, str] = headers) -> list[int]:
+                h = {"Authorization": f"Bearer {token}", "X-Forwarded-For": new_ip(), **headers}
+                async with httpx.AsyncClient(base_url=shop.url, timeout=30) as client:
+                    answers = await asyncio.gather(
+                        client.post("/checkout", headers=h), client.post("/checkout", headers=h)
+                    )
+                for r in answers:
+                    if r.status_code != 201:
+                        assert_problem(r, 409)
+                return sorted(r.status_code for r in answers)
+
+            statuses = asyncio.run(both())
+            assert statuses[0] == 201, statuses
+            assert len(orders_of(shop, email)) == 1
+            with shop.client(token=token) as c:
+                assert c.get("/cart").json()["items"] == []
+
     def test_concurrent_duplicate_webhooks_pay_the_order_once(self, shop: Shop) -> None:
         shop.control(webhook_delay_ms=600_000)  # the provider's own delivery stays out of the way
         try:

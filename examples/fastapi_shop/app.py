@@ -342,9 +342,21 @@ async def checkout(request: Request, user_id: User_) -> dict[str, Any]:
         raise Problem(409, "The cart is empty")
     order_id = new_order_id()
     total = sum(item.quantity * p.price_cents for item, p in lines)
-    # The order is written first, so the provider's webhook always finds it; if the charge
-    # fails, it is deleted again and the cart is left as it was.
+    # One transaction moves the lines from the cart into a new order, so the provider's
+    # webhook always finds the order and a second checkout of the same cart (another tab,
+    # a double click without an Idempotency-Key) finds the lines gone. If the charge fails,
+    # the order is deleted again and the lines go back to the cart.
     async with Session.begin() as s:
+        for item, _ in lines:
+            taken = await s.execute(
+                delete(CartItem).where(
+                    CartItem.user_id == user_id,
+                    CartItem.product_id == item.product_id,
+                    CartItem.quantity == item.quantity,
+                )
+            )
+            if taken.rowcount != 1:  # type: ignore[attr-defined]
+                raise Problem(409, "The cart changed during checkout; try again")
         s.add(Order(id=order_id, user_id=user_id, status="awaiting_payment", total_cents=total))
         await s.flush()
         s.add_all(
@@ -359,19 +371,11 @@ async def checkout(request: Request, user_id: User_) -> dict[str, Any]:
         )
     try:
         charge_id = await create_charge(order_id, total, webhook_url(request))
-    except Exception:
-        async with Session.begin() as s:
-            await s.execute(delete(OrderItem).where(OrderItem.order_id == order_id))
-            await s.execute(delete(Order).where(Order.id == order_id))
+    except BaseException:  # a failed charge, or a cancelled request: undo the order
+        await undo_order(user_id, order_id, [(i.product_id, i.quantity) for i, _ in lines])
         raise
     async with Session.begin() as s:
         await s.execute(update(Order).where(Order.id == order_id).values(charge_id=charge_id))
-        for item, _ in lines:
-            await s.execute(
-                delete(CartItem).where(
-                    CartItem.user_id == user_id, CartItem.product_id == item.product_id
-                )
-            )
     log.info("order.created", order_id=order_id, amount_cents=total)
     return {
         "order_id": order_id,
@@ -379,6 +383,19 @@ async def checkout(request: Request, user_id: User_) -> dict[str, Any]:
         "total_cents": total,
         "charge_id": charge_id,
     }
+
+
+async def undo_order(user_id: int, order_id: str, lines: list[tuple[int, int]]) -> None:
+    """Delete an order whose charge failed and put its lines back in the cart."""
+    async with Session.begin() as s:
+        await s.execute(delete(OrderItem).where(OrderItem.order_id == order_id))
+        await s.execute(delete(Order).where(Order.id == order_id))
+        for product_id, quantity in lines:
+            item = await s.get(CartItem, (user_id, product_id))
+            if item is None:
+                s.add(CartItem(user_id=user_id, product_id=product_id, quantity=quantity))
+            else:
+                item.quantity = min(item.quantity + quantity, 1000)
 
 
 def webhook_url(request: Request) -> str:

@@ -291,9 +291,15 @@ def checkout(request: HttpRequest) -> JsonResponse:
         raise Problem(409, "The cart is empty")
     order_id = new_order_id()
     total = sum(line.quantity * line.product.price_cents for line in lines)
-    # The order is written first, so the provider's webhook always finds it; if the charge
-    # fails, it is deleted again and the cart is left as it was.
+    # One transaction moves the lines from the cart into a new order, so the provider's
+    # webhook always finds the order and a second checkout of the same cart (another tab,
+    # a double click without an Idempotency-Key) finds the lines gone. If the charge fails,
+    # the order is deleted again and the lines go back to the cart.
     with transaction.atomic():
+        for line in lines:
+            taken, _ = CartItem.objects.filter(id=line.id, quantity=line.quantity).delete()
+            if taken != 1:
+                raise Problem(409, "The cart changed during checkout; try again")
         order = Order.objects.create(
             id=order_id, customer_id=user_id, status="awaiting_payment", total_cents=total
         )
@@ -309,13 +315,11 @@ def checkout(request: HttpRequest) -> JsonResponse:
         )
     try:
         charge_id = create_charge(order_id, total, webhook_url(request))
-    except Exception:
-        with transaction.atomic():
-            Order.objects.filter(id=order_id).delete()
+    except BaseException:  # a failed charge, or an interrupted request: undo the order
+        undo_order(user_id, order_id, [(line.product_id, line.quantity) for line in lines])
         raise
     with transaction.atomic():
         Order.objects.filter(id=order_id).update(charge_id=charge_id)
-        CartItem.objects.filter(id__in=[line.id for line in lines]).delete()
     log.info("order.created", order_id=order_id, amount_cents=total)
     return JsonResponse(
         {
@@ -326,6 +330,19 @@ def checkout(request: HttpRequest) -> JsonResponse:
         },
         status=201,
     )
+
+
+def undo_order(user_id: int, order_id: str, lines: list[tuple[int, int]]) -> None:
+    """Delete an order whose charge failed and put its lines back in the cart."""
+    with transaction.atomic():
+        Order.objects.filter(id=order_id).delete()
+        for product_id, quantity in lines:
+            line, created = CartItem.objects.select_for_update().get_or_create(
+                customer_id=user_id, product_id=product_id, defaults={"quantity": quantity}
+            )
+            if not created:
+                line.quantity = min(line.quantity + quantity, 1000)
+                line.save(update_fields=["quantity"])
 
 
 def webhook_url(request: HttpRequest) -> str:
