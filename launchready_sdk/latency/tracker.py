@@ -1,0 +1,323 @@
+"""`LatencyTracker`: per-route series, budgets, snapshots, collectors and the fleet flush/merge."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import orjson
+
+from launchready_sdk.errors import StoreUnavailable
+from launchready_sdk.latency.fleet import _merge_blob, _merge_totals, _pairs
+from launchready_sdk.latency.histogram import (
+    DEFAULT_BUCKETS_S,
+    LogLinearHistogram,
+    check_buckets,
+    describe_histogram,
+)
+from launchready_sdk.latency.prometheus import CollectorKind, _Collector, _PrometheusCollector
+from launchready_sdk.latency.window import RollingHistogram, SeriesKey
+from launchready_sdk.logs import get_logger
+from launchready_sdk.proxy import PatternTable
+from launchready_sdk.stores import RedisStore
+
+_log = get_logger("launchready.latency")
+
+
+DEFAULT_BUDGET_MS = 500.0
+DEFAULT_WINDOW_S = 300
+DEFAULT_MAX_ROUTES = 500
+DEFAULT_FLUSH_INTERVAL_S = 10.0
+DEFAULT_BUDGET_MIN_SAMPLES = 20
+DEFAULT_BUDGET_WARN_INTERVAL_S = 300.0
+UNMATCHED = "<unmatched>"
+OVERFLOW = "<overflow>"
+KNOWN_METHODS = frozenset(
+    {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY"}
+)
+_SLOT_S = 60
+
+
+class LatencyTracker:
+    """Per-route latency figures, budgets and the fleet merge.
+
+    Args:
+        budget_ms: the p95 every route should stay under.
+        budgets: per-route budgets; keys are `"GET /products/{id}"` or a pattern matched
+            against the template (`"/admin/*"`), values in ms.
+        window_s: the rolling window (whole minutes).
+        max_routes: distinct (method, route) pairs before new ones go to `<overflow>`.
+        store: Redis for the fleet view (None: this process only).
+        flush_interval_s: how often the background task flushes and merges.
+        budget_min_samples: requests a route needs in the window before its budget is judged.
+        budget_warn_interval_s: at most one budget warning per route per interval.
+        buckets_s: Prometheus bucket bounds (bin edges; see `check_buckets`).
+    """
+
+    def __init__(
+        self,
+        *,
+        budget_ms: float = DEFAULT_BUDGET_MS,
+        budgets: Mapping[str, float] | None = None,
+        window_s: int = DEFAULT_WINDOW_S,
+        max_routes: int = DEFAULT_MAX_ROUTES,
+        store: RedisStore | None = None,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        budget_min_samples: int = DEFAULT_BUDGET_MIN_SAMPLES,
+        budget_warn_interval_s: float = DEFAULT_BUDGET_WARN_INTERVAL_S,
+        buckets_s: Iterable[float] = DEFAULT_BUCKETS_S,
+    ) -> None:
+        if window_s < _SLOT_S or budget_ms <= 0 or max_routes < 1:
+            raise ValueError("window_s must be ≥ 60, budget_ms > 0 and max_routes ≥ 1")
+        self.budget_ms = float(budget_ms)
+        self._exact_budgets, self._pattern_budgets = _split_budgets(budgets or {})
+        self.slots = max(1, int(window_s // _SLOT_S))
+        self.max_routes = max_routes
+        self.store = store
+        self.flush_interval_s = flush_interval_s
+        self.budget_min_samples = budget_min_samples
+        self.budget_warn_interval_s = budget_warn_interval_s
+        self.buckets_s = check_buckets(buckets_s)
+        self.series: dict[SeriesKey, RollingHistogram] = {}
+        self.routes: set[tuple[str, str]] = set()
+        self.dropped = 0
+        self.collectors: dict[str, _Collector] = {}
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self._wall_offset = time.time() - time.perf_counter()
+        self._budget_warned: dict[tuple[str, str], float] = {}
+        self._fleet: dict[str, dict[str, Any]] | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    def minute(self, perf_now: float | None = None) -> int:
+        """The wall-clock minute number of a `perf_counter` reading (immune to clock jumps)."""
+        now = time.perf_counter() if perf_now is None else perf_now
+        return int((now + self._wall_offset) // _SLOT_S)
+
+    def record(
+        self, method: str, route: str | None, status: int, seconds: float, now: float
+    ) -> None:
+        """Record one request: `now` is the `perf_counter` reading at its end."""
+        series = self.series.get((method, route or UNMATCHED, status // 100))
+        if series is None:
+            series = self._new_series((method, route or UNMATCHED, status // 100), now)
+        minute = int((now + self._wall_offset) // _SLOT_S)
+        if minute > series.minute:  # `series.record`, inlined: this runs on every request
+            series.rotate(minute)
+        series.current.record(seconds)
+
+    def _new_series(self, key: SeriesKey, now: float) -> RollingHistogram:
+        method, route, klass = key
+        if method not in KNOWN_METHODS:  # never stored under the client's spelling
+            method = "OTHER"
+            key = (method, route, klass)
+            if key in self.series:
+                return self.series[key]
+        if (method, route) not in self.routes:
+            if len(self.routes) >= self.max_routes and route not in (UNMATCHED, OVERFLOW):
+                key = (method, OVERFLOW, klass)
+                if key in self.series:
+                    return self.series[key]
+            self.routes.add((key[0], key[1]))
+        series = RollingHistogram(self.slots, self.minute(now))
+        self.series[key] = series
+        return series
+
+    def budget_for(self, method: str, route: str) -> float:
+        """The p95 budget in ms of a route."""
+        exact = self._exact_budgets.get(f"{method} {route}")
+        if exact is None:
+            exact = self._exact_budgets.get(route)
+        if exact is not None:
+            return exact
+        found = self._pattern_budgets.match(route) if self._pattern_budgets else None
+        return float(found[1]) if found is not None else self.budget_ms
+
+    # --- reading ---
+
+    def snapshot(self, *, fleet: bool = False) -> dict[str, dict[str, Any]]:
+        """`{"GET /products/{id}": {"count", "errors", "p50_ms", "p95_ms", "p99_ms", ...}}`.
+
+        Top-level figures cover the rolling window; `since_start` covers the process's life.
+        `fleet=True` returns the latest merge of every worker sharing the Redis (this
+        process's own figures until the first merge, or without Redis).
+        """
+        if fleet and self._fleet is not None:
+            return self._fleet
+        minute = self.minute()
+        grouped = self._grouped(
+            (
+                (k, s.window(minute, self.slots), s.since_start())
+                for k, s in list(self.series.items())
+            )
+        )
+        out = self._describe(grouped)
+        self._warn_over_budget(out)
+        return out
+
+    def _grouped(
+        self, items: Iterable[tuple[SeriesKey, LogLinearHistogram, LogLinearHistogram]]
+    ) -> dict[tuple[str, str], list[Any]]:
+        """Merge status classes: (method, route) -> [window, since start, window 5xx, total 5xx]."""
+        grouped: dict[tuple[str, str], list[Any]] = {}
+        for (method, route, klass), window, total in items:
+            g = grouped.setdefault(
+                (method, route), [LogLinearHistogram(), LogLinearHistogram(), 0, 0]
+            )
+            g[0].merge(window)
+            g[1].merge(total)
+            if klass >= 5:
+                g[2] += window.count
+                g[3] += total.count
+        return grouped
+
+    def _describe(self, grouped: dict[tuple[str, str], list[Any]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for (method, route), (window, total, w_errors, t_errors) in sorted(grouped.items()):
+            budget = self.budget_for(method, route)
+            entry = describe_histogram(window, w_errors)
+            p95 = entry["p95_ms"]
+            entry["budget_ms"] = budget
+            entry["over_budget"] = bool(
+                p95 is not None and p95 > budget and window.count >= self.budget_min_samples
+            )
+            entry["window_s"] = self.slots * _SLOT_S
+            entry["since_start"] = describe_histogram(total, t_errors)
+            out[f"{method} {route}"] = entry
+        return out
+
+    def _warn_over_budget(self, snapshot: Mapping[str, Mapping[str, Any]]) -> None:
+        now = time.monotonic()
+        for route, entry in snapshot.items():
+            if not entry["over_budget"]:
+                continue
+            key = tuple(route.split(" ", 1))
+            last = self._budget_warned.get(key)  # type: ignore[arg-type]
+            if last is not None and now - last < self.budget_warn_interval_s:
+                continue
+            self._budget_warned[key] = now  # type: ignore[index]
+            _log.warning(
+                "latency.over_budget",
+                route=route,
+                p95_ms=entry["p95_ms"],
+                budget_ms=entry["budget_ms"],
+                count=entry["count"],
+                window_s=entry["window_s"],
+            )
+
+    # --- exporting to other signals ---
+
+    def add_collector(
+        self, name: str, fn: Callable[[], Any], *, kind: CollectorKind = "counter", help: str = ""
+    ) -> None:
+        """Export another module's figures on /metrics, read when scraped.
+
+        `fn()` returns a number, or an iterable of `(labels, value)` pairs; for
+        `kind="histogram"` values are `LogLinearHistogram`s in seconds. Errors at scrape
+        time drop that metric from the page, never the page.
+        """
+        if kind not in ("counter", "gauge", "histogram"):
+            raise ValueError(f"unknown collector kind {kind!r}")
+        self.collectors[name] = _Collector(name, fn, kind, help or name)
+
+    def prometheus_collector(self) -> Any:
+        """A `prometheus_client` collector of these figures (imports prometheus_client)."""
+        return _PrometheusCollector(self)
+
+    # --- the fleet ---
+
+    async def start(self) -> None:
+        """Start the background flush/merge/budget task (call at lifespan start-up)."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        """Stop the task and flush a last time (call at shutdown, before Redis closes)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):
+            await self.flush()
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.flush_interval_s)
+            try:
+                await self.tick()
+            except Exception:
+                _log.debug("latency.tick_failed", exc_info=True)
+
+    async def tick(self) -> None:
+        """One round of the background task: budgets, flush, fleet merge."""
+        self.snapshot()
+        if self.store is not None:
+            await self.flush()
+            await self.refresh_fleet()
+
+    async def flush(self) -> None:
+        """Write this worker's current and previous minute and its totals to Redis."""
+        store = self.store
+        if store is None:
+            return
+        minute = self.minute()
+        items = list(self.series.items())
+        wall = time.time()
+        try:
+            for m in (minute - 1, minute):
+                blob = [[*k, h.to_wire()] for k, s in items if (h := s.minute_hist(m)) and h.count]
+                if blob:
+                    key = store.key("latency", "m", str(m))
+                    await store.execute("HSET", key, self.worker_id, orjson.dumps(blob))
+                    await store.execute("EXPIRE", key, (self.slots + 3) * _SLOT_S)
+            totals = [[*k, s.since_start().to_wire()] for k, s in items]
+            data = orjson.dumps({"t": wall, "s": totals})
+            await store.execute("HSET", store.key("latency", "total"), self.worker_id, data)
+        except StoreUnavailable:
+            return
+
+    async def refresh_fleet(self) -> None:
+        """Read every worker's figures from Redis and keep the merge for `snapshot(fleet=True)`."""
+        store = self.store
+        if store is None:
+            return
+        minute = self.minute()
+        window: dict[SeriesKey, LogLinearHistogram] = {}
+        total: dict[SeriesKey, LogLinearHistogram] = {}
+        try:
+            for m in range(minute - self.slots, minute + 1):
+                reply = await store.execute("HGETALL", store.key("latency", "m", str(m)))
+                for _, blob in _pairs(reply):
+                    _merge_blob(window, orjson.loads(blob))
+            reply = await store.execute("HGETALL", store.key("latency", "total"))
+        except StoreUnavailable:
+            return
+        stale = [w for w, blob in _pairs(reply) if not _merge_totals(total, blob)]
+        if stale:
+            with contextlib.suppress(StoreUnavailable):
+                await store.execute("HDEL", store.key("latency", "total"), *stale)
+        empty = LogLinearHistogram()
+        keys = set(window) | set(total)
+        self._fleet = self._describe(
+            self._grouped((k, window.get(k, empty), total.get(k, empty)) for k in keys)
+        )
+
+
+def _split_budgets(budgets: Mapping[str, float]) -> tuple[dict[str, float], PatternTable[float]]:
+    exact: dict[str, float] = {}
+    patterns: dict[str, float] = {}
+    for key, value in budgets.items():
+        if float(value) <= 0:
+            raise ValueError(f"latency budget for {key!r} must be positive")
+        text = key.strip()
+        if "*" in text:
+            patterns[text] = float(value)
+        else:
+            exact[text] = float(value)
+    return exact, PatternTable(patterns)
