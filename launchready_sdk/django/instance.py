@@ -1,0 +1,112 @@
+"""`DjangoLaunchReady`, `launchready_django()`, `get_launchready()`: the SDK set up for Django."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+from launchready_sdk.app import LaunchReady
+from launchready_sdk.dbtiming import QueryStats, export_query_stats
+from launchready_sdk.django.bridge import DjangoBridge
+from launchready_sdk.django.database import _TIMER, DatabaseCheck, _quiet_query_log
+from launchready_sdk.django.middleware import ensure_middleware
+from launchready_sdk.django.settings import settings_from_django
+from launchready_sdk.errors import LaunchReadyError
+from launchready_sdk.settings import Settings
+from launchready_sdk.types import ASGIApp
+
+_active: LaunchReady | None = None
+
+
+def get_launchready() -> LaunchReady:
+    """The `LaunchReady` serving this Django process (set by `launchready_django()`)."""
+    if _active is None:
+        raise LaunchReadyError(
+            "no LaunchReady is serving Django yet: call launchready_django() in asgi.py "
+            "(or instrument_django(lr) on your own instance)"
+        )
+    return _active
+
+
+class DjangoLaunchReady(LaunchReady):
+    """A `LaunchReady` set up for Django: settings from `LAUNCHREADY`, queries timed, `db` ready.
+
+    Args:
+        settings: what to do; `None` reads `settings_from_django()`.
+        log_stream: where log lines go (stdout by default).
+    """
+
+    def __init__(self, settings: Settings | None = None, *, log_stream: TextIO | None = None):
+        _setup_django()
+        super().__init__(
+            settings if settings is not None else settings_from_django(), log_stream=log_stream
+        )
+        instrument_django(self)
+
+    @classmethod
+    def from_django(cls, *, log_stream: TextIO | None = None) -> DjangoLaunchReady:
+        """Build it from `settings.LAUNCHREADY` and the environment."""
+        _setup_django()
+        return cls(settings_from_django(), log_stream=log_stream)
+
+    def wrap(self, app: ASGIApp) -> ASGIApp:
+        """The SDK stack around Django's ASGI handler, with lifespan answered for Django."""
+        ensure_middleware(app)
+        if self.settings.configure_logging:
+            _quiet_query_log()
+        inner = app if isinstance(app, DjangoBridge) else DjangoBridge(app)
+        return super().wrap(inner)
+
+
+def launchready_django(
+    application: ASGIApp | None = None,
+    *,
+    settings: Settings | None = None,
+    log_stream: TextIO | None = None,
+) -> ASGIApp:
+    """Django's ASGI application inside the SDK, configured from `settings.LAUNCHREADY`.
+
+    Args:
+        application: Django's ASGI handler; by default `get_asgi_application()`.
+        settings: use these instead of the `LAUNCHREADY` dict.
+        log_stream: where log lines go (stdout by default).
+    """
+    lr = DjangoLaunchReady(settings, log_stream=log_stream)
+    if application is None:
+        ensure_middleware()
+        from django.core.asgi import get_asgi_application
+
+        application = get_asgi_application()
+    return lr.wrap(application)
+
+
+def _setup_django() -> None:
+    from django.apps import apps
+
+    if not apps.ready:
+        import django
+
+        django.setup(set_prefix=False)
+
+
+def instrument_django(lr: LaunchReady, *, database: str = "default") -> QueryStats:
+    """Give `lr` Django's parts: query timing, a `db` readiness check, quiet query debug logs.
+
+    Also makes `lr` the instance `get_launchready()` returns. Calling it again with another
+    instance moves the timing to that instance's figures.
+    """
+    global _active
+    from django.conf import settings as django_settings
+    from django.db import connections
+    from django.db.backends.signals import connection_created
+
+    _active = lr
+    _TIMER.stats = lr.db_stats
+    connection_created.connect(_TIMER.attach, dispatch_uid="launchready.query_timer", weak=False)
+    for connection in connections.all(initialized_only=True):
+        _TIMER.attach(None, connection)
+    export_query_stats(lr.db_stats, lr.latency)
+    if database in getattr(django_settings, "DATABASES", {}):
+        lr.add_health_check("db", DatabaseCheck(database))
+    if lr.settings.configure_logging:
+        _quiet_query_log()
+    return lr.db_stats

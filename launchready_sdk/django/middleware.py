@@ -1,0 +1,107 @@
+"""`LaunchReadyDjangoMiddleware`: the route template into the scope, problem+json error pages."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from launchready_sdk.context import current
+from launchready_sdk.django.routes import django_route_template
+from launchready_sdk.responses import problem_body
+from launchready_sdk.routing import SCOPE_ROUTE
+
+MIDDLEWARE_PATH = "launchready_sdk.django.LaunchReadyDjangoMiddleware"
+_PROBLEM_TYPE = "application/problem+json"
+_SERVER_ERROR = "The server failed to handle this request."
+
+
+def ensure_middleware(handler: object = None) -> None:
+    """Put `LaunchReadyDjangoMiddleware` first in `MIDDLEWARE` unless it is listed already.
+
+    When `handler` is a Django handler that loaded its middleware already, it reloads them.
+    """
+    from django.conf import settings as django_settings
+
+    current_list = list(getattr(django_settings, "MIDDLEWARE", None) or [])
+    if MIDDLEWARE_PATH in current_list:
+        return
+    django_settings.MIDDLEWARE = [MIDDLEWARE_PATH, *current_list]
+    load = getattr(handler, "load_middleware", None)
+    if callable(load):
+        load(is_async=True)
+
+
+class LaunchReadyDjangoMiddleware:
+    """Names the route for the SDK's figures and turns Django's HTML error pages into problems.
+
+    Put it first in `MIDDLEWARE` (`launchready_django()` does). It works in sync and async
+    stacks and costs a dictionary write per request.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[Any], Any]) -> None:
+        from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: Any) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        return _finish(request, self.get_response(request))
+
+    async def _acall(self, request: Any) -> Any:
+        return _finish(request, await self.get_response(request))
+
+
+def _finish(request: Any, response: Any) -> Any:
+    scope = getattr(request, "scope", None)
+    match = getattr(request, "resolver_match", None)
+    if scope is not None and match is not None:
+        route = getattr(match, "route", None)
+        if isinstance(route, str):
+            scope[SCOPE_ROUTE] = django_route_template(route)
+    if response.status_code >= 400 and _is_error_page(request, response):
+        return _problem_for(response)
+    return response
+
+
+def _is_error_page(request: Any, response: Any) -> bool:
+    if getattr(response, "streaming", False):
+        return False
+    content_type = str(response.get("Content-Type", "")).lower()
+    if content_type and not content_type.startswith("text/html"):
+        return False
+    from django.conf import settings as django_settings
+
+    if response.status_code >= 500 or getattr(django_settings, "DEBUG", False):
+        return True
+    accept = str(request.META.get("HTTP_ACCEPT", "")).lower()
+    return "text/html" not in accept and "application/xhtml" not in accept
+
+
+def _problem_for(response: Any) -> Any:
+    status = response.status_code
+    detail = _SERVER_ERROR if status >= 500 else None
+    problem = problem_response(status, detail)
+    # Django logged the page it made; the replacement must not be logged a second time.
+    problem._has_been_logged = getattr(response, "_has_been_logged", False)
+    for header in ("Allow", "Retry-After", "WWW-Authenticate"):
+        if response.has_header(header):
+            problem[header] = response[header]
+    return problem
+
+
+def problem_response(status: int, detail: str | None = None) -> Any:
+    """An `application/problem+json` `HttpResponse` with the current request id."""
+    from django.http import HttpResponse
+
+    ctx = current()
+    body = problem_body(status, detail, ctx.request_id if ctx is not None else None)
+    response = HttpResponse(body, status=status, content_type=_PROBLEM_TYPE)
+    response["Cache-Control"] = "no-store"
+    return response
