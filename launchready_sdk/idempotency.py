@@ -12,12 +12,15 @@ a retry runs again. Requests without the header pass through untouched.
 Records are keyed by (route pattern, caller identity, key), hashed with blake2b so they are
 bounded in size; the default identity is a hash of the `Authorization` header or else the peer
 address in `scope["client"]` (behind a proxy, pass `identity=` built on the trusted-proxy
-resolver). The fingerprint covers the normalised path and the body. Records are JSON, never
+resolver). The fingerprint covers the normalised path, the query string and the body. Records
+are JSON, never
 pickle; a record that does not parse is treated as absent.
 
-Limits, candidly: a claim is a lease (`lease_s`, 60 s by default); a handler running longer than
-that lets a duplicate in. `Set-Cookie` is never stored nor replayed. The memory backend protects
-one process only, and is bounded by entry count (each body by `max_body_bytes`), not by bytes.
+A claim is a lease (`lease_s`, 60 s by default), renewed every third of it while the handler
+runs, so a slow handler keeps its key and a worker that dies lets a retry in once the lease
+runs out. Limits, candidly: `Set-Cookie` is never stored nor replayed. The memory backend
+protects one process only, and is bounded by entry count (each body by `max_body_bytes`), not
+by bytes.
 
 Redis down: `fail="proceed"` runs the app without protection and logs a warning saying so;
 `fail="refuse"` answers 503 problem+json with `Retry-After` (and `once()` raises
@@ -26,7 +29,9 @@ Redis down: `fail="proceed"` runs the app without protection and logs a warning 
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import hashlib
 import secrets
 import time
@@ -397,10 +402,16 @@ class IdempotencyMiddleware:
     ) -> None:
         """Run the app and store its response as done, or release the claim."""
         settled = False
+        renewing = asyncio.create_task(self._renew(key, pending))
 
         async def settle(final: bytes) -> None:
             nonlocal settled
             settled = True
+            # Stopped first: a renewal must never bring back a claim settled after it. One
+            # already sent reaches Redis before the settle, on the same connection.
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await renewing
             try:
                 await self.idem.backend.settle(key, pending, final, self.idem.ttl_s)
             except StoreUnavailable:
@@ -419,6 +430,14 @@ class IdempotencyMiddleware:
         finally:
             if not settled:  # no complete response: an exception, or an app that sent none
                 await settle(b"")
+
+    async def _renew(self, key: str, pending: bytes) -> None:
+        """Extend our pending claim every third of the lease while the handler runs."""
+        lease_s = self.idem.lease_s
+        while True:
+            await asyncio.sleep(lease_s / 3)
+            with contextlib.suppress(StoreUnavailable):
+                await self.idem.backend.claim(key, pending, lease_s, pending)
 
 
 async def _send_replay(send: Send, record: Record) -> None:

@@ -169,6 +169,23 @@ async def test_a_retry_the_moment_the_response_ends_is_replayed(make: Make) -> N
     assert retried[1]["body"] == b'{"order": 1}'
 
 
+async def test_a_slow_handler_keeps_its_key_past_the_lease(make: Make, asgi_client: Any) -> None:
+    """The claim is renewed while the handler runs: a duplicate after the lease still gets 409."""
+    shop = Shop()
+    shop.slow = True
+    c = asgi_client(wrapped(shop, make(lease_s=1)))
+    first = asyncio.create_task(c.post("/checkout", json={"a": 1}, headers=key("slow")))
+    await asyncio.wait_for(shop.started.wait(), 2)
+    await asyncio.sleep(1.6)  # past the 1 s lease
+    duplicate = await c.post("/checkout", json={"a": 1}, headers=key("slow"))
+    shop.release.set()
+    assert (await first).status_code == 201
+    assert duplicate.status_code == 409
+    retry = await c.post("/checkout", json={"a": 1}, headers=key("slow"))
+    assert retry.headers["idempotent-replayed"] == "true"
+    assert shop.calls == 1
+
+
 async def test_different_body_same_key_gets_422(make: Make, asgi_client: Any) -> None:
     """The same key with another body is refused with 422 and the handler does not run."""
     shop = Shop()
