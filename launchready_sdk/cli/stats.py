@@ -3,12 +3,14 @@
 `Recorder.add` is called once per finished request with its start (the scheduled send time
 in the open model) and end on the event loop's clock. Requests that started during the
 warm-up or after the measured window feed only the live figures. Percentiles are exact over
-every sample (nearest rank), not estimated: a run keeps a float per request.
+every sample (nearest rank), not estimated: a run keeps two 8-byte floats per request (about
+60 MB for an hour at 1,000 requests/s).
 """
 
 from __future__ import annotations
 
 import math
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ def summarize(latencies_s: Sequence[float]) -> dict[str, float | None]:
 class RouteStats:
     """Every measured request of one route."""
 
-    latencies: list[float] = field(default_factory=list)
+    latencies: array[float] = field(default_factory=lambda: array("d"))
     errors: int = 0
     unsent: int = 0  # arrivals the generator dropped: errors without a latency
     statuses: Counter[str] = field(default_factory=Counter)
@@ -57,7 +59,7 @@ class RouteStats:
 class Second:
     """The requests that started in one second of the measured window."""
 
-    latencies: list[float] = field(default_factory=list)
+    latencies: array[float] = field(default_factory=lambda: array("d"))
     errors: int = 0
 
 
