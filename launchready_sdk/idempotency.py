@@ -402,16 +402,14 @@ class IdempotencyMiddleware:
     ) -> None:
         """Run the app and store its response as done, or release the claim."""
         settled = False
-        renewing = asyncio.create_task(self._renew(key, pending))
+        renewal = _Renewal(self.idem, key, pending)
 
         async def settle(final: bytes) -> None:
             nonlocal settled
             settled = True
             # Stopped first: a renewal must never bring back a claim settled after it. One
             # already sent reaches Redis before the settle, on the same connection.
-            renewing.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await renewing
+            await renewal.stop()
             try:
                 await self.idem.backend.settle(key, pending, final, self.idem.ttl_s)
             except StoreUnavailable:
@@ -431,13 +429,39 @@ class IdempotencyMiddleware:
             if not settled:  # no complete response: an exception, or an app that sent none
                 await settle(b"")
 
-    async def _renew(self, key: str, pending: bytes) -> None:
-        """Extend our pending claim every third of the lease while the handler runs."""
-        lease_s = self.idem.lease_s
-        while True:
-            await asyncio.sleep(lease_s / 3)
-            with contextlib.suppress(StoreUnavailable):
-                await self.idem.backend.claim(key, pending, lease_s, pending)
+
+class _Renewal:
+    """Extends a pending claim every third of the lease while its handler runs.
+
+    A timer, not a task, waits between renewals: most handlers finish long before the first
+    one is due, and then cancelling a timer is all it costs.
+    """
+
+    __slots__ = ("handle", "idem", "key", "loop", "pending", "stopped", "task")
+
+    def __init__(self, idem: Idempotency, key: str, pending: bytes) -> None:
+        self.idem, self.key, self.pending = idem, key, pending
+        self.loop = asyncio.get_running_loop()
+        self.stopped = False
+        self.task: asyncio.Task[None] | None = None
+        self.handle = self.loop.call_later(idem.lease_s / 3, self._due)
+
+    def _due(self) -> None:
+        if not self.stopped:
+            self.task = self.loop.create_task(self._renew())
+
+    async def _renew(self) -> None:
+        with contextlib.suppress(Exception):  # a failed renewal only lets the lease run out
+            await self.idem.backend.claim(self.key, self.pending, self.idem.lease_s, self.pending)
+        if not self.stopped:
+            self.handle = self.loop.call_later(self.idem.lease_s / 3, self._due)
+
+    async def stop(self) -> None:
+        self.stopped = True
+        self.handle.cancel()
+        if self.task is not None and not self.task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
 
 
 async def _send_replay(send: Send, record: Record) -> None:
