@@ -32,6 +32,20 @@ def test_every_exported_name_resolves() -> None:
         assert getattr(launchready_sdk, name) is not None
 
 
+def test_redact_from_the_root_redacts_whatever_was_imported_first() -> None:
+    """`from launchready_sdk import LaunchReady, redact` gives a redact that works, although
+    building the stack imports the `launchready_sdk.redact` package under the same name."""
+    code = (
+        "from launchready_sdk import LaunchReady, redact\n"
+        "import launchready_sdk.logs\n"
+        "from launchready_sdk import redact as again\n"
+        "print(redact({'password': 'hunter2'})['password'] != 'hunter2', "
+        "'hunter2' not in str(again('password=hunter2')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "True"]
+
+
 def test_import_is_cheap() -> None:
     """`import launchready_sdk` pulls in no framework, Redis, OpenTelemetry or structlog."""
     code = (

@@ -68,6 +68,9 @@ Limits, candidly:
 
 from __future__ import annotations
 
+import sys
+import types
+
 # The markers and `EmailMode` keep their old public home; `_luhn`, `_SAFE_SHAPE`, `_needs_scan`
 # and `_plain_classes` are reached as attributes of this package by tests/test_redact.py.
 from launchready_sdk.redact.markers import CYCLE_MARKER as CYCLE_MARKER
@@ -82,3 +85,16 @@ from launchready_sdk.redact.prefilter import _plain_classes as _plain_classes
 from launchready_sdk.redact.redactor import DEFAULT_REDACTOR, Redactor, redact
 
 __all__ = ["DEFAULT_REDACTOR", "Redactor", "redact"]
+
+
+class _CallablePackage(types.ModuleType):
+    """Python binds an imported submodule to its parent's attribute of the same name, so once
+    this package is imported (the log pipeline imports it), `from launchready_sdk import redact`
+    finds the package, not the function. Calling the package therefore redacts, as the
+    function does."""
+
+    def __call__(self, value: object) -> object:
+        return redact(value)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
