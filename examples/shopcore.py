@@ -6,13 +6,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import json
 import os
 import secrets
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import httpx
 
@@ -234,6 +235,63 @@ def dummy_password_hash() -> str:
 
 
 _DUMMY_HASH: str | None = None
+
+
+def customer_of(config: ShopConfig, authorization: str | None) -> int:
+    """The signed-in customer's id, from an `Authorization: Bearer` session token; 401 else."""
+    token = bearer(authorization)
+    user_id = read_token(config.secret_key, token) if token else None
+    if user_id is None:
+        raise Problem(401, "Not signed in", "Send Authorization: Bearer <token> from /login.")
+    return user_id
+
+
+def require_admin(config: ShopConfig, authorization: str | None) -> None:
+    """Refuse (401) anything but the admin token, compared in constant time."""
+    token = bearer(authorization) or ""
+    if not hmac.compare_digest(token.encode(), config.admin_token.encode()):
+        raise Problem(401, "Admin token required")
+
+
+class PaymentEvent(NamedTuple):
+    """A verified payment webhook event."""
+
+    id: str
+    kind: str
+    order_id: str
+
+    @property
+    def once_key(self) -> str:
+        """The key under which `lr.idempotency.once()` remembers this event."""
+        return f"payment-event:{self.id}"
+
+    @property
+    def order_status(self) -> str | None:
+        """The status the event moves its order to; None for a kind the shop ignores."""
+        return {"charge.succeeded": "paid", "charge.failed": "payment_failed"}.get(self.kind)
+
+
+EVENT_TTL_S = 7 * 86400  # how long a payment event is remembered, past any provider's retries
+CONFIRMATION_TEXT = "Thank you for your order."
+
+
+def confirmation_subject(order_id: str) -> str:
+    return f"Order {order_id} confirmed"
+
+
+def payment_event(config: ShopConfig, raw: bytes, signature: str | None) -> PaymentEvent:
+    """The event of a webhook body whose `Payment-Signature` is valid: 400 for a bad or stale
+    signature, 422 for a body that is not an event."""
+    if not verify_webhook(config.webhook_secret, raw, signature):
+        raise Problem(400, "Invalid webhook signature")
+    try:
+        event = json.loads(raw)
+        fields = (event["id"], event["type"], event["data"]["order_id"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise Problem(422, "Invalid webhook event") from None
+    if not all(isinstance(v, str) and 0 < len(v) <= 128 for v in fields):
+        raise Problem(422, "Invalid webhook event")
+    return PaymentEvent(*fields)
 
 
 def new_order_id() -> str:

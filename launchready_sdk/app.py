@@ -34,7 +34,7 @@ from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
 from launchready_sdk.context import AccessLog, RequestContext, RequestContextMiddleware
 from launchready_sdk.dbtiming import QueryStats, instrument_sqlalchemy
 from launchready_sdk.health import HealthMiddleware, Readiness
-from launchready_sdk.idempotency import Idempotency, IdempotencyMiddleware, digest
+from launchready_sdk.idempotency import Idempotency, IdempotencyMiddleware, default_identity
 from launchready_sdk.latency import LatencyTracker, MetricsEndpoint
 from launchready_sdk.logs import (
     AccessLogger,
@@ -100,6 +100,9 @@ class LaunchReady:
         )
         self.telemetry: Telemetry | None = None
         self.app: ASGIApp | None = None
+        # The SDK's own endpoints, with and without a trailing slash: never limited, cached,
+        # timed nor access-logged at info level.
+        self._endpoints = frozenset(_with_slash(s.health_path, s.ready_path, s.metrics_path))
 
     def _redis_store(self) -> RedisStore | None:
         s = self.settings
@@ -178,10 +181,7 @@ class LaunchReady:
 
     def _caller(self, scope: Scope) -> str:
         """Who sent a request, for idempotency keys: its credentials, else its address."""
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                return "auth:" + digest(value)
-        return f"ip:{self.proxy.client_ip(scope) or 'unknown'}"
+        return default_identity(scope, self.proxy.client_ip)
 
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         """Make `/readyz` depend on `check`, an async callable that raises when unhealthy."""
@@ -233,7 +233,7 @@ class LaunchReady:
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
         )
-        endpoints = frozenset(_with_slash(s.health_path, s.ready_path, s.metrics_path))
+        endpoints = self._endpoints
         stack = PathDispatch(stack, app, lambda path: path in endpoints or _covered(path, tables))
         stack = self._request_context(stack)
         quiet = (s.health_path, s.ready_path, s.metrics_path)
@@ -245,7 +245,7 @@ class LaunchReady:
     def _request_context(self, app: ASGIApp) -> ASGIApp:
         s = self.settings
         access = AccessLogger(
-            quiet_paths=_with_slash(s.health_path, s.ready_path, s.metrics_path),
+            quiet_paths=self._endpoints,
             enabled=s.access_log,
             writer=self._line_writer,
             redactor=self.redactor,
@@ -267,8 +267,7 @@ class LaunchReady:
         The latency figures are taken here, from the timing and route template the
         request-context layer already has, rather than by a timing layer of their own.
         """
-        s = self.settings
-        exempt = frozenset(_with_slash(s.health_path, s.ready_path, s.metrics_path))
+        exempt = self._endpoints
         tracker = self.latency
 
         def observe(ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:

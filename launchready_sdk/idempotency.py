@@ -249,13 +249,18 @@ class Idempotency:
             _log.warning("idempotency.unprotected", what=what, detail="Redis is unavailable")
 
 
-def default_identity(scope: Scope) -> str:
-    """A hash of the `Authorization` header, else the peer address, else one shared identity."""
+def default_identity(scope: Scope, client_ip: Callable[[Scope], str | None] | None = None) -> str:
+    """A hash of the `Authorization` header, else the client address (from `client_ip`, the
+    peer in `scope["client"]` by default), else one shared identity."""
     for name, value in scope["headers"]:
         if name == b"authorization":
             return "auth:" + digest(value)
-    client = scope.get("client")
-    return f"ip:{client[0]}" if client else "anonymous"
+    if client_ip is not None:
+        address = client_ip(scope)
+    else:
+        client = scope.get("client")
+        address = client[0] if client else None
+    return f"ip:{address}" if address else "anonymous"
 
 
 def valid_key(value: bytes) -> bool:

@@ -11,8 +11,6 @@ and confirms the order by email. The HTTP contract is in `examples/README.md`.
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
@@ -39,13 +37,16 @@ from examples.fastapi_shop.db import (
 from examples.shopcore import (
     CATEGORIES,
     CHARGE_PATH,
+    CONFIRMATION_TEXT,
     EMAIL_PATH,
+    EVENT_TTL_S,
     PROVIDER_ERRORS,
     Problem,
     ShopConfig,
-    bearer,
     charge_id_of,
     charge_request,
+    confirmation_subject,
+    customer_of,
     dummy_password_hash,
     email_failed,
     email_request,
@@ -53,14 +54,14 @@ from examples.shopcore import (
     new_order_id,
     order_body,
     own_webhook_url,
+    payment_event,
     payment_problem,
     problem_body,
     product_body,
-    read_token,
+    require_admin,
     sdk_overrides,
     sign_token,
     verify_password,
-    verify_webhook,
 )
 from launchready_sdk import LaunchReady, Settings, get_logger
 
@@ -181,17 +182,11 @@ class ProductPatch(BaseModel):
 
 
 async def current_user(authorization: Annotated[str | None, Header()] = None) -> int:
-    token = bearer(authorization)
-    user_id = read_token(config.secret_key, token) if token else None
-    if user_id is None:
-        raise Problem(401, "Not signed in", "Send Authorization: Bearer <token> from /login.")
-    return user_id
+    return customer_of(config, authorization)
 
 
 async def admin(authorization: Annotated[str | None, Header()] = None) -> None:
-    token = bearer(authorization) or ""
-    if not hmac.compare_digest(token.encode(), config.admin_token.encode()):
-        raise Problem(401, "Admin token required")
+    require_admin(config, authorization)
 
 
 User_ = Annotated[int, Depends(current_user)]
@@ -431,44 +426,31 @@ async def get_order(
 async def payment_webhook(
     request: Request, payment_signature: Annotated[str | None, Header()] = None
 ) -> dict[str, str]:
-    raw = await request.body()
-    if not verify_webhook(config.webhook_secret, raw, payment_signature):
-        raise Problem(400, "Invalid webhook signature")
-    try:
-        event = json.loads(raw)
-        event_id, kind = event["id"], event["type"]
-        order_id = event["data"]["order_id"]
-    except (ValueError, KeyError, TypeError):
-        raise Problem(422, "Invalid webhook event") from None
-    if not all(isinstance(v, str) and 0 < len(v) <= 128 for v in (event_id, kind, order_id)):
-        raise Problem(422, "Invalid webhook event")
+    event = payment_event(config, await request.body(), payment_signature)
     async with Session() as s:
-        order = await s.get(Order, order_id)
+        order = await s.get(Order, event.order_id)
         email = (
             await s.scalar(select(User.email).where(User.id == order.user_id)) if order else None
         )
-    if order is None:
+    new_status = event.order_status
+    if order is None or new_status is None:
         return {"status": "ignored"}
-    new_status = {"charge.succeeded": "paid", "charge.failed": "payment_failed"}.get(kind)
-    if new_status is None:
-        return {"status": "ignored"}
-    event_key = f"payment-event:{event_id}"
-    if not await lr.idempotency.once(event_key, ttl_s=7 * 86400):
+    if not await lr.idempotency.once(event.once_key, ttl_s=EVENT_TTL_S):
         return {"status": "duplicate"}
     try:
         async with Session.begin() as s:
             changed = await s.execute(
                 update(Order)
-                .where(Order.id == order_id, Order.status == "awaiting_payment")
+                .where(Order.id == event.order_id, Order.status == "awaiting_payment")
                 .values(status=new_status)
             )
     except BaseException:
-        await lr.idempotency.forget(event_key)  # the provider's retry applies it
+        await lr.idempotency.forget(event.once_key)  # the provider's retry applies it
         raise
     if changed.rowcount == 1:  # type: ignore[attr-defined]
-        log.info("order.payment", order_id=order_id, status=new_status)
+        log.info("order.payment", order_id=event.order_id, status=new_status)
         if new_status == "paid" and email:
-            await send_email(email, f"Order {order_id} confirmed", "Thank you for your order.")
+            await send_email(email, confirmation_subject(event.order_id), CONFIRMATION_TEXT)
     return {"status": "processed"}
 
 
