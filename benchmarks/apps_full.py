@@ -83,7 +83,7 @@ def build_api(decorate: Mapping[str, Decorator] | None = None) -> FastAPI:
 
 
 def _store() -> Any:
-    from launchready_sdk.stores import RedisStore
+    from launchready_sdk.store import RedisStore
 
     return RedisStore(REDIS_URL, timeout_s=0.05, cooldown_s=2.0, prefix=PREFIX)
 

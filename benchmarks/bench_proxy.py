@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from launchready_sdk.proxy import PatternTable, ProxyResolver, normalize_path
+from launchready_sdk.patterns import PatternTable, normalize_path
+from launchready_sdk.proxy import ProxyResolver
 
 ROUNDS = 7
 CALLS = 100_000

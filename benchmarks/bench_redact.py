@@ -1,4 +1,4 @@
-"""Cost of `launchready_sdk.redact` on log events, measured in one run.
+"""Cost of `launchready_sdk.redaction` on log events, measured in one run.
 
 Rows:
   (a) an access-log event (10 fields, plus level and timestamp) through structlog
@@ -29,7 +29,7 @@ from typing import Any
 import orjson
 import structlog
 
-from launchready_sdk.redact import DEFAULT_REDACTOR, Redactor, redact
+from launchready_sdk.redaction import DEFAULT_REDACTOR, Redactor, redact
 
 ROUNDS = 41
 EVENTS_PER_ROUND = 2_000

@@ -64,7 +64,7 @@ def build_api(decorate: Any = None) -> FastAPI:
 
 def _ours(redis: bool) -> Any:
     from launchready_sdk.cache import CacheMiddleware
-    from launchready_sdk.stores import RedisStore
+    from launchready_sdk.store import RedisStore
 
     store = None
     if redis:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from launchready_sdk.errors import LaunchReadyError, SettingsError, StoreUnavailable
     from launchready_sdk.logs import get_logger
     from launchready_sdk.outbound import resilient
-    from launchready_sdk.redact import redact
+    from launchready_sdk.redaction import redact
     from launchready_sdk.settings import Settings
 
 __all__ = [
@@ -45,7 +45,7 @@ _WHERE = {
     "cached": "cache",
     "get_logger": "logs",
     "get_request_id": "context",
-    "redact": "redact",
+    "redact": "redaction",
     "resilient": "outbound",
 }
 

@@ -49,7 +49,8 @@ from launchready_sdk.outbound import (
     http_client,
     http_client_sync,
 )
-from launchready_sdk.proxy import PatternTable, ProxyResolver
+from launchready_sdk.patterns import PatternTable
+from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.ratelimit import (
     DEFAULT_RATE_LIMITS,
     RateLimiter,
@@ -57,7 +58,7 @@ from launchready_sdk.ratelimit import (
     log_rule_coverage,
 )
 from launchready_sdk.settings import Settings
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.store import RedisStore
 from launchready_sdk.telemetry import Telemetry, setup_telemetry
 from launchready_sdk.types import ASGIApp, HealthCheck, Receive, Scope, Send
 

@@ -43,10 +43,9 @@ import orjson
 from launchready_sdk.body import read_body, replay_body
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
-from launchready_sdk.proxy import PatternTable, normalize_path
-from launchready_sdk.resp import Arg
+from launchready_sdk.patterns import PatternTable, normalize_path
 from launchready_sdk.responses import send_problem
-from launchready_sdk.stores import BoundedLRU, RedisStore, Script
+from launchready_sdk.store import Arg, BoundedLRU, RedisStore, Script
 from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 _log = get_logger("launchready.idempotency")

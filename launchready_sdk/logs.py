@@ -27,7 +27,7 @@ import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from launchready_sdk.context import RequestContext, current
-from launchready_sdk.redact import DEFAULT_REDACTOR, Redactor
+from launchready_sdk.redaction import DEFAULT_REDACTOR, Redactor
 from launchready_sdk.settings import Settings
 
 ACCESS_LOGGER = "launchready.access"

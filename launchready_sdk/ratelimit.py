@@ -38,10 +38,9 @@ import orjson
 from launchready_sdk.body import read_body, replay_body
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
-from launchready_sdk.proxy import PatternTable
-from launchready_sdk.resp import Arg
+from launchready_sdk.patterns import PatternTable, split_methods
 from launchready_sdk.responses import send_problem
-from launchready_sdk.stores import BoundedLRU, RedisStore, Script
+from launchready_sdk.store import Arg, BoundedLRU, RedisStore, Script
 from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 _log = get_logger("launchready.ratelimit")
@@ -335,17 +334,6 @@ def _lookup(table: RuleTable, method: str, path: str) -> Rule | None:
     if methods is not None and method not in methods:
         return None
     return rule
-
-
-def split_methods(spec: str) -> tuple[frozenset[str] | None, str]:
-    """`"GET,POST /search"` -> ({"GET", "POST"}, "/search"); `"/login"` -> (None, "/login")."""
-    head, sep, rest = spec.strip().partition(" ")
-    if sep and not head.startswith("/"):
-        methods = frozenset(m.strip().upper() for m in head.split(",") if m.strip())
-        if not methods or not all(m.isalpha() for m in methods):
-            raise ValueError(f"bad method list in rule {spec!r}")
-        return methods, rest.strip()
-    return None, spec.strip()
 
 
 def rate_limit_headers(decision: Decision, style: HeaderStyle = "separate") -> Headers:

@@ -316,7 +316,7 @@ def _check_bool(name: str, value: object) -> bool:
 
 
 def _check_pattern(name: str, pattern: object, example: str) -> str:
-    from launchready_sdk.proxy import validate_pattern
+    from launchready_sdk.patterns import validate_pattern
 
     if not isinstance(pattern, str):
         raise SettingsError(name, f"route pattern must be a string, got {pattern!r}", example)
@@ -350,7 +350,7 @@ def _check_rate_limits(name: str, value: object) -> Mapping[str, str] | None:
 
 def _check_distinct(name: str, patterns: list[object], example: str) -> None:
     """Two patterns that normalise to the same route (`/login`, `/LOGIN/`) are an error."""
-    from launchready_sdk.proxy import PatternTable
+    from launchready_sdk.patterns import PatternTable
 
     try:
         PatternTable(dict.fromkeys(patterns, True))  # type: ignore[arg-type]

@@ -69,7 +69,7 @@ def setup_telemetry(
         exporter: "none", "console" or "otlp"; None reads `OTEL_TRACES_EXPORTER` (default none).
         service_name: used unless `OTEL_SERVICE_NAME` is set.
         excluded_paths: paths never traced (health and metrics endpoints), exact match.
-        redactor: applied to span attributes (default: `launchready_sdk.redact`).
+        redactor: applied to span attributes (default: `launchready_sdk.redaction`).
         span_exporter: an exporter object to use instead (tests: `InMemorySpanExporter`).
         set_global: install the provider as OTel's global tracer provider.
     """
@@ -148,7 +148,7 @@ def redacting_processor(inner: Any, redactor: Callable[[object], object] | None 
     """A span processor handing `inner` a copy of each finished span with redacted attributes."""
     from opentelemetry.sdk.trace import SpanProcessor
 
-    from launchready_sdk.redact import redact
+    from launchready_sdk.redaction import redact
 
     clean: Callable[[object], object] = redactor if redactor is not None else redact
 

@@ -27,7 +27,7 @@ from launchready_sdk.cache import (
     etag_matches,
 )
 from launchready_sdk.proxy import ProxyResolver
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.store import RedisStore
 
 
 class Origin:

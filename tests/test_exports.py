@@ -33,8 +33,8 @@ def test_every_exported_name_resolves() -> None:
 
 
 def test_redact_from_the_root_redacts_whatever_was_imported_first() -> None:
-    """`from launchready_sdk import LaunchReady, redact` gives a redact that works, although
-    building the stack imports the `launchready_sdk.redact` package under the same name."""
+    """`from launchready_sdk import LaunchReady, redact` gives the function, whatever the log
+    pipeline imported first."""
     code = (
         "from launchready_sdk import LaunchReady, redact\n"
         "import launchready_sdk.logs\n"

@@ -23,7 +23,7 @@ from launchready_sdk.idempotency import (
     encode_done,
     valid_key,
 )
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.store import RedisStore
 
 Make = Callable[..., Idempotency]
 

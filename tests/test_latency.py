@@ -26,7 +26,7 @@ from launchready_sdk.latency import (
     bin_index,
     check_buckets,
 )
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.store import RedisStore
 
 APP = "tests.apps.latency_app:app"
 

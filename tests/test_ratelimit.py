@@ -25,7 +25,7 @@ from launchready_sdk.ratelimit import (
     parse_rule,
     split_methods,
 )
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.store import RedisStore
 
 
 class Counter:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from launchready_sdk.resp import RedisReplyError, RespClient, _parse_url, encode_command
+from launchready_sdk.store import RedisReplyError, RespClient, encode_command, parse_redis_url
 
 
 def test_encoding_of_mixed_arguments() -> None:
@@ -20,12 +20,12 @@ def test_encoding_of_mixed_arguments() -> None:
 
 def test_url_parsing() -> None:
     """Host, port, password, user, database, TLS and unix sockets come from the URL."""
-    t = _parse_url("redis://user:p%40ss@cache.internal:6380/3")
+    t = parse_redis_url("redis://user:p%40ss@cache.internal:6380/3")
     assert (t["host"], t["port"], t["unix"], t["ssl"]) == ("cache.internal", 6380, None, None)
     assert t["setup"] == [("AUTH", "user", "p@ss"), ("SELECT", 3)]
-    assert _parse_url("rediss://h")["ssl"] is not None
-    assert _parse_url("unix:///run/redis.sock?db=2")["unix"] == "/run/redis.sock"
-    assert _parse_url("redis://127.0.0.1:6379/0")["setup"] == []
+    assert parse_redis_url("rediss://h")["ssl"] is not None
+    assert parse_redis_url("unix:///run/redis.sock?db=2")["unix"] == "/run/redis.sock"
+    assert parse_redis_url("redis://127.0.0.1:6379/0")["setup"] == []
 
 
 async def test_concurrent_commands_get_their_own_replies(redis_url: str, redis_prefix: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from launchready_sdk.errors import StoreUnavailable
-from launchready_sdk.stores import BoundedLRU, Breaker, RedisStore
+from launchready_sdk.store import BoundedLRU, Breaker, RedisStore
 
 
 def make_store(url: str, prefix: str = "lrtest", **kwargs: Any) -> RedisStore:

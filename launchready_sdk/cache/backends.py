@@ -11,8 +11,7 @@ from typing import NamedTuple, Protocol
 
 from launchready_sdk.cache.entry import Entry, decode_entry, encode_entry
 from launchready_sdk.cache.rules import MAX_LIFETIME_S
-from launchready_sdk.resp import Arg
-from launchready_sdk.stores import RedisStore, Script
+from launchready_sdk.store import Arg, RedisStore, Script
 
 DEFAULT_MEMORY_MAX_BYTES = 64 * 1024 * 1024
 GENERATION_TTL_MS = 2 * MAX_LIFETIME_S * 1000

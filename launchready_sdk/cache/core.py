@@ -32,8 +32,9 @@ from launchready_sdk.cache.rules import (
 )
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
-from launchready_sdk.proxy import PatternTable, ProxyResolver, normalize_path, validate_pattern
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.patterns import PatternTable, normalize_path, validate_pattern
+from launchready_sdk.proxy import ProxyResolver
+from launchready_sdk.store import RedisStore
 from launchready_sdk.types import Scope
 
 _log = get_logger("launchready.cache")

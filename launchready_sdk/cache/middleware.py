@@ -32,7 +32,7 @@ from launchready_sdk.cache.replay import (
 )
 from launchready_sdk.cache.rules import CacheRule, _Request, _Route
 from launchready_sdk.routing import SCOPE_ROUTE
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.store import RedisStore
 from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
 
 

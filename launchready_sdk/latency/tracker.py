@@ -24,8 +24,8 @@ from launchready_sdk.latency.histogram import (
 from launchready_sdk.latency.prometheus import CollectorKind, _Collector, _PrometheusCollector
 from launchready_sdk.latency.window import RollingHistogram, SeriesKey
 from launchready_sdk.logs import get_logger
-from launchready_sdk.proxy import PatternTable
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.patterns import PatternTable
+from launchready_sdk.store import RedisStore
 
 _log = get_logger("launchready.latency")
 

@@ -7,7 +7,7 @@ import re
 
 import httpx
 
-from launchready_sdk.redact import redact
+from launchready_sdk.redaction import redact
 
 _CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|secret|key|signature|session|password", re.I)
 

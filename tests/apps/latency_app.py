@@ -20,7 +20,7 @@ from starlette.routing import Route
 
 from launchready_sdk.context import RequestContextMiddleware
 from launchready_sdk.latency import LatencyMiddleware, LatencyTracker, MetricsEndpoint
-from launchready_sdk.stores import RedisStore
+from launchready_sdk.store import RedisStore
 
 
 class BrokenTracker(LatencyTracker):

@@ -7,43 +7,43 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from launchready_sdk.redact.markers import _MARKER_RE, _marker
+from launchready_sdk.redaction._markers import MARKER_RE, marker_for
 
-_PEM_RE: Final = re.compile(
+PEM_RE: Final = re.compile(
     r"-----BEGIN[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----.*?"
     r"(?:-----END[A-Z0-9 ]{0,40}PRIVATE KEY(?: BLOCK)?-----|\Z)",
     re.DOTALL,
 )
-# Possessive runs: each `eyJ...` run is read once, and `_replace_jwt` keeps it unless the two
+# Possessive runs: each `eyJ...` run is read once, and `replace_jwt` keeps it unless the two
 # dots of a JWT follow (otherwise `eyJeyJeyJ...` would be rescanned from every `eyJ`).
-_JWT_RE: Final = re.compile(
+JWT_RE: Final = re.compile(
     r"eyJ[A-Za-z0-9_\-]{8,8192}+(\.[A-Za-z0-9_\-]{8,65536}+\.[A-Za-z0-9_\-]{0,8192}+)?",
     re.ASCII,
 )
 # RFC 3986 userinfo has no unencoded `[ ] " ' < >`; excluding them keeps markers out of it.
-_USERINFO_RE: Final = re.compile(r"""://([^\s/?#@:\[\]"'<>]{0,256}):([^\s/?#\[\]"'<>]{1,1024})@""")
-_BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)([ \t]{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
-_BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
+USERINFO_RE: Final = re.compile(r"""://([^\s/?#@:\[\]"'<>]{0,256}):([^\s/?#\[\]"'<>]{1,1024})@""")
+BEARER_RE: Final = re.compile(r"([Bb]earer|BEARER)([ \t]{1,8})([A-Za-z0-9\-._~+/]{6,8192}=*)")
+BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192}={0,2})")
 # A separator and the key before it, searched in the reversed text so that the search starts
 # from the separator (`=`, `:`, `%3D`): `"key"`, `\"key\"`, `'key'` or a bare key that starts
 # (ends, reversed) with a letter, `_` or `%` and holds no `%3D` (the separator before it).
-_KV_REVERSED_RE: Final = re.compile(
+KV_REVERSED_RE: Final = re.compile(
     r"""(?P<sep>=|:|[Dd]3%)\s{0,3}"""
     r"""(?:"\\?(?P<dq>[^"\\\n]{1,64})"|'(?P<sq>[^'\\\n]{1,64})'"""
     r"""|(?P<bare>(?:(?![Dd]3%)[A-Za-z0-9_.%\-]){0,63}(?![Dd]3%)[A-Za-z_%]))"""
 )
 # After the separator: spaces, an optional auth scheme (kept), then the value (group 1 to 4:
 # double-quoted, single-quoted, JSON-escaped or bare).
-_KV_VALUE_RE: Final = re.compile(
+KV_VALUE_RE: Final = re.compile(
     r"""\s{0,3}(?:(?:[Bb]earer|[Bb]asic|[Tt]oken|[Dd]igest)\s{1,3})?"""
     r"""(?:"((?:[^"\\\n]|\\.){0,4096})"|'([^'\n]{0,4096})'|\\"((?:[^"\\]|\\[^"]){0,4096})\\"|"""
     r"""([^\s&,;"'<>]{1,4096}))"""
 )
 # Searched in the text with every digit turned into `0`, so that the search starts from a literal.
-_SAFE_VALUES: Final = frozenset(("true", "false", "null", "none", ""))  # cannot hide a secret
+SAFE_VALUES: Final = frozenset(("true", "false", "null", "none", ""))  # cannot hide a secret
 
 
-def _may_hold_pair(text: str) -> bool:
+def may_hold_pair(text: str) -> bool:
     """Whether `text` has a `=`, `%3D`, `: `, `":` or `':` that could follow a key."""
     if "=" in text or ("%" in text and "%3" in text):
         return True
@@ -60,19 +60,19 @@ def _looks_like_credential(value: str) -> bool:
     return len(value) >= 6 and any(c.isdigit() or c in "-._~+/=" for c in value)
 
 
-def _replace_auth(m: re.Match[str]) -> str:
+def replace_auth(m: re.Match[str]) -> str:
     value = m.group(3)
     if not _looks_like_credential(value):
         return m.group()
     rule = "bearer" if m.group(1).lower() == "bearer" else "basic_auth"
-    return f"{m.group(1)}{m.group(2)}{_marker(rule)}"
+    return f"{m.group(1)}{m.group(2)}{marker_for(rule)}"
 
 
-def _replace_jwt(m: re.Match[str]) -> str:
-    return m.group() if m.group(1) is None else _marker("jwt")
+def replace_jwt(m: re.Match[str]) -> str:
+    return m.group() if m.group(1) is None else marker_for("jwt")
 
 
-def _replace_userinfo(m: re.Match[str]) -> str:
-    if _MARKER_RE.fullmatch(m.group(2)):
+def replace_userinfo(m: re.Match[str]) -> str:
+    if MARKER_RE.fullmatch(m.group(2)):
         return m.group()
-    return f"://{m.group(1)}:{_marker('password')}@"
+    return f"://{m.group(1)}:{marker_for('password')}@"

@@ -68,33 +68,6 @@ Limits, candidly:
 
 from __future__ import annotations
 
-import sys
-import types
-
-# The markers and `EmailMode` keep their old public home; `_luhn`, `_SAFE_SHAPE`, `_needs_scan`
-# and `_plain_classes` are reached as attributes of this package by tests/test_redact.py.
-from launchready_sdk.redact.markers import CYCLE_MARKER as CYCLE_MARKER
-from launchready_sdk.redact.markers import DEPTH_MARKER as DEPTH_MARKER
-from launchready_sdk.redact.markers import ERROR_MARKER as ERROR_MARKER
-from launchready_sdk.redact.markers import OVERSIZE_MARKER as OVERSIZE_MARKER
-from launchready_sdk.redact.personal import EmailMode as EmailMode
-from launchready_sdk.redact.personal import _luhn as _luhn
-from launchready_sdk.redact.prefilter import _SAFE_SHAPE as _SAFE_SHAPE
-from launchready_sdk.redact.prefilter import _needs_scan as _needs_scan
-from launchready_sdk.redact.prefilter import _plain_classes as _plain_classes
-from launchready_sdk.redact.redactor import DEFAULT_REDACTOR, Redactor, redact
+from launchready_sdk.redaction._redactor import DEFAULT_REDACTOR, Redactor, redact
 
 __all__ = ["DEFAULT_REDACTOR", "Redactor", "redact"]
-
-
-class _CallablePackage(types.ModuleType):
-    """Python binds an imported submodule to its parent's attribute of the same name, so once
-    this package is imported (the log pipeline imports it), `from launchready_sdk import redact`
-    finds the package, not the function. Calling the package therefore redacts, as the
-    function does."""
-
-    def __call__(self, value: object) -> object:
-        return redact(value)
-
-
-sys.modules[__name__].__class__ = _CallablePackage

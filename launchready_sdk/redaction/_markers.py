@@ -6,20 +6,20 @@ import re
 from typing import Final
 
 
-def _marker(rule: str) -> str:
+def marker_for(rule: str) -> str:
     return f"[REDACTED:{rule}]"
 
 
-DEPTH_MARKER: Final = _marker("depth")
-CYCLE_MARKER: Final = _marker("cycle")
-ERROR_MARKER: Final = _marker("error")
-OVERSIZE_MARKER: Final = _marker("oversize")
-_CARD_MARKER: Final = _marker("card")
-_EMAIL_MARKER: Final = _marker("email")
-_MARKER_RE: Final = re.compile(r"\[REDACTED(?::[a-z0-9_.\-]{1,64})?\]")
+DEPTH_MARKER: Final = marker_for("depth")
+CYCLE_MARKER: Final = marker_for("cycle")
+ERROR_MARKER: Final = marker_for("error")
+OVERSIZE_MARKER: Final = marker_for("oversize")
+CARD_MARKER: Final = marker_for("card")
+EMAIL_MARKER: Final = marker_for("email")
+MARKER_RE: Final = re.compile(r"\[REDACTED(?::[a-z0-9_.\-]{1,64})?\]")
 
 
-def _cut_point(text: str, limit: int) -> int:
+def cut_point(text: str, limit: int) -> int:
     """Where to cut `text` to at most `limit` characters: at a space, so no marker is split."""
     if len(text) <= limit:
         return len(text)
@@ -27,7 +27,7 @@ def _cut_point(text: str, limit: int) -> int:
     return space if space > 0 else limit
 
 
-def _splice(text: str, spans: list[tuple[int, int, str]]) -> str:
+def splice(text: str, spans: list[tuple[int, int, str]]) -> str:
     """`text` with each (start, end, replacement) span applied; spans sorted, not overlapping."""
     parts: list[str] = []
     pos = 0

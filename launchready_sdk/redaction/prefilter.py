@@ -9,7 +9,7 @@ import datetime
 import re
 from typing import Final
 
-from launchready_sdk.redact.personal import _digit_count
+from launchready_sdk.redaction._personal import digit_count
 
 
 def _is_timestamp(text: str) -> bool:
@@ -37,7 +37,7 @@ def _is_uuid(text: str) -> bool:
     return True
 
 
-_SAFE_SHAPE: Final = (
+SAFE_SHAPE: Final = (
     r"(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
     r"|[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(?::[0-9]{2}(?:[.,][0-9]{1,9})?)?"
     r"(?:Z|[+\-][0-9]{2}(?::?[0-9]{2})?)?"
@@ -46,7 +46,7 @@ _SAFE_SHAPE: Final = (
 )
 # Lines that no rule can change: UUIDs, ISO timestamps, IPv4 addresses, and lowercase words or
 # paths (no `-`, `_`, `.`, capitals or punctuation that a rule needs; digit runs of at most 12).
-_SAFE_SHAPES: Final = re.compile(rf"{_SAFE_SHAPE}(?:\n{_SAFE_SHAPE})*")
+SAFE_SHAPES: Final = re.compile(rf"{SAFE_SHAPE}(?:\n{SAFE_SHAPE})*")
 
 
 def _class_table() -> bytes:
@@ -62,7 +62,7 @@ def _class_table() -> bytes:
 _CLASSES: Final = _class_table()
 
 
-def _plain_classes(text: str) -> bool:
+def plain_classes(text: str) -> bool:
     """A cheap proof that no rule matches: only lowercase but `x`, digits, `-:./+,`, newlines,
     `T` and `Z`.
 
@@ -80,7 +80,7 @@ def _plain_classes(text: str) -> bool:
     return "hooks." not in text
 
 
-def _needs_scan(text: str) -> bool:
+def needs_scan(text: str) -> bool:
     """False only when no value rule can match `text`; substring tests only, no regex.
 
     Every rule of `_scan` needs one of the characters or words tested here. ISO timestamps and
@@ -111,4 +111,4 @@ def _needs_scan(text: str) -> bool:
             return True
         if "SG." in text or "SK" in text or "eyJ" in text:
             return True
-    return "hooks.slack.com" in text or _digit_count(text) >= 13
+    return "hooks.slack.com" in text or digit_count(text) >= 13

@@ -13,16 +13,16 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, Final
 
-from launchready_sdk.redact.keys import _MISSING
-from launchready_sdk.redact.markers import (
-    _CARD_MARKER,
+from launchready_sdk.redaction._keys import MISSING
+from launchready_sdk.redaction._markers import (
+    CARD_MARKER,
     CYCLE_MARKER,
     DEPTH_MARKER,
     ERROR_MARKER,
-    _marker,
+    marker_for,
 )
-from launchready_sdk.redact.personal import _CARD_MIN, _is_card
-from launchready_sdk.redact.scanner import _TextScanner
+from launchready_sdk.redaction._personal import CARD_MIN, is_card
+from launchready_sdk.redaction._scanner import TextScanner
 
 _SAFE_TYPES: Final = (
     datetime.date,
@@ -39,7 +39,7 @@ _SAFE_TYPES: Final = (
 )
 
 
-class _Walker(_TextScanner):
+class Walker(TextScanner):
     """The structure methods of `Redactor`."""
 
     _short: int
@@ -67,8 +67,8 @@ class _Walker(_TextScanner):
         out: dict[Any, Any] = {}
         keys, clean = self._keys, self._clean
         for key, value in mapping.items():
-            rule = keys.get(key, _MISSING)
-            if rule is _MISSING:
+            rule = keys.get(key, MISSING)
+            if rule is MISSING:
                 rule = self._key_rule(key)
             if rule is not None:
                 out[key] = self._masked(rule, value)  # type: ignore[arg-type]
@@ -78,7 +78,7 @@ class _Walker(_TextScanner):
                 short = len(value) < self._short
                 out[key] = value if short or value in clean else self._text(value, depth)
             elif kind is int:
-                out[key] = value if -_CARD_MIN < value < _CARD_MIN else self._int(value)
+                out[key] = value if -CARD_MIN < value < CARD_MIN else self._int(value)
             elif kind is float or kind is bool or value is None:
                 out[key] = value
             else:
@@ -159,7 +159,7 @@ class _Walker(_TextScanner):
         try:
             return str(hook(value)) if callable(hook) else repr(value)
         except Exception:
-            return _marker("unrepresentable")
+            return marker_for("unrepresentable")
 
     def _bytes(self, value: bytes, depth: int) -> object:
         text = value.decode("utf-8", "surrogateescape")
@@ -170,9 +170,9 @@ class _Walker(_TextScanner):
 
     @staticmethod
     def _int(value: int) -> object:
-        if value < _CARD_MIN or value >= 10**19:
+        if value < CARD_MIN or value >= 10**19:
             return value
-        return _CARD_MARKER if _is_card(str(value)) else value
+        return CARD_MARKER if is_card(str(value)) else value
 
 
 def _is_pair(item: object) -> bool:

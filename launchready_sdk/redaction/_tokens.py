@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
-from launchready_sdk.redact.markers import _marker
+from launchready_sdk.redaction._markers import marker_for
 
 _LEFT: Final = 1  # the match must not follow a letter or digit
 _DIGIT: Final = 2  # the match must contain a digit
@@ -21,7 +21,7 @@ class _TokenRule:
     __slots__ = ("flags", "hints", "marker", "pattern")
 
     def __init__(self, rule: str, hints: tuple[str, ...], pattern: str, flags: int = 0) -> None:
-        self.marker = _marker(rule)
+        self.marker = marker_for(rule)
         self.hints = hints
         self.pattern = re.compile(pattern, re.ASCII)
         self.flags = flags
@@ -40,7 +40,7 @@ class _TokenRule:
 
 _END: Final = r"(?![A-Za-z0-9])"
 # Grouped by a character every hint of the group contains, so one test skips a whole group.
-_UNDERSCORE_RULES: Final = (
+UNDERSCORE_RULES: Final = (
     _TokenRule(
         "stripe_key",
         ("k_live_", "k_test_", "k_prod_"),
@@ -63,7 +63,7 @@ _UNDERSCORE_RULES: Final = (
     _TokenRule("github_token", ("github_pat_",), r"github_pat_[A-Za-z0-9_]{22,255}", _LEFT),
     _TokenRule("npm_token", ("npm_",), rf"npm_[A-Za-z0-9]{{36}}{_END}", _LEFT),
 )
-_DASH_RULES: Final = (
+DASH_RULES: Final = (
     _TokenRule("gitlab_token", ("glpat-",), r"glpat-[A-Za-z0-9_\-]{20,64}", _LEFT),
     _TokenRule("slack_token", ("xox",), r"xox[abposre]-[A-Za-z0-9\-]{10,250}", _LEFT),
     _TokenRule("slack_token", ("xapp-",), r"xapp-[0-9]-[A-Za-z0-9\-]{10,250}", _LEFT),
@@ -71,7 +71,7 @@ _DASH_RULES: Final = (
     _TokenRule("openai_key", ("sk-",), r"sk-[A-Za-z0-9_\-]{20,300}", _LEFT | _DIGIT),
     _TokenRule("pypi_token", ("pypi-AgE",), r"pypi-AgE[A-Za-z0-9_\-]{40,8192}", _LEFT),
 )
-_CAPITAL_A_RULES: Final = (
+CAPITAL_A_RULES: Final = (
     _TokenRule(
         "aws_access_key",
         ("AKIA", "ASIA", "ABIA", "ACCA"),
@@ -80,7 +80,7 @@ _CAPITAL_A_RULES: Final = (
     ),
     _TokenRule("google_api_key", ("AIza",), rf"AIza[A-Za-z0-9_\-]{{35}}{_END}", _LEFT),
 )
-_CAPITAL_S_RULES: Final = (
+CAPITAL_S_RULES: Final = (
     _TokenRule(
         "sendgrid_key", ("SG.",), r"SG\.[A-Za-z0-9_\-]{16,32}\.[A-Za-z0-9_\-]{16,64}", _LEFT
     ),
@@ -89,7 +89,7 @@ _CAPITAL_S_RULES: Final = (
 _HASH_PART: Final = r"[A-Za-z0-9+/=._\-]"
 # Password hashes: bcrypt, argon2, scrypt (Django's and `scrypt$n$r$p$salt$hash`), PBKDF2
 # (Django's and passlib's) and SHA-crypt. Each field class excludes `$`, so a run is read once.
-_DOLLAR_RULES: Final = (
+DOLLAR_RULES: Final = (
     _TokenRule("password_hash", ("$2",), r"\$2[abxy]?\$[0-9]{2}\$[./A-Za-z0-9]{53}"),
     _TokenRule(
         "password_hash",
@@ -110,14 +110,14 @@ _DOLLAR_RULES: Final = (
         r"\$[56]\$(?:rounds=[0-9]{1,10}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{43,86}",
     ),
 )
-_SLACK_WEBHOOK: Final = _TokenRule(
+SLACK_WEBHOOK: Final = _TokenRule(
     "slack_webhook",
     ("hooks.slack.com",),
     r"hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9_/\-]{8,256}",
 )
 
 
-def _apply_rules(text: str, rules: tuple[_TokenRule, ...]) -> str:
+def apply_rules(text: str, rules: tuple[_TokenRule, ...]) -> str:
     for rule in rules:
         for hint in rule.hints:
             if hint in text:

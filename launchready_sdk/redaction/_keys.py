@@ -1,7 +1,7 @@
 """Key rules: which mapping keys, pair names and `key=value` keys are sensitive, and why.
 
 A key is split into lowercase words and classified by the words and their neighbours; the
-module-level verdicts are cached, and `_KeyRules` adds a per-redactor cache and `extra_keys`.
+module-level verdicts are cached, and `KeyRules` adds a per-redactor cache and `extra_keys`.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import unicodedata
 import urllib.parse
 from typing import Final
 
-from launchready_sdk.redact.markers import _marker
+from launchready_sdk.redaction._markers import marker_for
 
 _KEY_CACHE_SIZE: Final = 4096
-_MISSING: Final = object()
+MISSING: Final = object()
 
 _WORD_RE: Final = re.compile(r"[A-Z]+[0-9]*(?![a-z])|[A-Z]?[a-z]+[0-9]*|[0-9]+")
 
@@ -95,7 +95,7 @@ _ID_SENSITIVE: Final = frozenset(("session", "csrf", "xsrf"))
 
 
 @functools.lru_cache(maxsize=_KEY_CACHE_SIZE)
-def _key_words(key: str) -> tuple[str, ...]:
+def key_words(key: str) -> tuple[str, ...]:
     """The lowercase words of a key: `X-Api-Key` -> ("x", "api", "key")."""
     if "%" in key:
         key = urllib.parse.unquote(key)
@@ -155,7 +155,7 @@ def _is_exempt(words: tuple[str, ...]) -> bool:
 @functools.lru_cache(maxsize=_KEY_CACHE_SIZE)
 def _classify_key(key: str) -> str | None:
     """The built-in category of a sensitive key, or None."""
-    words = _key_words(key)
+    words = key_words(key)
     for i in range(len(words)):
         category = _word_category(words, i)
         if category is not None:
@@ -163,7 +163,7 @@ def _classify_key(key: str) -> str | None:
     return None
 
 
-class _KeyRules:
+class KeyRules:
     """The key methods of `Redactor`: verdicts cached per instance, then `extra_keys`."""
 
     _extra_keys: tuple[tuple[str, ...], ...]
@@ -182,7 +182,7 @@ class _KeyRules:
             return self._uncached_key_rule(name)
         rule = _classify_key(name)
         if rule is None and self._extra_keys:
-            rule = self._extra_key_rule(_key_words(name))
+            rule = self._extra_key_rule(key_words(name))
         if len(self._keys) >= _KEY_CACHE_SIZE:
             self._keys.clear()
             self._safe_keys.clear()
@@ -194,7 +194,7 @@ class _KeyRules:
     def _uncached_key_rule(self, name: str) -> str | None:
         rule = _classify_key.__wrapped__(name)
         if rule is None and self._extra_keys:
-            rule = self._extra_key_rule(_key_words.__wrapped__(name))
+            rule = self._extra_key_rule(key_words.__wrapped__(name))
         return rule
 
     def _extra_key_rule(self, words: tuple[str, ...]) -> str | None:
@@ -208,7 +208,7 @@ class _KeyRules:
     def _masked(rule: str, value: object) -> object:
         if value is None or value is True or value is False:
             return value
-        marker = _marker(rule)
+        marker = marker_for(rule)
         if isinstance(value, (bytes, bytearray)):
             return marker.encode()
         return marker

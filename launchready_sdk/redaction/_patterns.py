@@ -8,10 +8,10 @@ from collections.abc import Iterable
 from typing import Any, Final
 
 from launchready_sdk.errors import SettingsError
-from launchready_sdk.redact.markers import _marker
+from launchready_sdk.redaction._markers import marker_for
 
-_EXTRA_WINDOW: Final = 16_384
-_EXTRA_OVERLAP: Final = 512
+EXTRA_WINDOW: Final = 16_384
+EXTRA_OVERLAP: Final = 512
 
 
 def _has_nested_repeat(pattern: str) -> bool:
@@ -46,7 +46,7 @@ def _subpatterns(av: Any, parser: Any) -> list[Any]:
     return []
 
 
-def _compile_extra(patterns: Iterable[tuple[str, str]]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+def compile_extra(patterns: Iterable[tuple[str, str]]) -> tuple[tuple[str, re.Pattern[str]], ...]:
     compiled = []
     for name, source in patterns:
         rule = re.sub(r"[^a-z0-9_]", "_", str(name).lower()).strip("_")[:40]
@@ -64,11 +64,11 @@ def _compile_extra(patterns: Iterable[tuple[str, str]]) -> tuple[tuple[str, re.P
                 f"{rule}: a repeated group that repeats again can take exponential time",
                 r"r'acme_[A-Za-z0-9]{32}'",
             )
-        compiled.append((_marker(rule), pattern))
+        compiled.append((marker_for(rule), pattern))
     return tuple(compiled)
 
 
-def _overlaps(
+def overlaps(
     start: int, end: int, protected: list[tuple[int, int]], spans: list[tuple[int, int, str]]
 ) -> bool:
     if any(start < p_end and p_start < end for p_start, p_end in protected):

@@ -5,21 +5,21 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
-from launchready_sdk.redact.markers import _CARD_MARKER, _splice
+from launchready_sdk.redaction._markers import CARD_MARKER, splice
 
 EmailMode = Literal["domain", "full", "off"]
 
-_CARD_MIN: Final = 10**12
+CARD_MIN: Final = 10**12
 _CARD_RE: Final = re.compile(r"0000(?:0{9,15}|(?P<sep>[ \-])0{4,6}(?:(?P=sep)0{1,6}){1,3})")
 _CARD_SHAPE: Final = bytes.maketrans(b"0123456789", b"0000000000")
 _CARD_SHAPE_STR: Final = str.maketrans("0123456789", "0000000000")
-_EMAIL_DOMAIN_RE: Final = re.compile(
+EMAIL_DOMAIN_RE: Final = re.compile(
     r"@((?:[A-Za-z0-9\-]{1,63}\.){1,8}[A-Za-z]{2,63})(?![A-Za-z0-9\-])", re.ASCII
 )
-_EMAIL_LOCAL_RE: Final = re.compile(r"[A-Za-z0-9_.%+\-]{1,64}\Z", re.ASCII)
+EMAIL_LOCAL_RE: Final = re.compile(r"[A-Za-z0-9_.%+\-]{1,64}\Z", re.ASCII)
 
 
-def _luhn(digits: str) -> bool:
+def luhn(digits: str) -> bool:
     total = 0
     for i, ch in enumerate(reversed(digits)):
         d = ord(ch) - 48
@@ -45,11 +45,11 @@ def _issuer_fits(d: str) -> bool:
     return False
 
 
-def _is_card(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and _issuer_fits(digits) and _luhn(digits)
+def is_card(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and _issuer_fits(digits) and luhn(digits)
 
 
-def _redact_cards(text: str) -> str:
+def redact_cards(text: str) -> str:
     """Card numbers replaced: an issuer prefix, a valid length and a Luhn check are required."""
     raw = text.encode("utf-8", "surrogatepass")
     if len(raw) == len(text):
@@ -61,10 +61,10 @@ def _redact_cards(text: str) -> str:
         start, end = m.span()
         if (start and text[start - 1].isdigit()) or (end < len(text) and text[end].isdigit()):
             continue
-        if _is_card(text[start:end].replace(" ", "").replace("-", "")):
-            spans.append((start, end, _CARD_MARKER))
-    return _splice(text, spans) if spans else text
+        if is_card(text[start:end].replace(" ", "").replace("-", "")):
+            spans.append((start, end, CARD_MARKER))
+    return splice(text, spans) if spans else text
 
 
-def _digit_count(text: str) -> int:
+def digit_count(text: str) -> int:
     return text.encode("utf-8", "surrogatepass").translate(_CARD_SHAPE).count(48)

@@ -1,31 +1,15 @@
-"""Shared state: one Redis client per process behind a breaker, and bounded in-memory stores.
-
-`RedisStore.execute(...)` is the one boundary where Redis errors are translated: a connection error,
-a timeout, a `READONLY`/`LOADING`/auth error all become `StoreUnavailable`, and the breaker opens.
-While it is open, `execute` fails at once without I/O, so no request waits on a dead Redis; after
-`cooldown_s` one call is let through as a probe, and its success closes the breaker. An outage
-logs one warning and its end one info line, never a line per request.
-
-Each command is bounded by a short socket timeout (`redis_timeout_s`, 50 ms by default) and the
-client never retries on its own: callers decide what a failure means (fail open, fail closed,
-fall back to memory).
-"""
+"""The Redis store: the process's connection behind a breaker, and Lua scripts."""
 
 from __future__ import annotations
 
 import hashlib
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any
 
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
-from launchready_sdk.resp import Arg, RedisReplyError, RespClient
-
-T = TypeVar("T")
-K = TypeVar("K")
-V = TypeVar("V")
+from launchready_sdk.store._resp import Arg, RedisReplyError, RespClient
 
 _log = get_logger("launchready.stores")
 
@@ -144,36 +128,3 @@ class RedisStore:
     async def aclose(self) -> None:
         """Close the connection (at shutdown)."""
         await self.client.aclose()
-
-
-class BoundedLRU(Generic[K, V]):
-    """A dict capped at `max_items`, evicting the least recently used entry."""
-
-    def __init__(self, max_items: int) -> None:
-        if max_items < 1:
-            raise ValueError("max_items must be at least 1")
-        self.max_items = max_items
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self.evictions = 0
-
-    def get(self, key: K) -> V | None:
-        value = self._data.get(key)
-        if value is not None:
-            self._data.move_to_end(key)
-        return value
-
-    def set(self, key: K, value: V) -> None:
-        self._data[key] = value
-        self._data.move_to_end(key)
-        while len(self._data) > self.max_items:
-            self._data.popitem(last=False)
-            self.evictions += 1
-
-    def pop(self, key: K) -> V | None:
-        return self._data.pop(key, None)
-
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __iter__(self) -> Iterator[K]:
-        return iter(self._data)

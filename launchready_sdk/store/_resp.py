@@ -113,7 +113,7 @@ class RespClient:
     def __init__(self, url: str, *, timeout_s: float) -> None:
         self.url = url
         self.timeout_s = timeout_s
-        self._target = _parse_url(url)
+        self._target = parse_redis_url(url)
         self._protocol: _Protocol | None = None
         self._connecting: asyncio.Future[_Protocol] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -190,7 +190,7 @@ class RespClient:
             protocol.transport.close()
 
 
-def _parse_url(url: str) -> dict[str, Any]:
+def parse_redis_url(url: str) -> dict[str, Any]:
     parsed = urllib.parse.urlsplit(url)
     query = urllib.parse.parse_qs(parsed.query)
     setup: list[tuple[Arg, ...]] = []

@@ -6,19 +6,19 @@ from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any, Final
 
 from launchready_sdk.errors import SettingsError
-from launchready_sdk.redact.keys import _key_words
-from launchready_sdk.redact.markers import ERROR_MARKER
-from launchready_sdk.redact.patterns import _compile_extra
-from launchready_sdk.redact.personal import _CARD_MIN, EmailMode
-from launchready_sdk.redact.prefilter import _SAFE_SHAPES, _plain_classes
-from launchready_sdk.redact.scanner import _MIN_SECRET
-from launchready_sdk.redact.walker import _Walker
+from launchready_sdk.redaction._keys import key_words
+from launchready_sdk.redaction._markers import ERROR_MARKER
+from launchready_sdk.redaction._patterns import compile_extra
+from launchready_sdk.redaction._personal import CARD_MIN, EmailMode
+from launchready_sdk.redaction._scanner import MIN_SECRET
+from launchready_sdk.redaction._walker import Walker
+from launchready_sdk.redaction.prefilter import SAFE_SHAPES, plain_classes
 
 _MAX_DEPTH_LIMIT: Final = 256
 _MIN_STRING_LIMIT: Final = 1024
 
 
-class Redactor(_Walker):
+class Redactor(Walker):
     """A configured redactor; call it on any value, or use `processor` in a structlog chain.
 
     Args:
@@ -47,18 +47,18 @@ class Redactor(_Walker):
         if max_string < _MIN_STRING_LIMIT:
             raise SettingsError("max_string", f"must be at least {_MIN_STRING_LIMIT}", "1000000")
         self._extra_keys = tuple(self._key_phrase(key) for key in extra_keys)
-        self._extra = _compile_extra(extra_patterns)
+        self._extra = compile_extra(extra_patterns)
         self._email = email
         self._max_depth = max_depth
         self._max_string = max_string
         self._keys: dict[object, str | None] = {}
         self._safe_keys: set[str] = set()
         self._clean: dict[str, None] = {}
-        self._short = 0 if self._extra else _MIN_SECRET
+        self._short = 0 if self._extra else MIN_SECRET
 
     @staticmethod
     def _key_phrase(key: str) -> tuple[str, ...]:
-        words = _key_words(str(key))
+        words = key_words(str(key))
         if not words:
             raise SettingsError("extra_keys", f"{key!r} has no letters or digits", "'dob'")
         return words
@@ -88,7 +88,7 @@ class Redactor(_Walker):
 
         The fast path of every log line: keys already known safe, strings seen before (one
         lookup each), numbers, and new strings (request IDs, timestamps, paths) that pass
-        `_plain_classes` or `_SAFE_SHAPES` together. Anything else takes the full walk.
+        `plain_classes` or `SAFE_SHAPES` together. Anything else takes the full walk.
         """
         if self._extra or "value" in event_dict or not self._safe_keys.issuperset(event_dict):
             return None
@@ -100,7 +100,7 @@ class Redactor(_Walker):
                 if value not in clean:
                     texts.append(value)
             elif kind is int:
-                if not -_CARD_MIN < value < _CARD_MIN:
+                if not -CARD_MIN < value < CARD_MIN:
                     return None
             elif not (kind is float or kind is bool or value is None):
                 return None
@@ -109,8 +109,8 @@ class Redactor(_Walker):
             if len(joined) > self._max_string:
                 return None
             if not (
-                _plain_classes(joined)
-                or _SAFE_SHAPES.fullmatch(joined)
+                plain_classes(joined)
+                or SAFE_SHAPES.fullmatch(joined)
                 or all(self._text(text, 0) is text for text in texts)
             ):
                 return None
