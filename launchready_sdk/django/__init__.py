@@ -71,30 +71,35 @@ until those connections reconnect.
 
 from __future__ import annotations
 
-from launchready_sdk.django.bridge import DjangoBridge
-from launchready_sdk.django.database import DatabaseCheck as DatabaseCheck
-from launchready_sdk.django.database import DatabaseCheckBusy as DatabaseCheckBusy
-from launchready_sdk.django.instance import (
+from launchready_sdk.django._bridge import DjangoBridge
+from launchready_sdk.django._database import DatabaseCheck, DatabaseCheckBusy
+from launchready_sdk.django._instance import (
     DjangoLaunchReady,
     get_launchready,
     instrument_django,
     launchready_django,
 )
-from launchready_sdk.django.middleware import MIDDLEWARE_PATH as MIDDLEWARE_PATH
-from launchready_sdk.django.middleware import LaunchReadyDjangoMiddleware, problem_response
-from launchready_sdk.django.middleware import ensure_middleware as ensure_middleware
-from launchready_sdk.django.routes import django_route_template
-from launchready_sdk.django.settings import SETTING_NAME as SETTING_NAME
-from launchready_sdk.django.settings import settings_from_django
-from launchready_sdk.django.sync import cached_sync
+from launchready_sdk.django._middleware import (
+    MIDDLEWARE_PATH,
+    LaunchReadyDjangoMiddleware,
+    ensure_middleware,
+    problem_response,
+)
+from launchready_sdk.django._routes import django_route_template
+from launchready_sdk.django._settings import SETTING_NAME, settings_from_django
+from launchready_sdk.django._sync import cached_sync
 
-# The `as` imports above keep names that were public outside `__all__` importable from here.
 __all__ = [
+    "MIDDLEWARE_PATH",
+    "SETTING_NAME",
+    "DatabaseCheck",
+    "DatabaseCheckBusy",
     "DjangoBridge",
     "DjangoLaunchReady",
     "LaunchReadyDjangoMiddleware",
     "cached_sync",
     "django_route_template",
+    "ensure_middleware",
     "get_launchready",
     "instrument_django",
     "launchready_django",

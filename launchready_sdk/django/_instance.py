@@ -6,10 +6,10 @@ from typing import TextIO
 
 from launchready_sdk.app import LaunchReady
 from launchready_sdk.dbtiming import QueryStats, export_query_stats
-from launchready_sdk.django.bridge import DjangoBridge
-from launchready_sdk.django.database import _TIMER, DatabaseCheck, _quiet_query_log
-from launchready_sdk.django.middleware import ensure_middleware
-from launchready_sdk.django.settings import settings_from_django
+from launchready_sdk.django._bridge import DjangoBridge
+from launchready_sdk.django._database import TIMER, DatabaseCheck, quiet_query_log
+from launchready_sdk.django._middleware import ensure_middleware
+from launchready_sdk.django._settings import settings_from_django
 from launchready_sdk.errors import LaunchReadyError
 from launchready_sdk.settings import Settings
 from launchready_sdk.types import ASGIApp
@@ -52,7 +52,7 @@ class DjangoLaunchReady(LaunchReady):
         """The SDK stack around Django's ASGI handler, with lifespan answered for Django."""
         ensure_middleware(app)
         if self.settings.configure_logging:
-            _quiet_query_log()
+            quiet_query_log()
         inner = app if isinstance(app, DjangoBridge) else DjangoBridge(app)
         return super().wrap(inner)
 
@@ -100,13 +100,13 @@ def instrument_django(lr: LaunchReady, *, database: str = "default") -> QuerySta
     from django.db.backends.signals import connection_created
 
     _active = lr
-    _TIMER.stats = lr.db_stats
-    connection_created.connect(_TIMER.attach, dispatch_uid="launchready.query_timer", weak=False)
+    TIMER.stats = lr.db_stats
+    connection_created.connect(TIMER.attach, dispatch_uid="launchready.query_timer", weak=False)
     for connection in connections.all(initialized_only=True):
-        _TIMER.attach(None, connection)
+        TIMER.attach(None, connection)
     export_query_stats(lr.db_stats, lr.latency)
     if database in getattr(django_settings, "DATABASES", {}):
         lr.add_health_check("db", DatabaseCheck(database))
     if lr.settings.configure_logging:
-        _quiet_query_log()
+        quiet_query_log()
     return lr.db_stats

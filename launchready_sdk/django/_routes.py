@@ -10,19 +10,19 @@ from typing import Any
 
 
 @dataclasses.dataclass(frozen=True)
-class _Route:
+class UrlRoute:
     path: str
     endpoint: object = None
 
 
-def _walk_urlconf(patterns: Iterable[Any], prefix: str, depth: int = 0) -> Iterator[str]:
+def walk_urlconf(patterns: Iterable[Any], prefix: str, depth: int = 0) -> Iterator[str]:
     if depth > 16:
         return
     for entry in patterns:
         route = prefix + _strip_start(str(entry.pattern), bool(prefix))
         children = getattr(entry, "url_patterns", None)
         if children is not None:
-            yield from _walk_urlconf(children, route, depth + 1)
+            yield from walk_urlconf(children, route, depth + 1)
         else:
             yield django_route_template(route)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from launchready_sdk.django.routes import _Route, _walk_urlconf
+from launchready_sdk.django._routes import UrlRoute, walk_urlconf
 from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
 
 
@@ -55,10 +55,10 @@ class DjangoBridge:
                 return
 
     @property
-    def routes(self) -> list[_Route]:
+    def routes(self) -> list[UrlRoute]:
         try:
             from django.urls import get_resolver
 
-            return [_Route(path) for path in _walk_urlconf(get_resolver().url_patterns, "")]
+            return [UrlRoute(path) for path in walk_urlconf(get_resolver().url_patterns, "")]
         except Exception:  # a broken URLconf must not break a start-up report
             return []

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from launchready_sdk.context import current
-from launchready_sdk.django.routes import django_route_template
+from launchready_sdk.django._routes import django_route_template
 from launchready_sdk.responses import problem_body
 from launchready_sdk.routing import SCOPE_ROUTE
 

@@ -45,7 +45,7 @@ class _QueryTimer:
         return result
 
 
-_TIMER = _QueryTimer()
+TIMER = _QueryTimer()
 
 
 class DatabaseCheck:
@@ -93,7 +93,7 @@ class DatabaseCheckBusy(LaunchReadyError):
     """The previous readiness check of this database has not finished."""
 
 
-def _quiet_query_log() -> None:
+def quiet_query_log() -> None:
     # Django's query debug lines interpolate the parameter values into the SQL.
     logger = logging.getLogger("django.db.backends")
     if logger.level < logging.INFO:
