@@ -16,14 +16,16 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
 from launchready_sdk import LaunchReady, Settings
+from launchready_sdk.patterns import split_methods
 from launchready_sdk.ratelimit import (
     DEFAULT_RATE_LIMITS,
-    MemoryLimiter,
+    Backend,
+    MemoryBackend,
     RateLimiter,
+    RedisBackend,
     bucket_key,
     client_key,
     parse_rule,
-    split_methods,
 )
 from launchready_sdk.store import RedisStore
 
@@ -82,14 +84,27 @@ def client(app: Any, ip: str = "203.0.113.9") -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://shop.test")
 
 
-# --- engine ------------------------------------------------------------------------------
+# --- backends: one suite, run against memory and a real Redis ------------------------------
 
 
-def test_gcra_admits_the_burst_then_refuses_with_retry_after() -> None:
+@pytest.fixture(params=["memory", "redis"])
+async def backend(
+    request: pytest.FixtureRequest, redis_url: str, redis_prefix: str
+) -> AsyncIterator[Backend]:
+    """Each backend in turn: this process's memory, then the shared Redis under a fresh prefix."""
+    if request.param == "memory":
+        yield MemoryBackend()
+        return
+    store = RedisStore(redis_url, timeout_s=1.0, cooldown_s=1.0, prefix=redis_prefix)
+    yield RedisBackend(store)
+    await store.aclose()
+
+
+async def test_gcra_admits_the_burst_then_refuses_with_retry_after(backend: Backend) -> None:
     """5/minute admits 5 at once; the 6th is refused with a Retry-After of about 12 s."""
-    limiter = MemoryLimiter()
+    limiter = backend
     rule = parse_rule("/login", "5/minute")
-    decisions = [limiter.hit("k", rule) for _ in range(6)]
+    decisions = [await limiter.hit("k", rule) for _ in range(6)]
     assert [d.allowed for d in decisions] == [True] * 5 + [False]
     assert [d.remaining for d in decisions[:5]] == [4, 3, 2, 1, 0]
     refused = decisions[-1]
@@ -98,31 +113,31 @@ def test_gcra_admits_the_burst_then_refuses_with_retry_after() -> None:
     assert refused.reset_s == refused.retry_after_s
 
 
-def test_multiple_rates_report_the_tightest() -> None:
+async def test_multiple_rates_report_the_tightest(backend: Backend) -> None:
     """With `2/second;3/minute` the minute budget is the one that refuses the 4th request."""
-    limiter = MemoryLimiter()
+    limiter = backend
     rule = parse_rule("/login", "2/second;3/minute")
-    first = limiter.hit("k", rule)
+    first = await limiter.hit("k", rule)
     assert first.allowed
     assert first.limit == 2
-    limiter.hit("k", rule)
-    time.sleep(1.05)
-    third = limiter.hit("k", rule)
+    await limiter.hit("k", rule)
+    await asyncio.sleep(1.05)
+    third = await limiter.hit("k", rule)
     assert third.allowed
     assert (third.limit, third.remaining) == (3, 0)
-    fourth = limiter.hit("k", rule)
+    fourth = await limiter.hit("k", rule)
     assert not fourth.allowed
     assert fourth.limit == 3
     assert fourth.retry_after_s > 1
 
 
-def test_memory_limiter_is_bounded() -> None:
+async def test_memory_limiter_is_bounded() -> None:
     """A million distinct client keys keep the in-memory limiter at its cap."""
-    limiter = MemoryLimiter(max_keys=10_000)
+    limiter = MemoryBackend(max_keys=10_000)
     rule = parse_rule("/login", "5/minute")
     for i in range(1_000_000):
-        limiter.hit(str(i), rule)
-    assert len(limiter._tats) == 10_000
+        await limiter.hit(str(i), rule)
+    assert len(limiter) == 10_000
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,151 @@
+"""Backends: GCRA (a token bucket kept as one "theoretical arrival time" per key) in this
+process's memory or in one Redis script; both answer `await backend.hit(key, rule)`."""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import NamedTuple, Protocol
+
+from launchready_sdk.ratelimit._rules import Rate, Rule
+from launchready_sdk.store import Arg, BoundedLRU, RedisStore, Script
+
+MEMORY_MAX_KEYS = 100_000
+
+# KEYS: one per rate. ARGV: per rate, its period and emission interval in microseconds.
+# Returns {allowed, index of the reported rate, remaining, reset_us, retry_after_us}.
+GCRA_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local n = #KEYS
+local tats = {}
+local allowed = 1
+local report, report_remaining, retry = 1, math.huge, 0
+for i = 1, n do
+  local period = tonumber(ARGV[2 * i - 1])
+  local interval = tonumber(ARGV[2 * i])
+  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if tat < now then tat = now end
+  local new_tat = tat + interval
+  local over = new_tat - now - period
+  if over > 0 then
+    allowed = 0
+    if over > retry then retry = over; report = i end
+  end
+  tats[i] = new_tat
+end
+local reset = 0
+for i = 1, n do
+  local period = tonumber(ARGV[2 * i - 1])
+  local interval = tonumber(ARGV[2 * i])
+  local used = tats[i] - now
+  if allowed == 1 then
+    redis.call('SET', KEYS[i], string.format('%d', tats[i]), 'PX', math.ceil(used / 1000) + 1)
+  else
+    used = used - interval
+  end
+  local remaining = math.floor((period - used) / interval)
+  if remaining < 0 then remaining = 0 end
+  if allowed == 1 and remaining < report_remaining then
+    report_remaining = remaining; report = i; reset = used
+  end
+end
+if allowed == 0 then report_remaining = 0; reset = retry end
+return {allowed, report, report_remaining, math.ceil(reset), math.ceil(retry)}
+"""
+GCRA = Script(GCRA_SCRIPT)
+
+
+class Decision(NamedTuple):
+    """The limiter's answer: allowed or not, and the values of the response headers."""
+
+    allowed: bool
+    limit: int
+    remaining: int
+    reset_s: int
+    retry_after_s: int
+    window_s: int = 0
+    policy: str = ""
+
+
+class Backend(Protocol):
+    """Where budgets live. `hit` spends one request of `key`'s budget under `rule`."""
+
+    async def hit(self, key: str, rule: Rule) -> Decision: ...
+
+
+class MemoryBackend:
+    """GCRA over a bounded LRU of keys, timed by this process's monotonic clock."""
+
+    def __init__(self, max_keys: int = MEMORY_MAX_KEYS) -> None:
+        self._tats: BoundedLRU[str, list[float]] = BoundedLRU(max_keys)
+
+    def __len__(self) -> int:
+        return len(self._tats)
+
+    async def hit(self, key: str, rule: Rule) -> Decision:
+        if len(rule.rates) == 1:
+            return self._hit_one(key, rule.rates[0], rule.pattern)
+        now = time.monotonic()
+        tats = self._tats.get(key) or [0.0] * len(rule.rates)
+        new_tats = [
+            max(tat, now) + rate.interval_s for tat, rate in zip(tats, rule.rates, strict=True)
+        ]
+        overs = [t - now - rate.period_s for t, rate in zip(new_tats, rule.rates, strict=True)]
+        retry = max(overs)
+        if retry > 1e-9:
+            index = overs.index(retry)
+            seconds = _ceil(retry)
+            rate = rule.rates[index]
+            return Decision(
+                False, rate.amount, 0, seconds, seconds, int(rate.period_s), rule.pattern
+            )
+        self._tats.set(key, new_tats)
+        remaining = [
+            int((rate.period_s - (t - now)) / rate.interval_s + 1e-9)
+            for t, rate in zip(new_tats, rule.rates, strict=True)
+        ]
+        index = remaining.index(min(remaining))
+        reset = _ceil(new_tats[index] - now)
+        rate = rule.rates[index]
+        left = max(remaining[index], 0)
+        return Decision(True, rate.amount, left, reset, 0, int(rate.period_s), rule.pattern)
+
+    def _hit_one(self, key: str, rate: Rate, policy: str) -> Decision:
+        """The common case of a rule with one rate, without the per-rate lists."""
+        now = time.monotonic()
+        stored = self._tats.get(key)
+        tat = stored[0] if stored is not None and stored[0] > now else now
+        used = tat + rate.interval_s - now
+        if used - rate.period_s > 1e-9:
+            seconds = _ceil(used - rate.period_s)
+            return Decision(False, rate.amount, 0, seconds, seconds, int(rate.period_s), policy)
+        self._tats.set(key, [now + used])
+        remaining = int((rate.period_s - used) / rate.interval_s + 1e-9)
+        return Decision(True, rate.amount, remaining, _ceil(used), 0, int(rate.period_s), policy)
+
+
+class RedisBackend:
+    """GCRA in one Lua script per check; keys hashed under the store's prefix."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.store = store
+
+    async def hit(self, key: str, rule: Rule) -> Decision:
+        keys = [self.store.key("rl", f"{{{key}}}", str(i)) for i in range(len(rule.rates))]
+        args: list[Arg] = []
+        for rate in rule.rates:
+            args += [round(rate.period_s * 1e6), round(rate.interval_s * 1e6)]
+        reply = await self.store.run_script(GCRA, keys, args)
+        allowed, index, remaining, reset_us, retry_us = reply
+        rate = rule.rates[int(index) - 1]
+        window, reset_s = int(rate.period_s), _ceil(int(reset_us) / 1e6)
+        if allowed:
+            return Decision(True, rate.amount, int(remaining), reset_s, 0, window, rule.pattern)
+        retry_s = _ceil(int(retry_us) / 1e6)
+        return Decision(False, rate.amount, 0, reset_s, retry_s, window, rule.pattern)
+
+
+def _ceil(seconds: float) -> int:
+    """Whole seconds, at least 1, for `Retry-After` and `RateLimit-Reset`."""
+    return max(1, math.ceil(seconds - 1e-9))
