@@ -19,8 +19,8 @@ import datetime
 import json
 import logging
 import sys
-from collections.abc import Collection
-from typing import IO, Any, TextIO
+from collections.abc import Callable, Collection, MutableMapping
+from typing import IO, TYPE_CHECKING, Any, TextIO
 
 import orjson
 import structlog
@@ -28,7 +28,9 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from launchready_sdk.context import RequestContext, current
 from launchready_sdk.redaction import DEFAULT_REDACTOR, Redactor
-from launchready_sdk.settings import Settings
+
+if TYPE_CHECKING:
+    from launchready_sdk.settings import Settings
 
 ACCESS_LOGGER = "launchready.access"
 ERROR_LOGGER = "launchready.error"
@@ -46,6 +48,29 @@ FOREIGN_LOGGERS = (
     "django.db.backends",
 )
 _HANDLER_NAME = "launchready"
+
+
+_current_span: Callable[[], Any] | None = None  # set by telemetry while tracing is on
+
+
+def trace_ids_from(get_span: Callable[[], Any] | None) -> None:
+    """Make `add_trace_ids` read the current span from `get_span` (None: tracing is off)."""
+    global _current_span
+    _current_span = get_span
+
+
+def add_trace_ids(
+    _: Any, __: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """Processor: `trace_id` and `span_id` of the current span, when tracing is on."""
+    get_span = _current_span
+    if get_span is None:
+        return event_dict
+    ctx = get_span().get_span_context()
+    if ctx.is_valid:
+        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
+        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
+    return event_dict
 
 
 def add_request_context(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -97,8 +122,6 @@ def configure_logging(
 
     Returns the writer the access log uses for its per-request line (None for console output).
     """
-    from launchready_sdk.telemetry import add_trace_ids
-
     out = stream if stream is not None else sys.stdout
     redactor = redactor or build_redactor(settings)
     level = logging.getLevelName(settings.log_level)

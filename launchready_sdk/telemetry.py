@@ -7,8 +7,8 @@
 per-message `http send`/`http receive` sub-spans excluded (they cost about a third of its
 overhead and carry nothing useful). After the app returns, the server span gets `http.route`
 and the name `"GET /products/{id}"` from the route template (see `routing.route_template`),
-never the raw path. It sits just inside the request-context layer, so the request ID and the
-trace ID describe the same request; `add_trace_ids` puts `trace_id`/`span_id` on log lines.
+never the raw path. Its place in the stack is in `app.py`'s docstring. Once tracing is on,
+`logs.add_trace_ids` puts `trace_id`/`span_id` on log lines.
 
 No double instrumentation: an app already instrumented by `FastAPIInstrumentor` (or that
 carries OTel's ASGI middleware) is returned unchanged, and FastAPI's own native telemetry is
@@ -25,33 +25,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable
 from typing import Any, Literal
 
 from launchready_sdk.errors import LaunchReadyError
-from launchready_sdk.logs import get_logger
+from launchready_sdk.logs import get_logger, trace_ids_from
 from launchready_sdk.routing import route_template
 from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
 
 Exporter = Literal["none", "console", "otlp"]
 EXPORTERS = ("none", "console", "otlp")
 _log = get_logger("launchready.telemetry")
-
-_current_span: Callable[[], Any] | None = None  # set while tracing is on
-
-
-def add_trace_ids(
-    _: Any, __: str, event_dict: MutableMapping[str, Any]
-) -> MutableMapping[str, Any]:
-    """structlog processor: `trace_id` and `span_id` of the current span, when tracing is on."""
-    get_span = _current_span
-    if get_span is None:
-        return event_dict
-    ctx = get_span().get_span_context()
-    if ctx.is_valid:
-        event_dict.setdefault("trace_id", format(ctx.trace_id, "032x"))
-        event_dict.setdefault("span_id", format(ctx.span_id, "016x"))
-    return event_dict
 
 
 def setup_telemetry(
@@ -93,16 +77,14 @@ def setup_telemetry(
 
 
 def _enable_trace_ids() -> None:
-    global _current_span
     from opentelemetry import trace
 
-    _current_span = trace.get_current_span
+    trace_ids_from(trace.get_current_span)
 
 
 def disable_trace_ids() -> None:
     """Make `add_trace_ids` a no-op again (at shutdown, or in tests)."""
-    global _current_span
-    _current_span = None
+    trace_ids_from(None)
 
 
 def _build_provider(

@@ -12,9 +12,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from launchready_sdk.errors import LaunchReadyError
+from launchready_sdk.logs import add_trace_ids
 from launchready_sdk.telemetry import (
     Telemetry,
-    add_trace_ids,
     already_instrumented,
     disable_trace_ids,
     setup_telemetry,
@@ -89,7 +89,8 @@ def test_trace_ids_in_logs_only_when_on(traced: Any) -> None:
 def test_off_by_default_and_imports_nothing() -> None:
     """With exporter "none" setup returns None and OpenTelemetry is never imported."""
     code = (
-        "import sys; from launchready_sdk.telemetry import setup_telemetry, add_trace_ids\n"
+        "import sys; from launchready_sdk.telemetry import setup_telemetry\n"
+        "from launchready_sdk.logs import add_trace_ids\n"
         "assert setup_telemetry('none') is None\n"
         "add_trace_ids(None, 'info', {})\n"
         "print(any(m.startswith('opentelemetry') for m in sys.modules))"
