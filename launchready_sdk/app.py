@@ -19,7 +19,22 @@ outermost first:
 
 Because the request-context layer is outside the framework's own error handling, 404s, 405s,
 the SDK's own 4xx/503s and unhandled 500s all carry the request ID. Health, readiness and
-metrics are answered above the limiter and the cache and are not timed.
+metrics are answered above the limiter and the cache and are not timed. Other modules link
+here rather than restate this order.
+
+Where each part lives (packages keep their internals in `_name.py` modules):
+
+    settings.py    Settings, one declaration per field     errors.py    the exception tree
+    context.py     request context, IDs, access-log hook   proxy.py     trusted-proxy client
+    patterns.py    path normalisation, route patterns      routing.py   route templates
+    health.py      /healthz, /readyz                       ratelimit/   rules, backends, layer
+    idempotency.py Idempotency-Key replay, once()          cache/       read cache, @cached
+    latency/       histograms, budgets, fleet, /metrics    outbound/    resilient httpx
+    redaction/     redact(), Redactor                      logs.py      structlog, access log
+    telemetry.py   OpenTelemetry tracing                   dbtiming.py  SQL statement timing
+    store/         Redis client, breaker, scripts, LRU     responses.py problem+json bodies
+    body.py        capped request bodies                   django/      Django integration
+    testing.py     switches for users' test suites         cli/         `launchready` command
 """
 
 from __future__ import annotations
@@ -65,6 +80,13 @@ from launchready_sdk.types import ASGIApp, HealthCheck, Receive, Scope, Send
 
 class LaunchReady:
     """The SDK for one app: settings, stores, readiness checks and the middleware stack.
+
+    Building one has two effects on the whole process, each of which a setting turns off:
+    with `configure_logging` (the default) the root logger and structlog are configured to
+    write the SDK's redacted JSON lines (see `logs.configure_logging`), and with
+    `configure_cache` (the default) its cache becomes the one `@cached` functions use when
+    given none. Nothing else is global: Redis connections, limits and figures belong to
+    the instance.
 
     Args:
         settings: what to do; `None` reads `Settings.from_env()`.
@@ -132,7 +154,8 @@ class LaunchReady:
             stale_while_revalidate_s=s.cache_stale_while_revalidate_s,
             stale_if_error_s=s.cache_stale_if_error_s,
         )
-        set_default_cache(cache)
+        if s.configure_cache:
+            set_default_cache(cache)
         return cache
 
     def _latency_tracker(self) -> LatencyTracker:

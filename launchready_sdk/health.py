@@ -23,6 +23,10 @@ from launchready_sdk.logs import get_logger
 from launchready_sdk.types import ASGIApp, HealthCheck, Receive, Scope, Send
 
 DEFAULT_CACHE_S = 1.0
+DEFAULT_TIMEOUT_S = 1.0
+MAX_TIMEOUT_S = 2.0  # below an uptime monitor's own timeout
+DEFAULT_HEALTH_PATH = "/healthz"
+DEFAULT_READY_PATH = "/readyz"
 _log = get_logger("launchready.health")
 _JSON_HEADERS = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
 
@@ -107,11 +111,11 @@ class HealthMiddleware:
         app: ASGIApp,
         *,
         readiness: Readiness | None = None,
-        health_path: str = "/healthz",
-        ready_path: str = "/readyz",
+        health_path: str = DEFAULT_HEALTH_PATH,
+        ready_path: str = DEFAULT_READY_PATH,
     ) -> None:
         self.app = app
-        self.readiness = readiness or Readiness(timeout_s=1.0)
+        self.readiness = readiness or Readiness(timeout_s=DEFAULT_TIMEOUT_S)
         self._routes: Mapping[str, str] = {
             health_path: "live",
             health_path + "/": "live",

@@ -56,7 +56,8 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MEMORY_MAX_ITEMS = 10_000
 RETRY_AFTER_S = 5
 KEPT_HEADERS = frozenset({b"content-type", b"location", b"cache-control", b"etag"})
-FailPolicy = Literal["proceed", "refuse"]
+# What an idempotent route does while Redis is unreachable: run unprotected, or answer 503.
+IdempotencyFail = Literal["proceed", "refuse"]
 
 # KEYS[1]: the record. ARGV: new record, lease seconds, the value it may replace ('' = none).
 # Returns nil when the key is now ours, else the record standing in the way.
@@ -201,7 +202,7 @@ class Idempotency:
         *,
         store: RedisStore | None,
         ttl_s: int = DEFAULT_TTL_S,
-        fail: FailPolicy = "proceed",
+        fail: IdempotencyFail = "proceed",
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         lease_s: int = DEFAULT_LEASE_S,
         memory_max_items: int = MEMORY_MAX_ITEMS,
@@ -212,7 +213,7 @@ class Idempotency:
             RedisBackend(store) if store is not None else MemoryBackend(memory_max_items)
         )
         self.ttl_s = ttl_s
-        self.fail: FailPolicy = fail
+        self.fail: IdempotencyFail = fail
         self.max_body_bytes = max_body_bytes
         self.lease_s = lease_s
         self._warned_at = -1e9
@@ -478,4 +479,10 @@ async def _send_replay(send: Send, record: Record) -> None:
     await send({"type": "http.response.body", "body": record.body})
 
 
-__all__ = ["Idempotency", "IdempotencyMiddleware", "default_identity"]
+__all__ = [
+    "DEFAULT_TTL_S",
+    "Idempotency",
+    "IdempotencyFail",
+    "IdempotencyMiddleware",
+    "default_identity",
+]

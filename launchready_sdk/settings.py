@@ -1,10 +1,15 @@
-"""Settings: one frozen dataclass, validated when it is built.
+"""Settings: one frozen dataclass whose every field is declared once.
 
-`Settings(...)` validates every field in `__post_init__`, so a bad value fails at start-up with a
-`SettingsError` naming the field, never at the first request. `Settings.from_env()` reads
-`LAUNCHREADY_<FIELD>` variables (the environment is read there and nowhere else) and names the
-variable in its errors. Lists are written `,`- or `;`-separated; mappings as `pattern=value`
-pairs separated by `;` (`LAUNCHREADY_RATE_LIMITS="/login=5/minute;/webhooks/*=300/minute"`).
+Each field is one `setting(...)` declaration: its type (the annotation), its default (taken from
+the component that owns the behaviour), how its `LAUNCHREADY_<FIELD>` variable is parsed, how a
+value is checked, and a one-line doc. That declaration drives everything else: `Settings(...)`
+validation in `__post_init__` (a bad value fails at start-up with a `SettingsError` naming the
+field, never at the first request), `Settings.from_env()` (the environment is read there and
+nowhere else, and errors name the variable), the Django `LAUNCHREADY` dict (its keys are the
+fields), and the README's settings table (`reference_table()`; a test keeps them equal).
+
+Lists are written `,`- or `;`-separated; mappings as `pattern=value` pairs separated by `;`
+(`LAUNCHREADY_RATE_LIMITS="/login=5/minute;/webhooks/*=300/minute"`).
 """
 
 from __future__ import annotations
@@ -16,133 +21,41 @@ from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
+from launchready_sdk import cache, dbtiming, health, idempotency, latency, outbound, ratelimit
+from launchready_sdk import store as redis_store
 from launchready_sdk.errors import SettingsError
+from launchready_sdk.patterns import PatternTable, split_methods, validate_pattern
 
 DEFAULT_SERVICE_NAME = "app"
-DEFAULT_LATENCY_BUDGET_MS = 500.0
-DEFAULT_OUTBOUND_TIMEOUT_S = 5.0
-DEFAULT_OUTBOUND_DEADLINE_S = 15.0
-DEFAULT_OUTBOUND_ATTEMPTS = 3
-DEFAULT_READINESS_TIMEOUT_S = 1.0
-DEFAULT_REDIS_TIMEOUT_S = 0.05
-DEFAULT_REDIS_COOLDOWN_S = 2.0
-MAX_READINESS_TIMEOUT_S = 2.0
-DEFAULT_REDIS_PREFIX = "launchready"
-DEFAULT_IPV6_PREFIX = 64
-DEFAULT_IDEMPOTENCY_TTL_S = 86400
-DEFAULT_LATENCY_WINDOW_S = 300
-DEFAULT_LATENCY_MAX_ROUTES = 500
-DEFAULT_LATENCY_FLUSH_INTERVAL_S = 10.0
-DEFAULT_DB_QUERY_BUDGET_MS = 100.0
-DEFAULT_DB_N_PLUS_ONE_THRESHOLD = 20
-DEFAULT_CACHE_MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_CACHE_MEMORY_MAX_BYTES = 64 * 1024 * 1024
-DEFAULT_CACHE_SWR_S = 10
-DEFAULT_CACHE_SIE_S = 300
-DEFAULT_CACHE_CREDENTIAL_HEADERS = ("x-api-key", "x-auth-token", "x-access-token")
-MAX_CACHE_TTL_S = 15 * 86400
+DEFAULT_METRICS_PATH = "/metrics"
 ENV_PREFIX = "LAUNCHREADY_"
 
 LogFormat = Literal["json", "console"]
-FailPolicy = Literal["open", "closed"]
 EmailPolicy = Literal["domain", "full", "off"]
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
-
-def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
-    return MappingProxyType(dict(value))
-
-
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class Settings:
-    """Everything the SDK can be told. Every field has a `LAUNCHREADY_<FIELD>` variable."""
-
-    service_name: str = DEFAULT_SERVICE_NAME
-    redis_url: str | None = None
-    redis_prefix: str = DEFAULT_REDIS_PREFIX
-    trusted_proxies: tuple[str, ...] = ()
-    trust_request_id: bool = False
-    rate_limits: Mapping[str, str] | None = None
-    rate_limit_fail: FailPolicy = "open"
-    rate_limit_ipv6_prefix: int = DEFAULT_IPV6_PREFIX
-    rate_limit_accounts: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    rate_limit_headers: Literal["separate", "structured"] = "separate"
-    cache_routes: Mapping[str, int] = dataclasses.field(default_factory=dict)
-    idempotent_routes: tuple[str, ...] = ()
-    idempotency_ttl_s: int = DEFAULT_IDEMPOTENCY_TTL_S
-    idempotency_fail: Literal["proceed", "refuse"] = "proceed"
-    cache_version: str = ""
-    cache_max_body_bytes: int = DEFAULT_CACHE_MAX_BODY_BYTES
-    cache_memory_max_bytes: int = DEFAULT_CACHE_MEMORY_MAX_BYTES
-    cache_stale_while_revalidate_s: int = DEFAULT_CACHE_SWR_S
-    cache_stale_if_error_s: int = DEFAULT_CACHE_SIE_S
-    cache_credential_headers: tuple[str, ...] = DEFAULT_CACHE_CREDENTIAL_HEADERS
-    latency_budget_ms: float = DEFAULT_LATENCY_BUDGET_MS
-    latency_budgets: Mapping[str, float] = dataclasses.field(default_factory=dict)
-    latency_window_s: int = DEFAULT_LATENCY_WINDOW_S
-    latency_max_routes: int = DEFAULT_LATENCY_MAX_ROUTES
-    latency_flush_interval_s: float = DEFAULT_LATENCY_FLUSH_INTERVAL_S
-    otel_exporter: Literal["none", "console", "otlp"] | None = None
-    db_query_budget_ms: float = DEFAULT_DB_QUERY_BUDGET_MS
-    db_slow_query_ms: float | None = None
-    db_n_plus_one_threshold: int = DEFAULT_DB_N_PLUS_ONE_THRESHOLD
-    outbound_timeout_s: float = DEFAULT_OUTBOUND_TIMEOUT_S
-    outbound_deadline_s: float = DEFAULT_OUTBOUND_DEADLINE_S
-    outbound_attempts: int = DEFAULT_OUTBOUND_ATTEMPTS
-    log_format: LogFormat = "json"
-    log_level: str = "INFO"
-    configure_logging: bool = True
-    access_log: bool = True
-    redact_email: EmailPolicy = "domain"
-    redact_keys: tuple[str, ...] = ()
-    health_path: str = "/healthz"
-    ready_path: str = "/readyz"
-    metrics_path: str = "/metrics"
-    readiness_timeout_s: float = DEFAULT_READINESS_TIMEOUT_S
-    redis_timeout_s: float = DEFAULT_REDIS_TIMEOUT_S
-    redis_cooldown_s: float = DEFAULT_REDIS_COOLDOWN_S
-
-    def __post_init__(self) -> None:
-        for name, check in _CHECKS.items():
-            value = check(name, getattr(self, name))
-            object.__setattr__(self, name, value)
-        if self.outbound_timeout_s > self.outbound_deadline_s:
-            raise SettingsError(
-                "outbound_timeout_s",
-                f"one attempt ({self.outbound_timeout_s} s) cannot outlast the whole call's "
-                f"deadline outbound_deadline_s ({self.outbound_deadline_s} s)",
-                "outbound_timeout_s=5, outbound_deadline_s=15",
-            )
-        paths = (self.health_path, self.ready_path, self.metrics_path)
-        if len(set(paths)) != len(paths):
-            raise SettingsError("health_path", f"endpoint paths must differ, got {paths}")
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Build settings from `LAUNCHREADY_*` variables; `overrides` win over the environment."""
-        env = os.environ if environ is None else environ
-        values: dict[str, Any] = {}
-        for field in dataclasses.fields(cls):
-            variable = ENV_PREFIX + field.name.upper()
-            raw = env.get(variable)
-            if raw is None or field.name in overrides:
-                continue
-            try:
-                values[field.name] = _PARSERS.get(field.name, _parse_str)(raw)
-            except SettingsError as exc:
-                raise SettingsError(variable, exc.problem, _env_example(variable, exc)) from None
-        values.update(overrides)
-        try:
-            return cls(**values)
-        except SettingsError as exc:
-            if exc.name in overrides:
-                raise
-            variable = ENV_PREFIX + exc.name.upper()
-            raise SettingsError(variable, exc.problem, _env_example(variable, exc)) from None
+Parser = Callable[[str], Any]
+Check = Callable[[str, Any], Any]
+_PAIRS_EXAMPLE = "/login=5/minute;/webhooks/*=300/minute"
 
 
-def _env_example(variable: str, exc: SettingsError) -> str | None:
-    return f'{variable}="{exc.example}"' if exc.example else None
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    parse: Parser,
+    check: Check,
+    doc: str,
+    shown: str | None = None,
+    factory: Callable[[], Any] | None = None,
+) -> Any:
+    """Declare a field: its default (or `factory`), variable parser, check and README line.
+
+    `shown` is how the README shows the default when the value itself would not read well.
+    """
+    metadata = {"parse": parse, "check": check, "doc": doc, "shown": shown}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
 # --- environment parsers (text -> python value; validation happens in Settings) -------------
@@ -176,6 +89,10 @@ def _parse_number(raw: str) -> float:
         raise SettingsError("", f"expected a number, got {raw!r}", "1.5") from None
 
 
+def _parse_optional_number(raw: str) -> float | None:
+    return _parse_number(raw) if raw.strip() else None
+
+
 def _parse_int(raw: str) -> int:
     try:
         return int(raw.strip())
@@ -183,82 +100,43 @@ def _parse_int(raw: str) -> int:
         raise SettingsError("", f"expected a whole number, got {raw!r}", "3") from None
 
 
-def _parse_pairs(raw: str, example: str) -> dict[str, str]:
+def _pairs(example: str) -> Parser:
     """`a=1;b=2` -> {a: 1, b: 2}; an item without `=` continues the previous value.
 
     So `/login=5/minute;100/hour` gives `{"/login": "5/minute;100/hour"}`.
     """
-    pairs: dict[str, str] = {}
-    last: str | None = None
-    for item in (part.strip() for part in raw.split(";")):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        if sep:
-            last = key.strip()
-            pairs[last] = value.strip()
-        elif last is not None:
-            pairs[last] += ";" + item
-        else:
-            raise SettingsError("", f"expected pattern=value pairs, got {item!r}", example)
-    return pairs
+
+    def parse(raw: str) -> dict[str, str]:
+        pairs: dict[str, str] = {}
+        last: str | None = None
+        for item in (part.strip() for part in raw.split(";")):
+            if not item:
+                continue
+            key, sep, value = item.partition("=")
+            if sep:
+                last = key.strip()
+                pairs[last] = value.strip()
+            elif last is not None:
+                pairs[last] += ";" + item
+            else:
+                raise SettingsError("", f"expected pattern=value pairs, got {item!r}", example)
+        return pairs
+
+    return parse
 
 
 def _parse_rate_limits(raw: str) -> dict[str, str] | None:
     if raw.strip().lower() in ("default", "none"):
         return None
-    return _parse_pairs(raw, "/login=5/minute;/webhooks/*=300/minute")
+    pairs: dict[str, str] = _pairs(_PAIRS_EXAMPLE)(raw)
+    return pairs
 
 
-def _parse_cache_routes(raw: str) -> dict[str, Any]:
-    return dict(_parse_pairs(raw, "/products=30;/products/{id}=60"))
+# --- checks (field name, value) -> normalised value -------------------------------------------
 
 
-def _parse_budgets(raw: str) -> dict[str, Any]:
-    return dict(_parse_pairs(raw, "GET /products/{id}=300;/admin/*=2000"))
-
-
-def _parse_optional_number(raw: str) -> float | None:
-    return _parse_number(raw) if raw.strip() else None
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "redis_url": _parse_optional_str,
-    "trusted_proxies": _parse_list,
-    "redact_keys": _parse_list,
-    "trust_request_id": _parse_bool,
-    "configure_logging": _parse_bool,
-    "access_log": _parse_bool,
-    "rate_limits": _parse_rate_limits,
-    "cache_routes": _parse_cache_routes,
-    "rate_limit_accounts": _parse_rate_limits,
-    "latency_budget_ms": _parse_number,
-    "outbound_timeout_s": _parse_number,
-    "outbound_deadline_s": _parse_number,
-    "readiness_timeout_s": _parse_number,
-    "redis_timeout_s": _parse_number,
-    "redis_cooldown_s": _parse_number,
-    "outbound_attempts": _parse_int,
-    "rate_limit_ipv6_prefix": _parse_int,
-    "cache_max_body_bytes": _parse_int,
-    "cache_memory_max_bytes": _parse_int,
-    "cache_stale_while_revalidate_s": _parse_int,
-    "cache_stale_if_error_s": _parse_int,
-    "cache_credential_headers": _parse_list,
-    "idempotent_routes": _parse_list,
-    "idempotency_ttl_s": _parse_int,
-    "latency_budgets": _parse_budgets,
-    "latency_window_s": _parse_int,
-    "latency_max_routes": _parse_int,
-    "latency_flush_interval_s": _parse_number,
-    "otel_exporter": _parse_optional_str,
-    "db_query_budget_ms": _parse_number,
-    "db_slow_query_ms": _parse_optional_number,
-    "db_n_plus_one_threshold": _parse_int,
-}
-
-
-# --- validators (field name, value) -> normalised value ---------------------------------------
+def _frozen_map(value: Mapping[str, Any]) -> Mapping[str, Any]:
+    return MappingProxyType(dict(value))
 
 
 def _check_name(name: str, value: object) -> str:
@@ -281,8 +159,22 @@ def _check_redis_url(name: str, value: object) -> str | None:
     return value
 
 
+def _str_tuple(example: str) -> Callable[[str, object], tuple[str, ...]]:
+    def check(name: str, value: object) -> tuple[str, ...]:
+        if isinstance(value, str):
+            value = _parse_list(value)
+        if not isinstance(value, list | tuple | set | frozenset) or not all(
+            isinstance(item, str) for item in value
+        ):
+            raise SettingsError(name, f"expected a list of strings, got {value!r}", example)
+        return tuple(value)
+
+    return check
+
+
 def _check_proxies(name: str, value: object) -> tuple[str, ...]:
-    items = _as_str_tuple(name, value, "10.0.0.0/8,127.0.0.1")
+    example = "10.0.0.0/8,127.0.0.1"
+    items = _str_tuple(example)(name, value)
     from launchready_sdk.proxy import parse_networks
 
     for item in items:
@@ -290,23 +182,9 @@ def _check_proxies(name: str, value: object) -> tuple[str, ...]:
             parse_networks([item])
         except ValueError:
             raise SettingsError(
-                name, f"{item!r} is not an IP address or CIDR network", "10.0.0.0/8,127.0.0.1"
+                name, f"{item!r} is not an IP address or CIDR network", example
             ) from None
     return items
-
-
-def _check_str_tuple(name: str, value: object) -> tuple[str, ...]:
-    return _as_str_tuple(name, value, "api_key,x-partner-token")
-
-
-def _as_str_tuple(name: str, value: object, example: str) -> tuple[str, ...]:
-    if isinstance(value, str):
-        value = _parse_list(value)
-    if not isinstance(value, list | tuple | set | frozenset) or not all(
-        isinstance(item, str) for item in value
-    ):
-        raise SettingsError(name, f"expected a list of strings, got {value!r}", example)
-    return tuple(value)
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -316,8 +194,6 @@ def _check_bool(name: str, value: object) -> bool:
 
 
 def _check_pattern(name: str, pattern: object, example: str) -> str:
-    from launchready_sdk.patterns import validate_pattern
-
     if not isinstance(pattern, str):
         raise SettingsError(name, f"route pattern must be a string, got {pattern!r}", example)
     try:
@@ -327,56 +203,47 @@ def _check_pattern(name: str, pattern: object, example: str) -> str:
     return pattern
 
 
+def _rule_pattern(name: str, spec: object, example: str) -> str:
+    """The pattern of a `"[METHODS ]pattern"` key, checked."""
+    if not isinstance(spec, str):
+        raise SettingsError(name, f"route pattern must be a string, got {spec!r}", example)
+    try:
+        _, pattern = split_methods(spec)
+    except ValueError as exc:
+        raise SettingsError(name, str(exc), example) from None
+    return _check_pattern(name, pattern, example)
+
+
+def _check_distinct(name: str, patterns: list[str], example: str) -> None:
+    """Two patterns that normalise to the same route (`/login`, `/LOGIN/`) are an error."""
+    try:
+        PatternTable(dict.fromkeys(patterns, True))
+    except ValueError as exc:
+        raise SettingsError(name, str(exc), example) from None
+
+
 def _check_rate_limits(name: str, value: object) -> Mapping[str, str] | None:
     if value is None:
         return None
     example = "/login=5/minute"
     if not isinstance(value, Mapping):
         raise SettingsError(name, f"expected a mapping of pattern to rate, got {value!r}", example)
-    from limits import parse_many
-
-    for spec, rate in value.items():
-        pattern = _strip_methods(name, spec, example)
-        _check_pattern(name, pattern, example)
-        try:
-            parsed = parse_many(rate) if isinstance(rate, str) else None
-        except ValueError:
-            parsed = None
-        if not parsed or any(item.amount < 1 for item in parsed):
-            raise SettingsError(name, f"{pattern!r} has an unreadable rate {rate!r}", example)
-    _check_distinct(name, [_strip_methods(name, spec, example) for spec in value], example)
-    return _frozen_map(value)
-
-
-def _check_distinct(name: str, patterns: list[object], example: str) -> None:
-    """Two patterns that normalise to the same route (`/login`, `/LOGIN/`) are an error."""
-    from launchready_sdk.patterns import PatternTable
-
+    for spec in value:
+        _rule_pattern(name, spec, example)
     try:
-        PatternTable(dict.fromkeys(patterns, True))  # type: ignore[arg-type]
+        ratelimit.compile_rules(value)
     except ValueError as exc:
         raise SettingsError(name, str(exc), example) from None
+    return _frozen_map(value)
 
 
 def _check_account_limits(name: str, value: object) -> Mapping[str, str]:
     return _check_rate_limits(name, {} if value is None else value) or _frozen_map({})
 
 
-def _strip_methods(name: str, spec: object, example: str) -> object:
-    """`"GET,POST /search"` -> `"/search"`: a rule may name the methods it covers."""
-    if not isinstance(spec, str):
-        return spec
-    head, sep, rest = spec.strip().partition(" ")
-    if not sep or head.startswith("/"):
-        return spec
-    if not all(m.strip().isalpha() for m in head.split(",")):
-        raise SettingsError(name, f"bad method list in {spec!r}", example)
-    return rest.strip()
-
-
 def _check_routes(name: str, value: object) -> tuple[str, ...]:
     example = "/checkout;/orders/{id}/pay"
-    routes = _as_str_tuple(name, value, example)
+    routes = _str_tuple(example)(name, value)
     for pattern in routes:
         _check_pattern(name, pattern, example)
     _check_distinct(name, list(routes), example)
@@ -396,15 +263,15 @@ def _check_cache_routes(name: str, value: object) -> Mapping[str, int]:
             seconds = int(ttl) if not isinstance(ttl, bool) else -1
         except (TypeError, ValueError):
             seconds = -1
-        if not 1 <= seconds <= MAX_CACHE_TTL_S or seconds != float(ttl):
-            problem = f"{pattern!r} needs a TTL of whole seconds from 1 to {MAX_CACHE_TTL_S}"
+        if not 1 <= seconds <= cache.MAX_LIFETIME_S or seconds != float(ttl):
+            problem = f"{pattern!r} needs a TTL of whole seconds from 1 to {cache.MAX_LIFETIME_S}"
             raise SettingsError(name, f"{problem}, got {ttl!r}", example)
         routes[pattern] = seconds
     _check_distinct(name, list(routes), example)
     return _frozen_map(routes)
 
 
-def _choice(*choices: str) -> Callable[[str, object], Any]:
+def _choice(*choices: str) -> Check:
     def check(name: str, value: object) -> object:
         if value not in choices:
             raise SettingsError(
@@ -424,7 +291,7 @@ def _check_level(name: str, value: object) -> str:
     return str(level)
 
 
-def _positive(example: str, upper: float = math.inf) -> Callable[[str, object], float]:
+def _positive(example: str, upper: float = math.inf) -> Check:
     def check(name: str, value: object) -> float:
         ok = isinstance(value, int | float) and not isinstance(value, bool)
         if not ok or not (0 < float(value) <= upper) or math.isnan(float(value)):  # type: ignore[arg-type]
@@ -435,22 +302,20 @@ def _positive(example: str, upper: float = math.inf) -> Callable[[str, object], 
     return check
 
 
-def _check_attempts(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 10:
-        raise SettingsError(name, f"expected a whole number from 1 to 10, got {value!r}", "3")
-    return value
+def _optional_positive(example: str) -> Check:
+    positive = _positive(example)
 
+    def check(name: str, value: object) -> float | None:
+        return None if value is None else positive(name, value)
 
-def _check_ipv6_prefix(name: str, value: object) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or not 16 <= value <= 128:
-        raise SettingsError(name, f"expected a prefix length from 16 to 128, got {value!r}", "64")
-    return value
+    return check
 
 
 def _whole(example: str, low: int, high: int = 2**40) -> Callable[[str, object], int]:
     def check(name: str, value: object) -> int:
         if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-            raise SettingsError(name, f"expected a whole number >= {low}, got {value!r}", example)
+            bound = f"from {low} to {high}" if high < 2**40 else f">= {low}"
+            raise SettingsError(name, f"expected a whole number {bound}, got {value!r}", example)
         return value
 
     return check
@@ -470,8 +335,7 @@ def _check_budgets(name: str, value: object) -> Mapping[str, float]:
         )
     budgets: dict[str, float] = {}
     for spec, ms in value.items():
-        pattern = _strip_methods(name, spec, example)
-        _check_pattern(name, pattern, example)
+        _rule_pattern(name, spec, example)
         try:
             budget = float(ms)
         except (TypeError, ValueError):
@@ -496,10 +360,6 @@ def _check_otel(name: str, value: object) -> str | None:
     return str(_choice("none", "console", "otlp")(name, value))
 
 
-def _check_optional_positive(name: str, value: object) -> float | None:
-    return None if value is None else _positive("250")(name, value)
-
-
 def _check_path(name: str, value: object) -> str:
     if not isinstance(value, str) or not value.startswith("/") or len(value) < 2 or " " in value:
         raise SettingsError(
@@ -508,49 +368,266 @@ def _check_path(name: str, value: object) -> str:
     return value.rstrip("/") or value
 
 
-_CHECKS: dict[str, Callable[[str, Any], Any]] = {
-    "service_name": _check_name,
-    "redis_url": _check_redis_url,
-    "redis_prefix": _check_name,
-    "trusted_proxies": _check_proxies,
-    "trust_request_id": _check_bool,
-    "rate_limits": _check_rate_limits,
-    "rate_limit_fail": _choice("open", "closed"),
-    "rate_limit_ipv6_prefix": _check_ipv6_prefix,
-    "rate_limit_accounts": _check_account_limits,
-    "rate_limit_headers": _choice("separate", "structured"),
-    "cache_routes": _check_cache_routes,
-    "cache_version": _check_version,
-    "idempotent_routes": _check_routes,
-    "idempotency_ttl_s": _whole("86400", 1),
-    "idempotency_fail": _choice("proceed", "refuse"),
-    "cache_max_body_bytes": _whole("1048576", 1),
-    "cache_memory_max_bytes": _whole("67108864", 1024),
-    "cache_stale_while_revalidate_s": _whole("10", 0),
-    "cache_stale_if_error_s": _whole("300", 0),
-    "cache_credential_headers": _check_str_tuple,
-    "latency_budget_ms": _positive("500"),
-    "latency_budgets": _check_budgets,
-    "latency_window_s": _check_window,
-    "latency_max_routes": _whole("500", 1),
-    "latency_flush_interval_s": _positive("10"),
-    "otel_exporter": _check_otel,
-    "db_query_budget_ms": _positive("100"),
-    "db_slow_query_ms": _check_optional_positive,
-    "db_n_plus_one_threshold": _whole("20", 1),
-    "outbound_timeout_s": _positive("5"),
-    "outbound_deadline_s": _positive("15"),
-    "outbound_attempts": _check_attempts,
-    "log_format": _choice("json", "console"),
-    "log_level": _check_level,
-    "configure_logging": _check_bool,
-    "access_log": _check_bool,
-    "redact_email": _choice("domain", "full", "off"),
-    "redact_keys": _check_str_tuple,
-    "health_path": _check_path,
-    "ready_path": _check_path,
-    "metrics_path": _check_path,
-    "readiness_timeout_s": _positive("1", MAX_READINESS_TIMEOUT_S),
-    "redis_timeout_s": _positive("0.05", 5.0),
-    "redis_cooldown_s": _positive("2"),
-}
+def _check_attempts(name: str, value: object) -> int:
+    return _whole("3", 1, 10)(name, value)
+
+
+# --- the settings -------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Everything the SDK can be told. Every field has a `LAUNCHREADY_<FIELD>` variable."""
+
+    service_name: str = setting(
+        DEFAULT_SERVICE_NAME, parse=_parse_str, check=_check_name,
+        doc="names the service in Redis keys",
+    )  # fmt: skip
+    redis_url: str | None = setting(
+        None, parse=_parse_optional_str, check=_check_redis_url,
+        doc="`redis://host:6379/0` for state shared by every worker; none = in memory",
+    )  # fmt: skip
+    redis_prefix: str = setting(
+        redis_store.DEFAULT_PREFIX, parse=_parse_str, check=_check_name,
+        doc="prefix of every Redis key the SDK writes",
+    )  # fmt: skip
+    trusted_proxies: tuple[str, ...] = setting(
+        (), parse=_parse_list, check=_check_proxies,
+        doc="CIDRs whose forwarding headers and request IDs are believed",
+    )  # fmt: skip
+    trust_request_id: bool = setting(
+        False, parse=_parse_bool, check=_check_bool,
+        doc="believe a well-formed `X-Request-ID` from any client, not only from trusted proxies",
+    )  # fmt: skip
+    rate_limits: Mapping[str, str] | None = setting(
+        None, parse=_parse_rate_limits, check=_check_rate_limits, shown="built-in",
+        doc='`{pattern: "5/minute"}`; `{}` turns limiting off',
+    )  # fmt: skip
+    rate_limit_fail: ratelimit.RateLimitFail = setting(
+        "open", parse=_parse_str, check=_choice("open", "closed"),
+        doc="`open` or `closed`: limited routes while Redis is down",
+    )  # fmt: skip
+    rate_limit_ipv6_prefix: int = setting(
+        ratelimit.DEFAULT_IPV6_PREFIX, parse=_parse_int, check=_whole("64", 16, 128),
+        doc="IPv6 clients in one such network share a bucket",
+    )  # fmt: skip
+    rate_limit_accounts: Mapping[str, str] = setting(
+        parse=_parse_rate_limits, check=_check_account_limits, factory=dict,
+        doc="`{pattern: rate}` budgets per account named in a login body",
+    )  # fmt: skip
+    rate_limit_headers: Literal["separate", "structured"] = setting(
+        "separate", parse=_parse_str, check=_choice("separate", "structured"),
+        doc="`separate` `RateLimit-Limit`/`-Remaining`/`-Reset`, or the IETF draft's "
+        "`structured` `RateLimit-Policy` and `RateLimit` fields",
+    )  # fmt: skip
+    cache_routes: Mapping[str, int] = setting(
+        parse=_pairs("/products=30;/products/{id}=60"), check=_check_cache_routes,
+        factory=dict, doc="`{pattern: ttl_seconds}` for GET/HEAD responses",
+    )  # fmt: skip
+    cache_version: str = setting(
+        "", parse=_parse_str, check=_check_version, shown="empty",
+        doc="your deploy version; entries of another version are never served",
+    )  # fmt: skip
+    cache_max_body_bytes: int = setting(
+        cache.DEFAULT_MAX_BODY_BYTES, parse=_parse_int, check=_whole("1048576", 1),
+        shown="1 MiB", doc="largest response the cache stores",
+    )  # fmt: skip
+    cache_memory_max_bytes: int = setting(
+        cache.DEFAULT_MEMORY_MAX_BYTES, parse=_parse_int, check=_whole("67108864", 1024),
+        shown="64 MiB", doc="bound of the in-memory cache store",
+    )  # fmt: skip
+    cache_stale_while_revalidate_s: int = setting(
+        cache.DEFAULT_STALE_WHILE_REVALIDATE_S, parse=_parse_int, check=_whole("10", 0),
+        doc="how long a route serves STALE while one refresh runs",
+    )  # fmt: skip
+    cache_stale_if_error_s: int = setting(
+        cache.DEFAULT_STALE_IF_ERROR_S, parse=_parse_int, check=_whole("300", 0),
+        doc="how long a route serves its old entry when the app fails",
+    )  # fmt: skip
+    cache_credential_headers: tuple[str, ...] = setting(
+        cache.DEFAULT_CREDENTIAL_HEADERS, parse=_parse_list,
+        check=_str_tuple("x-api-key;x-auth-token"),
+        doc='request headers that mean "credentials" (besides `Authorization` and `Cookie`)',
+    )  # fmt: skip
+    idempotent_routes: tuple[str, ...] = setting(
+        (), parse=_parse_list, check=_check_routes,
+        doc="POST routes guarded by `Idempotency-Key`",
+    )  # fmt: skip
+    idempotency_ttl_s: int = setting(
+        idempotency.DEFAULT_TTL_S, parse=_parse_int, check=_whole("86400", 1),
+        doc="how long a response is kept for replay",
+    )  # fmt: skip
+    idempotency_fail: idempotency.IdempotencyFail = setting(
+        "proceed", parse=_parse_str, check=_choice("proceed", "refuse"),
+        doc="`proceed` or `refuse`: idempotent routes while Redis is down",
+    )  # fmt: skip
+    latency_budget_ms: float = setting(
+        latency.DEFAULT_BUDGET_MS, parse=_parse_number, check=_positive("500"),
+        doc="per-route p95 budget",
+    )  # fmt: skip
+    latency_budgets: Mapping[str, float] = setting(
+        parse=_pairs("GET /products/{id}=300;/admin/*=2000"), check=_check_budgets,
+        factory=dict, doc="per-route overrides: `GET /products/{id}=300;/admin/*=2000`",
+    )  # fmt: skip
+    latency_window_s: int = setting(
+        latency.DEFAULT_WINDOW_S, parse=_parse_int, check=_check_window,
+        doc="rolling window of the percentiles (whole minutes)",
+    )  # fmt: skip
+    latency_max_routes: int = setting(
+        latency.DEFAULT_MAX_ROUTES, parse=_parse_int, check=_whole("500", 1),
+        doc="route templates kept before new ones share `<overflow>`",
+    )  # fmt: skip
+    latency_flush_interval_s: float = setting(
+        latency.DEFAULT_FLUSH_INTERVAL_S, parse=_parse_number, check=_positive("10"),
+        doc="how often a worker flushes its figures to Redis for the fleet view",
+    )  # fmt: skip
+    otel_exporter: Literal["none", "console", "otlp"] | None = setting(
+        None, parse=_parse_optional_str, check=_check_otel,
+        doc="`none`, `console` or `otlp` (none follows `OTEL_TRACES_EXPORTER`)",
+    )  # fmt: skip
+    db_query_budget_ms: float = setting(
+        dbtiming.DEFAULT_QUERY_BUDGET_MS, parse=_parse_number, check=_positive("100"),
+        doc="p95 budget of each SQL statement",
+    )  # fmt: skip
+    db_slow_query_ms: float | None = setting(
+        None, parse=_parse_optional_number, check=_optional_positive("250"),
+        shown="the budget", doc="a statement slower than this is logged",
+    )  # fmt: skip
+    db_n_plus_one_threshold: int = setting(
+        dbtiming.DEFAULT_N_PLUS_ONE_THRESHOLD, parse=_parse_int, check=_whole("20", 1),
+        doc="statements of one shape in one request that log an N+1 warning",
+    )  # fmt: skip
+    outbound_timeout_s: float = setting(
+        outbound.DEFAULT_TIMEOUT_S, parse=_parse_number, check=_positive("5"),
+        doc="one attempt of an outbound call",
+    )  # fmt: skip
+    outbound_deadline_s: float = setting(
+        outbound.DEFAULT_DEADLINE_S, parse=_parse_number, check=_positive("15"),
+        doc="the whole outbound call, retries and backoff included",
+    )  # fmt: skip
+    outbound_attempts: int = setting(
+        outbound.DEFAULT_ATTEMPTS, parse=_parse_int, check=_check_attempts,
+        doc="attempts of an outbound call, the first included (1 to 10)",
+    )  # fmt: skip
+    log_format: LogFormat = setting(
+        "json", parse=_parse_str, check=_choice("json", "console"),
+        doc="`json` or `console`",
+    )  # fmt: skip
+    log_level: str = setting(
+        "INFO", parse=_parse_str, check=_check_level,
+        doc="level for the SDK's and the stdlib's loggers",
+    )  # fmt: skip
+    configure_logging: bool = setting(
+        True, parse=_parse_bool, check=_check_bool,
+        doc="`false` leaves the process's logging configuration to you",
+    )  # fmt: skip
+    access_log: bool = setting(
+        True, parse=_parse_bool, check=_check_bool,
+        doc="one line per request (the server's own access log is then quieted)",
+    )  # fmt: skip
+    redact_email: EmailPolicy = setting(
+        "domain", parse=_parse_str, check=_choice("domain", "full", "off"),
+        doc="`domain` keeps `@example.com`, `full` hides the whole address, `off` keeps it",
+    )  # fmt: skip
+    redact_keys: tuple[str, ...] = setting(
+        (), parse=_parse_list, check=_str_tuple("api_key,x-partner-token"),
+        doc="extra key names whose values are always redacted",
+    )  # fmt: skip
+    health_path: str = setting(
+        health.DEFAULT_HEALTH_PATH, parse=_parse_str, check=_check_path,
+        doc="liveness endpoint",
+    )  # fmt: skip
+    ready_path: str = setting(
+        health.DEFAULT_READY_PATH, parse=_parse_str, check=_check_path,
+        doc="readiness endpoint",
+    )  # fmt: skip
+    metrics_path: str = setting(
+        DEFAULT_METRICS_PATH, parse=_parse_str, check=_check_path,
+        doc="Prometheus endpoint",
+    )  # fmt: skip
+    readiness_timeout_s: float = setting(
+        health.DEFAULT_TIMEOUT_S, parse=_parse_number,
+        check=_positive("1", health.MAX_TIMEOUT_S),
+        doc=f"per-check timeout and deadline of `/readyz` (at most {health.MAX_TIMEOUT_S:g} s)",
+    )  # fmt: skip
+    redis_timeout_s: float = setting(
+        redis_store.DEFAULT_TIMEOUT_S, parse=_parse_number, check=_positive("0.05", 5.0),
+        doc="connect and command timeout for Redis",
+    )  # fmt: skip
+    redis_cooldown_s: float = setting(
+        redis_store.DEFAULT_COOLDOWN_S, parse=_parse_number, check=_positive("2"),
+        doc="how long the Redis breaker stays open before probing",
+    )  # fmt: skip
+    configure_cache: bool = setting(
+        True, parse=_parse_bool, check=_check_bool,
+        doc="make this instance's cache the one `@cached` functions use by default",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            check: Check = field.metadata["check"]
+            object.__setattr__(self, field.name, check(field.name, getattr(self, field.name)))
+        outbound.validate_outbound(
+            self.outbound_timeout_s, self.outbound_deadline_s, self.outbound_attempts
+        )
+        paths = (self.health_path, self.ready_path, self.metrics_path)
+        if len(set(paths)) != len(paths):
+            raise SettingsError("health_path", f"endpoint paths must differ, got {paths}")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from `LAUNCHREADY_*` variables; `overrides` win over the environment."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for field in dataclasses.fields(cls):
+            variable = ENV_PREFIX + field.name.upper()
+            raw = env.get(variable)
+            if raw is None or field.name in overrides:
+                continue
+            try:
+                values[field.name] = field.metadata["parse"](raw)
+            except SettingsError as exc:
+                raise SettingsError(variable, exc.problem, _env_example(variable, exc)) from None
+        values.update(overrides)
+        try:
+            return cls(**values)
+        except SettingsError as exc:
+            if exc.name in overrides:
+                raise
+            variable = ENV_PREFIX + exc.name.upper()
+            raise SettingsError(variable, exc.problem, _env_example(variable, exc)) from None
+
+
+def _env_example(variable: str, exc: SettingsError) -> str | None:
+    return f'{variable}="{exc.example}"' if exc.example else None
+
+
+def reference() -> list[tuple[str, str, str]]:
+    """`(field, default as shown, doc)` for every field, in declaration order."""
+    rows = []
+    for field in dataclasses.fields(Settings):
+        shown = field.metadata["shown"]
+        if shown is None:
+            factory = field.default_factory
+            shown = _show(field.default if factory is dataclasses.MISSING else factory())
+        rows.append((field.name, shown, field.metadata["doc"]))
+    return rows
+
+
+def reference_table() -> str:
+    """The README's settings table, rendered from the declarations."""
+    lines = ["| field | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{name}` | {shown} | {doc} |" for name, shown, doc in reference()]
+    return "\n".join(lines)
+
+
+def _show(value: object) -> str:
+    if value is None or value == () or value == {}:
+        return "none"
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, float) and value.is_integer():
+        return f"`{int(value)}`"
+    if isinstance(value, tuple):
+        return "`" + ";".join(value) + "`"
+    return f"`{value}`"

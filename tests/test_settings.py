@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import pytest
 
@@ -72,6 +73,7 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_READINESS_TIMEOUT_S": "0.5",
         "LAUNCHREADY_REDIS_TIMEOUT_S": "0.1",
         "LAUNCHREADY_REDIS_COOLDOWN_S": "3",
+        "LAUNCHREADY_CONFIGURE_CACHE": "false",
     }
     names = {f"LAUNCHREADY_{f.name.upper()}" for f in dataclasses.fields(Settings)}
     assert names == set(env), "the test covers every field"
@@ -201,3 +203,22 @@ def test_empty_rate_limits_turns_limiting_off_and_default_is_none() -> None:
     assert dict(off) == {}
     assert Settings.from_env({"LAUNCHREADY_RATE_LIMITS": ""}).rate_limits == {}
     assert Settings.from_env({"LAUNCHREADY_RATE_LIMITS": "default"}).rate_limits is None
+
+
+def test_the_readme_settings_table_is_the_declarations() -> None:
+    """The README's settings table lists every field with its default and doc, as declared."""
+    from launchready_sdk.settings import reference_table
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    table = reference_table()
+    assert table in readme, "README.md's settings table differs; paste:\n" + table
+
+
+def test_every_field_is_declared_once_with_a_parser_check_and_doc() -> None:
+    """Each field carries its environment parser, its check and a one-line doc."""
+    for field in dataclasses.fields(Settings):
+        assert callable(field.metadata["parse"]), field.name
+        assert callable(field.metadata["check"]), field.name
+        doc = field.metadata["doc"]
+        assert doc, field.name
+        assert "\n" not in doc, field.name

@@ -14,7 +14,14 @@ fall back to memory).
 from __future__ import annotations
 
 from launchready_sdk.store._memory import BoundedLRU
-from launchready_sdk.store._redis import Breaker, RedisStore, Script
+from launchready_sdk.store._redis import (
+    DEFAULT_COOLDOWN_S,
+    DEFAULT_PREFIX,
+    DEFAULT_TIMEOUT_S,
+    Breaker,
+    RedisStore,
+    Script,
+)
 from launchready_sdk.store._resp import (
     Arg,
     RedisReplyError,
@@ -24,6 +31,9 @@ from launchready_sdk.store._resp import (
 )
 
 __all__ = [
+    "DEFAULT_COOLDOWN_S",
+    "DEFAULT_PREFIX",
+    "DEFAULT_TIMEOUT_S",
     "Arg",
     "BoundedLRU",
     "Breaker",

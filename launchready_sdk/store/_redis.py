@@ -13,6 +13,10 @@ from launchready_sdk.store._resp import Arg, RedisReplyError, RespClient
 
 _log = get_logger("launchready.stores")
 
+DEFAULT_TIMEOUT_S = 0.05  # connect and per-command
+DEFAULT_COOLDOWN_S = 2.0  # how long the breaker stays open before a probe
+DEFAULT_PREFIX = "launchready"
+
 
 class Breaker:
     """Closed → open on a failure → half-open after `cooldown_s` (one probe) → closed on success."""
@@ -82,7 +86,14 @@ class RedisStore:
         prefix: prepended to every key the SDK writes (`key()`).
     """
 
-    def __init__(self, url: str, *, timeout_s: float, cooldown_s: float, prefix: str) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        cooldown_s: float = DEFAULT_COOLDOWN_S,
+        prefix: str = DEFAULT_PREFIX,
+    ) -> None:
         self.url = url
         self.timeout_s = timeout_s
         self.prefix = prefix
