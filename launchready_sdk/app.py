@@ -356,6 +356,15 @@ class PathDispatch:
                 return
         await self.layers(scope, receive, send)
 
+    @property
+    def remembered(self) -> int:
+        """How many paths the dispatch table holds now."""
+        return len(self._known)
+
+    def forget(self) -> None:
+        """Empty the dispatch table."""
+        self._known.clear()
+
     def _learn(self, path: str) -> bool:
         try:
             covered = bool(self._covers(path))

@@ -338,6 +338,11 @@ class AccessLogger:
         else:
             writer.emit(line)
 
+    @property
+    def remembered_paths(self) -> tuple[str, ...]:
+        """The raw paths whose redacted form is remembered (bounded; long paths never kept)."""
+        return tuple(self._paths)
+
     def _redacted_path(self, path: str) -> str:
         """`redact(path)`, remembered: most requests repeat a path seen shortly before."""
         known = self._paths.get(path)

@@ -180,6 +180,12 @@ class PatternTable(Generic[_V]):
         patterns = [p for p, _ in self._exact.values()] + [p for p, _ in self._wildcards]
         return f"PatternTable({patterns!r})"
 
+    @property
+    def cached_paths(self) -> int:
+        """How many paths the match cache holds now (at most 2048)."""
+        info: Any = self._cached.cache_info()  # type: ignore[attr-defined]
+        return int(info.currsize)
+
     def match(self, normalized_path: str) -> tuple[str, _V] | None:
         """Return `(pattern, value)` for the best pattern matching the path, else None.
 

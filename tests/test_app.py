@@ -349,12 +349,12 @@ async def test_path_dispatch_table_is_bounded() -> None:
     assert seen == ["/limited/1", "/open"]  # the second /open was remembered
     for i in range(100):
         await reach(f"/junk/{i}")
-    assert len(dispatch._known) <= 8
-    dispatch._known.clear()
+    assert dispatch.remembered <= 8
+    dispatch.forget()
     long_path = "/open/" + "x" * 60_000
     assert await reach(long_path) == "app"
     assert await reach(long_path) == "app"
-    assert dispatch._known == {}  # a long path is decided each time, never kept
+    assert dispatch.remembered == 0  # a long path is decided each time, never kept
     lifespan: dict[str, Any] = {"type": "lifespan"}
     await dispatch(lifespan, None, None)  # type: ignore[arg-type]
     assert lifespan["reached"] == "layers"
