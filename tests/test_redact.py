@@ -1032,6 +1032,7 @@ HINT_PIECES = [
     *"abcdefghijklmnopqrstuvwxyzTZASKGIJB0123456789-:./+,\n _=@%$'\"{[",
     *("sk-", "glpat-", "xox", "xapp-", "pypi-", "hooks.slack.com/services/", "eyJ", "SG."),
     *("AKIA", "ghp_", "k_live_", "Bearer ", "password=", "4111", "-----BEGIN"),
+    *("</", "<password>", "--", "--token ", "mysql -p", ":AA", "/webhook", "hooks.", "MT"),
 ]
 hint_text = st.lists(st.sampled_from(HINT_PIECES), max_size=40).map("".join)
 
@@ -1043,3 +1044,187 @@ def test_property_cheap_gates_only_skip_text_no_rule_changes(text: str) -> None:
     scanned = Redactor(extra_patterns=FULL_SCAN)(text)
     if prefilter.plain_classes(text) or (len(text) >= 5 and not prefilter.needs_scan(text)):
         assert scanned == text
+
+
+# --------------------------------------------------------------------------------------------
+# Structured validation errors and the gaps an adversarial review found
+# --------------------------------------------------------------------------------------------
+
+SECRET_PW = "Hunter2-very-secret-pw"
+DISCORD = "MTk4NjIyNDgzNDcxOTI1MjQ4.Cl2FMQ.ZnCjm1XVW7vRze4b7Cq4se7kKWs"
+TELEGRAM = "123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw1"
+
+
+def _pydantic_error() -> Any:
+    import pydantic
+
+    class Login(pydantic.BaseModel):
+        email: str
+        password: str = pydantic.Field(min_length=64)
+
+    try:
+        Login(email="a@example.com", password=SECRET_PW)
+    except pydantic.ValidationError as exc:
+        return exc
+    raise AssertionError("unreachable")
+
+
+def test_pydantic_errors_list_hides_a_secret_input() -> None:
+    """`exc.errors()`: the rejected `input` under a `loc` naming a secret is masked."""
+    errors = _pydantic_error().errors()
+    out = redact({"errors": errors})
+    assert SECRET_PW not in str(out)
+    assert out["errors"][0]["loc"] == ("password",)  # type: ignore[index]
+    assert out["errors"][0]["msg"] == errors[0]["msg"]  # type: ignore[index]
+
+
+def test_pydantic_error_text_hides_a_secret_input_value() -> None:
+    """`str(exc)` prints `input_value=...` under the field's line: masked for a secret field."""
+    text = str(_pydantic_error())
+    assert SECRET_PW in text
+    out = str(redact(text))
+    assert SECRET_PW not in out
+    assert "input_value=[REDACTED:password]" in out
+    kept = "1 validation error for M\nquantity\n  bad [type=x, input_value=-1, input_type=int]"
+    assert redact(kept) == kept  # other fields keep their value for debugging
+
+
+def test_fastapi_422_body_and_nested_locations_hide_secrets() -> None:
+    """FastAPI's 422 body and nested locations (`body.user.password`) are masked the same way."""
+    body = {
+        "detail": [
+            {"type": "string_too_short", "loc": ["body", "user", "password"], "msg": "short",
+             "input": SECRET_PW, "ctx": {"min_length": 64}},
+            {"type": "missing", "loc": ["body", "email"], "msg": "Field required", "input": {}},
+        ]
+    }  # fmt: skip
+    out: Any = redact(body)
+    assert SECRET_PW not in str(out)
+    assert out["detail"][1] == body["detail"][1]
+
+
+def test_validation_errors_never_reach_logs(log_stream: Any) -> None:
+    """`log.warning(errors=...)`, `log.exception()` and stdlib `logger.exception()` hide it."""
+    import logging
+
+    from launchready_sdk import LaunchReady, Settings, get_logger
+
+    LaunchReady(Settings(), log_stream=log_stream)
+    exc = _pydantic_error()
+    get_logger("t").warning("login.invalid", errors=exc.errors())
+    try:
+        raise exc
+    except Exception:
+        get_logger("t").exception("login.failed")
+        logging.getLogger("t.std").exception("login failed")
+    assert log_stream.getvalue().count("validation error") >= 2
+    assert SECRET_PW not in log_stream.getvalue()
+
+
+def test_marshmallow_and_django_form_errors_hide_secrets() -> None:
+    """Other structured-error libraries: marshmallow's data and Django's form data."""
+    import marshmallow
+
+    class LoginSchema(marshmallow.Schema):
+        email = marshmallow.fields.Email(required=True)
+        password = marshmallow.fields.String(validate=marshmallow.validate.Length(min=64))
+
+    try:
+        LoginSchema().load({"email": "nope", "password": SECRET_PW})
+    except marshmallow.ValidationError as exc:
+        out = redact({"messages": exc.messages, "data": exc.data, "valid": exc.valid_data})
+    assert SECRET_PW not in str(out)
+    form = {"data": {"username": "bob", "password": SECRET_PW}, "errors": {"password": ["short"]}}
+    assert SECRET_PW not in str(redact(form))
+
+
+@pytest.mark.parametrize(
+    ("text", "secret"),
+    [
+        (f"Authorization: Bot {DISCORD}", "ZnCjm1X"),
+        (DISCORD, "ZnCjm1X"),
+        (f"GET https://api.telegram.org/bot{TELEGRAM}/x", "AAHdq"),
+        ("https://contoso.webhook.office.com/webhookb2/a1b2-c3@d4e5/IncomingWebhook/f6/g7", "a1b2"),
+        ("https://outlook.office.com/webhook/a1b2c3d4-e5f6/IncomingWebhook/abcd/efgh", "a1b2c3"),
+        ("https://discord.com/api/webhooks/123456789012345678/aBcDeFgHiJkLmNoPqRsTuVwX", "aBcDeF"),
+        ("GET /login?user[password]=Hunter2xyz&next=/", "Hunter2xyz"),
+        ("GET /login?user%5Bpassword%5D=Hunter2xyz&next=/", "Hunter2xyz"),
+        ("Authorization: ApiKey k3y-Abc123-Secret", "Abc123"),
+        ("authorization=SSWS 00QCjAl4MlV-WPXM-secret", "00QCjAl4"),
+        ("Authorization: Negotiate YIIGhgYJKoZIhvcSAQICAQBuggZ1", "YIIGhgYJ"),
+        ('{"pw": "Hunter2xyz"}', "Hunter2xyz"),
+        ('{"refresh": "r3fresh-Tok3n-value"}', "r3fresh"),
+        ('{"private": "pr1vate-key-material"}', "pr1vate"),
+        ("client_assertion=eyJhbGciOi.payload-part.sig", "payload-part"),
+        ('{"security_answer": "Fluffy the cat"}', "Fluffy"),
+        ("Cookie: theme=dark; sid=abc123def; csrftoken=zzz999", "abc123def"),
+        ("Cookie: theme=dark; sid=abc123def; csrftoken=zzz999", "dark"),
+        ("<password>Hunter2xyz</password>", "Hunter2xyz"),
+        ('<apiKey kind="live">k3yM4terial</apiKey>', "k3yM4terial"),
+        ("deploy --password Hunter2xyz --user bob", "Hunter2xyz"),
+        ("mysqldump -uroot -pHunter2xyz shop > dump.sql", "Hunter2xyz"),
+    ],
+)
+def test_review_gaps_are_redacted(text: str, secret: str) -> None:
+    """Each shape the adversarial review printed in full is now masked."""
+    assert secret in text
+    assert secret not in str(redact(text))
+    assert secret not in str(redact({"line": text}))
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"refresh_interval": "30s", "private_repo": "yes", "assertion_count": "3"}',
+        "mysql -uroot -p shop",
+        "run --verbose --user bob",
+        "<user>bob</user>",
+        "Authorization header missing",
+    ],
+)
+def test_review_gap_neighbours_survive(text: str) -> None:
+    """What sits next to those shapes and holds no secret is kept."""
+    assert redact(text) == text
+
+
+@HYPOTHESIS
+@given(
+    st.sampled_from(sorted(CARDS)),
+    st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=8),
+    st.lists(st.sampled_from([" ", "-", "  ", "--", " - "[:2]]), min_size=8, max_size=8),
+)
+def test_property_cards_in_any_grouping_are_redacted(
+    issuer: str, sizes: list[int], seps: list[str]
+) -> None:
+    """A Luhn-valid card number split into any groups by spaces or dashes is redacted."""
+    number = luhn_complete(*CARDS[issuer])
+    parts, at = [], 0
+    for size in sizes:
+        if at >= len(number):
+            break
+        parts.append(number[at : at + size])
+        at += size
+    if at < len(number):
+        parts.append(number[at:])
+    text = parts[0] + "".join(sep + part for sep, part in zip(seps, parts[1:], strict=False))
+    out = str(redact({"note": f"paid with {text} today"}))
+    assert number not in out.replace(" ", "").replace("-", "")
+    assert "[REDACTED:card]" in out
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "+1 415-555-0134",
+        "+44 20 7946 0958",
+        "+86 138 0013 8000",
+        "call 0800 123 4567 or 0800-765-4321",
+        "2026-11-28 12:00:00",
+        "2026-11-28T12:00:00.123456+00:00 1718000000006",
+        "order 2024-000123-0042 shipped",
+        "ORD-2024-000123",
+    ],
+)
+def test_phone_numbers_timestamps_and_order_numbers_survive(text: str) -> None:
+    """Look-alikes of grouped card numbers are kept."""
+    assert redact({"msg": text}) == {"msg": text}

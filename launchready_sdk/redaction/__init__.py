@@ -22,14 +22,20 @@ Three families of rules, each marked `[REDACTED:<rule>]`; a marker never contain
   signature, jwt, csrf, card, ssn, pin, otp or code. A `None` or bool under a sensitive key is
   kept (it cannot carry a secret); any other value, containers included, is replaced whole.
 - Token formats, found anywhere in text: AWS key IDs, Stripe secret and restricted keys, webhook
-  and client secrets, GitHub, GitLab, Slack (tokens and webhook URLs), Google, SendGrid, OpenAI,
-  Anthropic, npm, PyPI and Twilio keys, JWTs, PEM private keys, bcrypt hashes, `Bearer` and
-  `Basic` credentials, URL passwords (`scheme://user:[REDACTED:password]@host:port` keeps the
-  rest), and `key=value`, `key: value` and `"key": "value"` pairs whose key is sensitive,
-  including form bodies, query strings, percent-encoded keys and `%3D` separators.
-- Personal data: payment card numbers (issuer prefix, length and Luhn checked; plain, spaced,
-  dashed or as an `int`) and e-mail addresses (`email="domain"` keeps the domain, `"full"` hides
-  it all, `"off"` keeps it).
+  and client secrets, GitHub, GitLab, Slack (tokens and webhook URLs), Teams and Discord webhook
+  URLs, Telegram bot tokens, Google, SendGrid, OpenAI, Anthropic, npm, PyPI and Twilio keys,
+  JWTs, PEM private keys, bcrypt hashes, `Bearer` and `Basic` credentials, URL passwords
+  (`scheme://user:[REDACTED:password]@host:port` keeps the rest), and `key=value`, `key: value`
+  and `"key": "value"` pairs whose key is sensitive, including form bodies, query strings
+  (`user[password]=` too), percent-encoded keys and `%3D` separators. An authorization value
+  keeps its scheme (`Bot`, `ApiKey`, `SSWS`, `Negotiate`, ...) and loses the credential; a
+  cookie header loses every cookie of its line. Also `<password>...</password>` elements,
+  `--password value` flags, `mysql -pvalue`, and validation errors: a pydantic or FastAPI error
+  (`{"loc": [..., "password"], "input": ...}`, or `str(ValidationError)`) loses the rejected
+  input when its location names a secret.
+- Personal data: payment card numbers (issuer prefix, length and Luhn checked; plain, as an
+  `int`, or split into any groups by spaces or dashes) and e-mail addresses (`email="domain"`
+  keeps the domain, `"full"` hides it all, `"off"` keeps it).
 
 Security stance: a false positive costs a debugging detail, a false negative leaks a credential,
 so ambiguous cases are redacted. `redact` never raises: anything that fails inside becomes
@@ -47,6 +53,9 @@ Limits, candidly:
   hunter2"), an opaque token under an innocent key, OAuth `code=` parameters, DSNs without a
   scheme (`user:pass@tcp(db)`), URL passwords holding a raw `[`, `]` or quote, names, addresses,
   phone numbers, IP addresses and IBANs are not found. Dict keys are kept, even a secret key.
+- A Discord bot token is found as a bare value or after `Bot `, not inside prose: its format has
+  no literal prefix, and looking for it in every sentence would cost more than all the other
+  rules together.
 - Stripe publishable keys (`pk_`), Sentry DSN public keys, UUIDs, trace IDs, hashes and other
   hex strings are kept on purpose: they are identifiers, not credentials. A 40-character AWS
   secret access key is found only next to its key name, since it has no prefix. A token glued to

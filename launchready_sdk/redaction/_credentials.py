@@ -30,7 +30,7 @@ BASIC_RE: Final = re.compile(r"([Bb]asic|BASIC)([ \t]{1,8})([A-Za-z0-9+/]{6,8192
 KV_REVERSED_RE: Final = re.compile(
     r"""(?P<sep>=|:|[Dd]3%)\s{0,3}"""
     r"""(?:"\\?(?P<dq>[^"\\\n]{1,64})"|'(?P<sq>[^'\\\n]{1,64})'"""
-    r"""|(?P<bare>(?:(?![Dd]3%)[A-Za-z0-9_.%\-]){0,63}(?![Dd]3%)[A-Za-z_%]))"""
+    r"""|(?P<bare>(?:(?![Dd]3%)[A-Za-z0-9_.%\-\[\]]){0,63}(?![Dd]3%)[A-Za-z_%]))"""
 )
 # After the separator: spaces, an optional auth scheme (kept), then the value (group 1 to 4:
 # double-quoted, single-quoted, JSON-escaped or bare).
@@ -39,7 +39,6 @@ KV_VALUE_RE: Final = re.compile(
     r"""(?:"((?:[^"\\\n]|\\.){0,4096})"|'([^'\n]{0,4096})'|\\"((?:[^"\\]|\\[^"]){0,4096})\\"|"""
     r"""([^\s&,;"'<>]{1,4096}))"""
 )
-# Searched in the text with every digit turned into `0`, so that the search starts from a literal.
 SAFE_VALUES: Final = frozenset(("true", "false", "null", "none", ""))  # cannot hide a secret
 
 
@@ -76,3 +75,27 @@ def replace_userinfo(m: re.Match[str]) -> str:
     if MARKER_RE.fullmatch(m.group(2)):
         return m.group()
     return f"://{m.group(1)}:{marker_for('password')}@"
+
+
+# After an authorization key's scheme word (`Authorization: Bot <token>`): the credential.
+AUTH_TOKEN_RE: Final = re.compile(r"[ \t]{1,3}([^\s&,;\"'<>]{4,8192})")
+# A cookie header's bare value runs to the end of its line: every cookie in it is a secret.
+COOKIE_REST_RE: Final = re.compile(r"[^\r\n\"'<>]{0,8192}")
+# `<password>...</password>` and `<token type="x">...</token>`.
+XML_ELEMENT_RE: Final = re.compile(
+    r"<([A-Za-z_][A-Za-z0-9_.:\-]{0,63})(?:[ \t][^<>\n]{0,512})?>([^<\n]{1,8192})</\1[ \t]*>"
+)
+# `--password hunter2` (the `--password=x` form is a key=value pair).
+CLI_FLAG_RE: Final = re.compile(
+    r"(?<![A-Za-z0-9_\-])--([A-Za-z][A-Za-z0-9_\-]{1,63})[ \t]{1,8}(?!-)([^\s\"'&;|<>]{1,4096})"
+)
+# `mysql -uroot -phunter2 shop`: the password glued to `-p`.
+MYSQL_PASSWORD_RE: Final = re.compile(
+    r"\b(?:mysql|mysqldump|mysqladmin|mysqlimport|mysqlcheck|mysqlpump|mariadb)\b"
+    r"[^\n]{0,1024}?[ \t]-p([^\s\-][^\s]{0,1023})"
+)
+# pydantic's `str(ValidationError)`: a location line, then the message with the rejected value.
+PYDANTIC_VALUE_RE: Final = re.compile(r"input_value=(.{0,8192}?)(?=, input_type=)")
+# The first word of an authorization value that is a scheme (`Bot`, `ApiKey`, `SSWS`,
+# `Negotiate`, `AWS4-HMAC-SHA256`), not a credential.
+AUTH_SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z\-]{0,39}|AWS4-HMAC-SHA[0-9]{3}")

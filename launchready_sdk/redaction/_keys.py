@@ -26,7 +26,7 @@ def _words(text: str) -> frozenset[str]:
 
 _TERMS: Final[dict[str, str]] = {
     **dict.fromkeys(
-        ("password", "passwords", "passwd", "pwd", "passphrase", "passcode"), "password"
+        ("password", "passwords", "passwd", "pwd", "pw", "passphrase", "passcode"), "password"
     ),
     **dict.fromkeys(("secret", "secrets", "clientsecret"), "secret"),
     **dict.fromkeys(("token", "accesstoken", "refreshtoken", "authtoken", "idtoken"), "token"),
@@ -35,7 +35,9 @@ _TERMS: Final[dict[str, str]] = {
     "privatekey": "private_key",
     "secretkey": "secret",
     **dict.fromkeys(("auth", "authorization", "bearer"), "authorization"),
-    **dict.fromkeys(("credential", "credentials", "cred", "creds"), "credential"),
+    **dict.fromkeys(
+        ("credential", "credentials", "cred", "creds", "assertion", "assertions"), "credential"
+    ),
     **dict.fromkeys(("cookie", "cookies", "setcookie"), "cookie"),
     **dict.fromkeys(("session", "sessionid", "sessid", "jsessionid", "phpsessid"), "session"),
     **dict.fromkeys(("signature", "sig"), "signature"),
@@ -68,6 +70,7 @@ _CODE_QUALIFIERS: Final = _words(
     "mfa otp totp 2fa sms auth oauth verification verify recovery backup reset security "
     "confirmation activation magic login"
 )
+_ANSWER_QUALIFIERS: Final = _words("security secret recovery challenge")
 _KEY_CATEGORIES: Final = {"api": "api_key", "access": "access_key", "private": "private_key"}
 _BENIGN_KEY_QUALIFIERS: Final = _words(
     "primary foreign unique composite natural surrogate candidate sort partition range hash "
@@ -118,6 +121,12 @@ def _word_category(words: tuple[str, ...], i: int) -> str | None:
         return _KEY_CATEGORIES.get(prev, "key")
     if word == "pass":
         return "password" if i == len(words) - 1 else None
+    if word == "refresh":  # `{"refresh": <token>}`, `jwt_refresh`; not `refresh_interval`
+        return "token" if i == len(words) - 1 else None
+    if word == "private":  # a bare `private` member (JWK, key files); not `private_repo`
+        return "private_key" if i == len(words) - 1 else None
+    if word in ("answer", "answers"):
+        return "password" if prev in _ANSWER_QUALIFIERS else None
     if word == "sid":
         return "session" if len(words) == 1 or prev == "connect" else None
     if word == "tokens":

@@ -10,7 +10,11 @@ from launchready_sdk.redaction._markers import CARD_MARKER, splice
 EmailMode = Literal["domain", "full", "off"]
 
 CARD_MIN: Final = 10**12
-_CARD_RE: Final = re.compile(r"0000(?:0{9,15}|(?P<sep>[ \-])0{4,6}(?:(?P=sep)0{1,6}){1,3})")
+# On the text with every digit turned into `0`: a run of at least 13 digits, in any grouping
+# (groups joined by up to two spaces or dashes, mixed or not: `4111-1111 11111111`).
+_CARD_RUN_RE: Final = re.compile(r"0(?:[ \-]{0,2}0){12,}")
+_GROUP_RE: Final = re.compile(r"[0-9]+")
+_THIRTEEN_DIGITS: Final = b"0" * 13
 _CARD_SHAPE: Final = bytes.maketrans(b"0123456789", b"0000000000")
 _CARD_SHAPE_STR: Final = str.maketrans("0123456789", "0000000000")
 EMAIL_DOMAIN_RE: Final = re.compile(
@@ -50,20 +54,49 @@ def is_card(digits: str) -> bool:
 
 
 def redact_cards(text: str) -> str:
-    """Card numbers replaced: an issuer prefix, a valid length and a Luhn check are required."""
+    """Card numbers replaced: an issuer prefix, a valid length and a Luhn check are required.
+
+    A run of digit groups (separated by spaces or dashes) is a card when its digits are one;
+    otherwise each stretch of whole groups holding 13 to 19 digits is tried, so a card followed
+    by its CVV or preceded by a quantity is still found. A single group longer than 19 digits
+    is never cut into a card.
+    """
     raw = text.encode("utf-8", "surrogatepass")
+    if _THIRTEEN_DIGITS not in raw.translate(_CARD_SHAPE, b" -"):
+        return text  # no 13 digits in a row even with every separator dropped
     if len(raw) == len(text):
         shape = raw.translate(_CARD_SHAPE).decode("latin-1")
     else:
         shape = text.translate(_CARD_SHAPE_STR)
     spans: list[tuple[int, int, str]] = []
-    for m in _CARD_RE.finditer(shape):
-        start, end = m.span()
-        if (start and text[start - 1].isdigit()) or (end < len(text) and text[end].isdigit()):
-            continue
-        if is_card(text[start:end].replace(" ", "").replace("-", "")):
-            spans.append((start, end, CARD_MARKER))
+    for m in _CARD_RUN_RE.finditer(shape):
+        found = _card_in_run(text, m.start(), m.end())
+        if found is not None:
+            spans.append((*found, CARD_MARKER))
     return splice(text, spans) if spans else text
+
+
+def _card_in_run(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span of the card number in a run of digit groups, or None."""
+    groups = [(g.start(), g.end()) for g in _GROUP_RE.finditer(text, start, end)]
+    digits = [text[a:b] for a, b in groups]
+    if 13 <= sum(map(len, digits)) <= 19 and is_card("".join(digits)):
+        return start, end
+    if len(groups) == 1:
+        return None
+    for i in range(len(groups)):
+        total = 0
+        for j in range(i, len(groups)):
+            total += len(digits[j])
+            if total > 19:
+                break
+            if (
+                total >= 13
+                and (i, j) != (0, len(groups) - 1)
+                and is_card("".join(digits[i : j + 1]))
+            ):
+                return groups[i][0], groups[j][1]
+    return None
 
 
 def digit_count(text: str) -> int:

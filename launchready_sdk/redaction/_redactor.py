@@ -90,7 +90,12 @@ class Redactor(Walker):
         lookup each), numbers, and new strings (request IDs, timestamps, paths) that pass
         `plain_classes` or `SAFE_SHAPES` together. Anything else takes the full walk.
         """
-        if self._extra or "value" in event_dict or not self._safe_keys.issuperset(event_dict):
+        if (
+            self._extra
+            or "value" in event_dict
+            or "loc" in event_dict
+            or not self._safe_keys.issuperset(event_dict)
+        ):
             return None
         clean = self._clean
         texts = []

@@ -12,14 +12,21 @@ from typing import Final
 import orjson
 
 from launchready_sdk.redaction._credentials import (
+    AUTH_SCHEME_RE,
+    AUTH_TOKEN_RE,
     BASIC_RE,
     BEARER_RE,
+    CLI_FLAG_RE,
+    COOKIE_REST_RE,
     JWT_RE,
     KV_REVERSED_RE,
     KV_VALUE_RE,
+    MYSQL_PASSWORD_RE,
     PEM_RE,
+    PYDANTIC_VALUE_RE,
     SAFE_VALUES,
     USERINFO_RE,
+    XML_ELEMENT_RE,
     may_hold_pair,
     replace_auth,
     replace_jwt,
@@ -45,9 +52,13 @@ from launchready_sdk.redaction._tokens import (
     CAPITAL_A_RULES,
     CAPITAL_S_RULES,
     DASH_RULES,
+    DISCORD_MIDDLE,
+    DISCORD_TOKEN,
     DOLLAR_RULES,
     SLACK_WEBHOOK,
+    TELEGRAM_TOKEN,
     UNDERSCORE_RULES,
+    WEBHOOK_URL_RULES,
     apply_rules,
 )
 from launchready_sdk.redaction.prefilter import needs_scan
@@ -153,6 +164,15 @@ class TextScanner(KeyRules):
         if len(text) >= 13:  # before the formats: a marker must not change their boundaries
             text = redact_cards(text)
         text = self._formats(text)
+        if "<" in text and "</" in text:
+            text = self._elements(text)
+        if "-" in text:
+            if "--" in text:
+                text = self._cli_flags(text)
+            if "-p" in text and ("mysql" in text or "mariadb" in text):
+                text = MYSQL_PASSWORD_RE.sub(_mask_group_1("password"), text)
+        if "=" in text and "input_value=" in text:
+            text = self._validation_errors(text)
         if may_hold_pair(text):
             text = self._pairs(text)
         if "@" in text and self._email != "off":
@@ -178,13 +198,62 @@ class TextScanner(KeyRules):
             text = apply_rules(text, UNDERSCORE_RULES)
         if "A" in text:
             text = apply_rules(text, CAPITAL_A_RULES)
+            if ":AA" in text:
+                text = TELEGRAM_TOKEN.apply(text)
         if "S" in text:
             text = apply_rules(text, CAPITAL_S_RULES)
         if "$" in text:
             text = apply_rules(text, DOLLAR_RULES)
-        if "hooks.slack.com" in text:
-            text = SLACK_WEBHOOK.apply(text)
+        if "hook" in text:
+            if "hooks.slack.com" in text:
+                text = SLACK_WEBHOOK.apply(text)
+            if "/webhook" in text:
+                text = apply_rules(text, WEBHOOK_URL_RULES)
+        if len(text) >= 59 and _may_hold_discord_token(text):
+            text = DISCORD_TOKEN.apply(text)
         return text
+
+    def _elements(self, text: str) -> str:
+        """`<password>hunter2</password>`: an element named like a secret has its text masked."""
+
+        def replace(m: re.Match[str]) -> str:
+            rule = self._key_rule(m.group(1))
+            if rule is None or MARKER_RE.fullmatch(m.group(2)):
+                return m.group()
+            return m.group().replace(m.group(2), marker_for(rule), 1)
+
+        return XML_ELEMENT_RE.sub(replace, text)
+
+    def _cli_flags(self, text: str) -> str:
+        """`--password hunter2`: a flag named like a secret has its argument masked."""
+
+        def replace(m: re.Match[str]) -> str:
+            rule = self._key_rule(m.group(1))
+            if rule is None or MARKER_RE.fullmatch(m.group(2)):
+                return m.group()
+            return m.group()[: m.start(2) - m.start()] + marker_for(rule)
+
+        return CLI_FLAG_RE.sub(replace, text)
+
+    def _validation_errors(self, text: str) -> str:
+        """pydantic's `str(ValidationError)`: each error's location stands alone on the line
+        above its message, which ends `[type=..., input_value=..., input_type=...]`. The
+        rejected value is masked when the location names a secret (`password`,
+        `body.password`)."""
+        lines = text.split("\n")
+        location = ""
+        changed = False
+        for i, line in enumerate(lines):
+            if not line.startswith(" "):
+                location = line.strip()
+                continue
+            if "input_value=" not in line or not location:
+                continue
+            rule = self._key_rule(location)
+            if rule is not None:
+                lines[i] = PYDANTIC_VALUE_RE.sub(f"input_value={marker_for(rule)}", line)
+                changed = True
+        return "\n".join(lines) if changed else text
 
     def _pairs(self, text: str) -> str:
         """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule.
@@ -207,9 +276,21 @@ class TextScanner(KeyRules):
                 continue
             pos = value.end()
             group = value.lastindex or 0
-            inner = value.group(group)
+            start, end = value.start(group), value.end(group)
+            if (
+                group == 4
+                and rule == "authorization"
+                and AUTH_SCHEME_RE.fullmatch(text, start, end)
+            ):
+                token = AUTH_TOKEN_RE.match(text, end)  # `Bot <token>`: the scheme is kept
+                if token is not None:
+                    start, end = token.start(1), token.end(1)
+                    pos = end
+            elif group == 4 and rule == "cookie":  # every cookie of the line, not the first
+                end = pos = COOKIE_REST_RE.match(text, end).end()  # type: ignore[union-attr]
+            inner = text[start:end]
             if inner.lower() not in SAFE_VALUES and not MARKER_RE.fullmatch(inner):
-                spans.append((value.start(group), value.end(group), marker_for(str(rule))))
+                spans.append((start, end, marker_for(str(rule))))
         return splice(text, spans) if spans else text
 
     def _emails(self, text: str) -> str:
@@ -242,3 +323,22 @@ class TextScanner(KeyRules):
             if spans:
                 text = splice(text, sorted(spans))
         return text
+
+
+def _mask_group_1(rule: str) -> Callable[[re.Match[str]], str]:
+    marker = marker_for(rule)
+
+    def replace(m: re.Match[str]) -> str:
+        if MARKER_RE.fullmatch(m.group(1)):
+            return m.group()
+        return m.group()[: m.start(1) - m.start()] + marker + m.group()[m.end(1) - m.start() :]
+
+    return replace
+
+
+def _may_hold_discord_token(text: str) -> bool:
+    """A Discord bot token is looked for in a bare value (no space) or after `Bot `; in prose
+    the regex would cost more than all the other rules together."""
+    if " " in text and not ("B" in text and "Bot " in text):
+        return False
+    return "." in text and DISCORD_MIDDLE.search(text) is not None

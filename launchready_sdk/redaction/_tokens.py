@@ -110,6 +110,35 @@ DOLLAR_RULES: Final = (
         r"\$[56]\$(?:rounds=[0-9]{1,10}\$)?[./A-Za-z0-9]{1,16}\$[./A-Za-z0-9]{43,86}",
     ),
 )
+# Bot tokens without a literal prefix of their own: a Discord token is the base64 of a numeric
+# user id (so it starts `MT`..`OT`), a dot, a timestamp, a dot and an HMAC; a Telegram token is
+# the bot's numeric id, a colon and a secret that starts `AA`.
+DISCORD_TOKEN: Final = _TokenRule(
+    "discord_token",
+    (".",),
+    rf"(?:M[TDjzQ]|N[DTjz]|O[DT])[A-Za-z0-9_\-]{{22,28}}\.[A-Za-z0-9_\-]{{6,7}}\."
+    rf"[A-Za-z0-9_\-]{{27,40}}{_END}",
+    _LEFT | _DIGIT,
+)
+# The cheap part of a Discord token, searched from its literal `.` before the full rule runs.
+DISCORD_MIDDLE: Final = re.compile(r"\.[A-Za-z0-9_\-]{6,7}\.[A-Za-z0-9_\-]{27}")
+TELEGRAM_TOKEN: Final = _TokenRule(
+    "telegram_token", (":AA",), rf"(?<![0-9])[0-9]{{8,10}}:AA[A-Za-z0-9_\-]{{33}}{_END}"
+)
+# Incoming-webhook URLs whose path is the credential.
+WEBHOOK_URL_RULES: Final = (
+    _TokenRule(
+        "teams_webhook",
+        ("webhook.office.com", "office.com/webhook", "office365.com/webhook"),
+        r"(?:[A-Za-z0-9\-]{1,63}\.webhook\.office\.com/webhookb2|"
+        r"outlook\.office(?:365)?\.com/webhook)/[A-Za-z0-9@/_.\-]{8,512}",
+    ),
+    _TokenRule(
+        "discord_webhook",
+        ("discord.com/api/webhooks/", "discordapp.com/api/webhooks/"),
+        r"discord(?:app)?\.com/api/webhooks/[0-9]{5,30}/[A-Za-z0-9_\-]{20,128}",
+    ),
+)
 SLACK_WEBHOOK: Final = _TokenRule(
     "slack_webhook",
     ("hooks.slack.com",),

@@ -85,7 +85,23 @@ class Walker(TextScanner):
                 out[key] = self._child(value, depth, stack)
         if "value" in out and ("name" in out or "key" in out):
             self._mask_named_value(out)
+        if "loc" in out and ("input" in out or "ctx" in out):
+            self._mask_located_input(out)
         return out
+
+    def _mask_located_input(self, out: dict[Any, Any]) -> None:
+        """A validation error (`{"loc": ["body", "password"], "input": ...}`, as pydantic,
+        FastAPI's 422 body and Starlette-style validators write them): the rejected input and
+        its context are masked when a part of the location names a secret."""
+        loc = out["loc"]
+        parts = loc if isinstance(loc, (list, tuple)) else (loc,)
+        for part in parts:
+            rule = self._key_rule(part) if isinstance(part, (str, bytes)) else None
+            if rule is not None:
+                for name in ("input", "ctx"):
+                    if name in out:
+                        out[name] = self._masked(rule, out[name])
+                return
 
     def _child(self, value: object, depth: int, stack: set[int]) -> object:
         """`_walk` of a container's element, guarding against cycles."""

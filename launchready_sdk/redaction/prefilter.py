@@ -77,7 +77,7 @@ def plain_classes(text: str) -> bool:
         return False
     if "!" in shape or "a-" in shape or "0000000000000" in shape or "0000-0000" in shape:
         return False
-    return "hooks." not in text
+    return "hook" not in text
 
 
 def needs_scan(text: str) -> bool:
@@ -95,12 +95,16 @@ def needs_scan(text: str) -> bool:
         return True
     if text[0] in "{[" or ": " in text or '":' in text or "':" in text:
         return True
+    if "</" in text or ":AA" in text or "/webhook" in text:
+        return True
     if n < 13:
         return False
     if "-" in text:
         if "-----" in text or "glpat-" in text or "xox" in text or "xapp-" in text:
             return True
-        if "sk-" in text or "pypi-" in text:
+        if "sk-" in text or "pypi-" in text or "--" in text:
+            return True
+        if "-p" in text and ("mysql" in text or "mariadb" in text):
             return True
     if (" " in text or "\t" in text) and (
         "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text
@@ -110,5 +114,7 @@ def needs_scan(text: str) -> bool:
         if "A" in text and ("IA" in text or "ACCA" in text or "AIza" in text):
             return True
         if "SG." in text or "SK" in text or "eyJ" in text:
+            return True
+        if n >= 59 and "." in text:  # a Discord bot token
             return True
     return "hooks.slack.com" in text or digit_count(text) >= 13
