@@ -97,14 +97,15 @@ def needs_scan(text: str) -> bool:
         return True
     if "</" in text or ":AA" in text or "/webhook" in text:
         return True
+    if "-" in text:
+        if "--" in text or ("-p" in text and ("mysql" in text or "mariadb" in text)):
+            return True
     if n < 13:
         return False
     if "-" in text:
         if "-----" in text or "glpat-" in text or "xox" in text or "xapp-" in text:
             return True
-        if "sk-" in text or "pypi-" in text or "--" in text:
-            return True
-        if "-p" in text and ("mysql" in text or "mariadb" in text):
+        if "sk-" in text or "pypi-" in text:
             return True
     if (" " in text or "\t" in text) and (
         "earer" in text or "EARER" in text or "asic" in text or "ASIC" in text
