@@ -46,7 +46,12 @@ from typing import Any, TextIO
 import httpx
 
 from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
-from launchready_sdk.context import AccessLog, RequestContext, RequestContextMiddleware
+from launchready_sdk.context import (
+    AccessLog,
+    RequestContext,
+    RequestContextMiddleware,
+    route_path,
+)
 from launchready_sdk.dbtiming import QueryStats, instrument_sqlalchemy
 from launchready_sdk.health import HealthMiddleware, Readiness
 from launchready_sdk.idempotency import Idempotency, IdempotencyMiddleware, default_identity
@@ -57,6 +62,7 @@ from launchready_sdk.logs import (
     adopt_foreign_loggers,
     build_redactor,
     configure_logging,
+    get_logger,
 )
 from launchready_sdk.outbound import (
     OutboundPolicy,
@@ -66,16 +72,14 @@ from launchready_sdk.outbound import (
 )
 from launchready_sdk.patterns import PatternTable
 from launchready_sdk.proxy import ProxyResolver
-from launchready_sdk.ratelimit import (
-    DEFAULT_RATE_LIMITS,
-    RateLimiter,
-    RateLimitMiddleware,
-    log_rule_coverage,
-)
+from launchready_sdk.ratelimit import RateLimiter, RateLimitMiddleware
+from launchready_sdk.routing import iter_route_paths
 from launchready_sdk.settings import Settings
 from launchready_sdk.store import RedisStore
 from launchready_sdk.telemetry import Telemetry, setup_telemetry
 from launchready_sdk.types import ASGIApp, HealthCheck, Receive, Scope, Send
+
+_log = get_logger("launchready.app")
 
 
 class LaunchReady:
@@ -103,7 +107,7 @@ class LaunchReady:
         self.readiness = Readiness(timeout_s=s.readiness_timeout_s)
         self.redis = self._redis_store()
         self.limiter = RateLimiter(
-            DEFAULT_RATE_LIMITS if s.rate_limits is None else s.rate_limits,
+            s.rate_limits,
             account_rules=s.rate_limit_accounts,
             store=self.redis,
             fail=s.rate_limit_fail,
@@ -123,6 +127,8 @@ class LaunchReady:
         )
         self.telemetry: Telemetry | None = None
         self.app: ASGIApp | None = None
+        self._dispatch: PathDispatch | None = None
+        self._reported = False
         # The SDK's own endpoints, with and without a trailing slash: never limited, cached,
         # timed nor access-logged at info level.
         self._endpoints = frozenset(_with_slash(s.health_path, s.ready_path, s.metrics_path))
@@ -252,13 +258,24 @@ class LaunchReady:
                 client_ip=self.proxy.client_ip,
                 header_style=s.rate_limit_headers,
             )
-            tables += [self.limiter.table, self.limiter.accounts]
         stack = MetricsEndpoint(stack, tracker=self.latency, path=s.metrics_path)
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
         )
         endpoints = self._endpoints
-        stack = PathDispatch(stack, app, lambda path: path in endpoints or _covered(path, tables))
+        limiter = self.limiter
+
+        def covers(path: str) -> bool:
+            return (
+                path in endpoints
+                or _covered(path, tables)
+                or _covered(path, (limiter.table, limiter.accounts))
+            )
+
+        stack = self._dispatch = PathDispatch(
+            stack, app, covers, on_first=lambda: self._discover_routes(report=True)
+        )
+        self._discover_routes()
         stack = self._request_context(stack)
         quiet = (s.health_path, s.ready_path, s.metrics_path)
         self.telemetry = setup_telemetry(
@@ -295,7 +312,7 @@ class LaunchReady:
         tracker = self.latency
 
         def observe(ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
-            if ctx.path not in exempt:
+            if ctx.route_path not in exempt:
                 try:  # a client that went away before the response started: 499
                     now = time.perf_counter()
                     tracker.record(ctx.method, ctx.route, status or 499, duration_s, now)
@@ -310,10 +327,26 @@ class LaunchReady:
         """Run at ASGI lifespan start-up (called by the wrapped app)."""
         if self.settings.configure_logging:
             adopt_foreign_loggers(access_log=self.settings.access_log)
-        if self.app is not None and self.limiter.table:
-            rules = self.settings.rate_limits
-            log_rule_coverage(rules or DEFAULT_RATE_LIMITS, self.app, defaults=rules is None)
+        self._discover_routes(report=True)
         await self.latency.start()
+
+    def _discover_routes(self, *, report: bool = False) -> None:
+        """Read the app's route table: the built-in limits reach its auth routes wherever they
+        live. At `wrap()`, again at start-up (routes may be added in between), and at the first
+        request when the server sends no lifespan events; the report is logged once."""
+        if self.app is None:
+            return
+        try:
+            templates = list(iter_route_paths(self.app))
+            self.limiter.discover(templates)
+        except Exception:  # a route table we cannot read: the rules apply as path patterns
+            _log.warning("ratelimit.discovery_failed", exc_info=True)
+            templates = []
+        if self._dispatch is not None:
+            self._dispatch.forget()
+        if report and not self._reported:
+            self._reported = True
+            self.limiter.report(templates)
 
     async def shutdown(self) -> None:
         """Run at ASGI lifespan shutdown (readiness already answers 503): flush, close Redis."""
@@ -337,17 +370,26 @@ class PathDispatch:
     """
 
     def __init__(
-        self, layers: ASGIApp, app: ASGIApp, covers: Callable[[str], bool], max_paths: int = 4096
+        self,
+        layers: ASGIApp,
+        app: ASGIApp,
+        covers: Callable[[str], bool],
+        max_paths: int = 4096,
+        on_first: Callable[[], None] | None = None,
     ) -> None:
         self.layers = layers
         self.app = app
         self._covers = covers
         self._known: dict[str, bool] = {}
         self._max_paths = max_paths
+        self._on_first = on_first
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._on_first is not None and scope["type"] == "http":
+            first, self._on_first = self._on_first, None
+            first()
         if scope["type"] == "http":
-            path = scope["path"]
+            path = route_path(scope)
             covered = self._known.get(path)
             if covered is None:
                 covered = self._learn(path)

@@ -28,6 +28,8 @@ from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Sen
 REQUEST_ID_HEADER = b"x-request-id"
 SCOPE_REQUEST_ID = "launchready.request_id"
 SCOPE_CONTEXT = "launchready.context"
+SCOPE_PATH = "launchready.path"
+SCOPE_METHOD = "launchready.method"
 MAX_REQUEST_ID_LENGTH = 128
 _CLIENT_ID_LOG_LENGTH = 64
 _VALID_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
@@ -46,6 +48,7 @@ class RequestContext:
         "query",
         "request_id",
         "route",
+        "route_path",
     )
 
     def __init__(
@@ -58,7 +61,8 @@ class RequestContext:
     ) -> None:
         self.request_id = request_id
         self.method = method
-        self.path = path
+        self.path = path  # as the client sent it (with any root path)
+        self.route_path = path  # as the app routes on it (`route_path()`)
         self.query = query
         self.client_ip = client_ip
         self.route: str | None = None
@@ -80,6 +84,39 @@ def get_request_id() -> str | None:
     """The ID of the request being served, or None outside a request."""
     ctx = _current.get()
     return ctx.request_id if ctx is not None else None
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: `scope["path"]` without the `root_path` prefix.
+
+    Servers started with a root path (`uvicorn --root-path /shop`) and mounts put the prefix
+    in `scope["path"]` (`/shop/login`); the app's router matches `/login`, so every rule does
+    too. Computed once per request by the request-context layer; layers used alone compute
+    it here.
+    """
+    path = scope.get(SCOPE_PATH)
+    if path is None:
+        path = scope[SCOPE_PATH] = _route_path(scope)
+    return str(path)
+
+
+def request_method(scope: Scope) -> str:
+    """The request's method, upper-cased once (h11 accepts `post`; Django upper-cases it)."""
+    method = scope.get(SCOPE_METHOD)
+    if method is None:
+        method = scope[SCOPE_METHOD] = str(scope.get("method") or "GET").upper()
+    return str(method)
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path") or ""
+    if not root_path or not path.startswith(root_path):
+        return path
+    rest = path[len(root_path) :]
+    if not rest:
+        return "/"
+    return rest if rest[0] == "/" else path
 
 
 def bind(**fields: Any) -> None:
@@ -272,7 +309,7 @@ class RequestContextMiddleware:
             and (self._trust_all or self._is_trusted_peer(scope))
         ):
             request_id = incoming.decode("ascii")
-        method = scope.get("method", "GET")
+        method = scope[SCOPE_METHOD] = str(scope.get("method") or "GET").upper()
         ctx = RequestContext(
             request_id or new_request_id(),
             method,
@@ -280,6 +317,7 @@ class RequestContextMiddleware:
             client_ip,
             scope.get("query_string", b""),
         )
+        ctx.route_path = scope[SCOPE_PATH] = _route_path(scope)
         if incoming is not None and request_id is None:
             ctx.client_request_id = sanitize_client_id(incoming)
         scope[SCOPE_REQUEST_ID] = ctx.request_id

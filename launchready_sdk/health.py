@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from launchready_sdk.context import request_method, route_path
 from launchready_sdk.logs import get_logger
 from launchready_sdk.types import ASGIApp, HealthCheck, Receive, Scope, Send
 
@@ -124,14 +125,14 @@ class HealthMiddleware:
         }
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        kind = self._routes.get(scope["path"]) if scope["type"] == "http" else None
+        kind = self._routes.get(route_path(scope)) if scope["type"] == "http" else None
         if kind is None:
             if scope["type"] == "lifespan":
                 await self.app(scope, self._watch_shutdown(receive), send)
             else:
                 await self.app(scope, receive, send)
             return
-        method = scope["method"]
+        method = request_method(scope)
         if method not in ("GET", "HEAD"):
             await _respond(send, 405, {"status": "fail", "error": "method not allowed"}, method)
             return

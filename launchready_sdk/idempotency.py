@@ -41,6 +41,7 @@ from typing import Literal, NamedTuple
 import orjson
 
 from launchready_sdk.body import read_body, replay_body
+from launchready_sdk.context import request_method, route_path
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.patterns import PatternTable, normalize_path
@@ -339,10 +340,10 @@ class IdempotencyMiddleware:
         self._retry_after: Headers = [(b"retry-after", str(RETRY_AFTER_S).encode())]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or not self.table:
+        if scope["type"] != "http" or request_method(scope) != "POST" or not self.table:
             await self.app(scope, receive, send)
             return
-        path = normalize_path(scope["path"], decoded=True)
+        path = normalize_path(route_path(scope), decoded=True)
         found = self.table.match(path)
         keys = [v for k, v in scope["headers"] if k == b"idempotency-key"] if found else []
         if found is None or not keys:

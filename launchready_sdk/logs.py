@@ -306,7 +306,7 @@ class AccessLogger:
             logging.getLogger(ERROR_LOGGER).debug("access log line dropped", exc_info=True)
 
     def _write(self, ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
-        if ctx.path in self.quiet_paths:
+        if ctx.route_path in self.quiet_paths:
             level = logging.DEBUG
         else:
             level = logging.ERROR if status >= 500 else logging.INFO

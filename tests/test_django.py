@@ -330,7 +330,7 @@ def test_lifespan_startup_runs_for_django(proj: Server) -> None:
     """Django refuses ASGI lifespan; the SDK answers it, so its start-up hooks run."""
     raw = proj.raw_log()
     assert "appears unsupported" not in raw
-    assert any(r.get("event") == "ratelimit.rule" for r in proj.log_lines())
+    assert any(r.get("event") == "ratelimit.protected" for r in proj.log_lines())
 
 
 def test_postgres_queries_readiness_and_an_outage(proj_pg: tuple[Server, str]) -> None:

@@ -56,6 +56,7 @@ def shop(counter: Counter) -> Starlette:
             Route("/webhooks/{provider}", counter.endpoint, methods=["POST"]),
             Route("/stream", stream, methods=["POST"]),
             Route("/products", counter.endpoint),
+            Route("/otp/{code}", counter.endpoint, methods=["GET"]),
             Mount("/api", app=api),
         ]
     )
@@ -172,8 +173,9 @@ def test_method_prefix_in_rule() -> None:
 
 
 def test_default_rules_cover_auth_and_webhooks() -> None:
-    """With rate_limits=None the common auth, sign-up, reset and webhook routes are limited."""
-    limiter = RateLimiter(DEFAULT_RATE_LIMITS)
+    """With rate_limits=None the common auth, sign-up, reset and webhook routes are limited,
+    for the methods that change state: a GET (or HEAD) of a login form spends nothing."""
+    limiter = RateLimiter(None)
     for path in [
         "/login",
         "/signup",
@@ -187,8 +189,11 @@ def test_default_rules_cover_auth_and_webhooks() -> None:
     ]:
         assert limiter.rule_for("POST", path) is not None, path
     assert limiter.rule_for("POST", "/products") is None
+    assert limiter.rule_for("PUT", "/login") is not None
+    assert limiter.rule_for("GET", "/login") is None
     assert limiter.rule_for("HEAD", "/login") is None
     assert limiter.rule_for("OPTIONS", "/login") is None
+    assert DEFAULT_RATE_LIMITS == limiter.rules
 
 
 # --- middleware ----------------------------------------------------------------------------
@@ -246,16 +251,20 @@ async def test_path_variants_share_the_budget(path: str) -> None:
     assert counter.calls == 2
 
 
-async def test_head_and_options_do_not_drain_the_budget() -> None:
-    """HEAD and OPTIONS requests never spend a POST budget."""
+async def test_options_never_drains_a_budget_and_head_counts_like_get() -> None:
+    """OPTIONS never spends a budget; HEAD spends one wherever GET does, since the framework
+    runs the GET handler for it (20 HEADs must not each run an OTP check)."""
     counter = Counter()
-    app = wrap(counter, rate_limits={"/login": "2/minute"})
+    app = wrap(counter, rate_limits={"/login": "2/minute", "GET /otp/{code}": "3/minute"})
     async with client(app) as c:
         for _ in range(10):
-            await c.head("/login")
             await c.options("/login")
         responses = [await c.post("/login") for _ in range(2)]
+        heads = [await c.head(f"/otp/{i}") for i in range(5)]
+        gets = [await c.get("/otp/9") for _ in range(2)]
     assert [r.status_code for r in responses] == [200, 200]
+    assert [r.status_code for r in heads] == [200, 200, 200, 429, 429]
+    assert [r.status_code for r in gets] == [429, 429]
 
 
 async def test_mounted_routes_are_covered() -> None:
@@ -578,17 +587,22 @@ async def test_account_limit_oversize_body_is_413() -> None:
     assert counter.calls == 0
 
 
-async def test_account_limit_without_account_falls_back_to_ip_rule() -> None:
-    """Malformed or account-less bodies are not refused by the account rule."""
+async def test_account_limit_without_account_is_charged_to_the_address() -> None:
+    """Malformed or account-less bodies are not a way around the account rule: they share one
+    account budget per client address, which an attacker cannot rotate like a username."""
     counter = Counter()
     app = wrap(
-        counter, rate_limits={"/login": "100/minute"}, rate_limit_accounts={"/login": "1/hour"}
+        counter, rate_limits={"/login": "100/minute"}, rate_limit_accounts={"/login": "2/hour"}
     )
     async with client(app) as c:
-        for body in [b"{not json", b"[]", b'{"username": ""}', b'{"username": 5}']:
+        codes = []
+        for body in [b"{not json", b"[]", b'{"username": ""}', b'{"password": "x"}']:
             r = await c.post("/login", content=body, headers={"content-type": "application/json"})
-            assert r.status_code == 200
-    assert counter.calls == 4
+            codes.append(r.status_code)
+        other = await c.post("/login", json={"username": "someone"})
+    assert codes == [200, 200, 429, 429]
+    assert other.status_code == 200  # a named account has a budget of its own
+    assert counter.calls == 3
 
 
 # --- processes, scripts, reports and header styles -----------------------------------------
@@ -650,7 +664,8 @@ async def test_structured_headers_style() -> None:
 
 
 async def test_startup_report_names_covered_routes_and_warns_on_none(log_stream: Any) -> None:
-    """At start-up each rule is logged with its routes; a configured rule covering none warns."""
+    """At start-up the limited routes are logged with their rates; a configured rule covering
+    no route warns."""
     lr = LaunchReady(
         Settings(rate_limits={"/login": "5/minute", "/nothing-here": "1/minute"}),
         log_stream=log_stream,
@@ -667,5 +682,5 @@ async def test_startup_report_names_covered_routes_and_warns_on_none(log_stream:
 
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
     records = {r["event"]: r for r in log_stream.records() if r["event"].startswith("ratelimit")}
-    assert records["ratelimit.rule"]["routes"] == ["/login"]
+    assert records["ratelimit.protected"]["routes"] == [{"route": "/login", "rate": "5/minute"}]
     assert records["ratelimit.rule_covers_no_route"]["rule"] == "/nothing-here"

@@ -27,6 +27,7 @@ Both backends, `MemoryBackend` and `RedisBackend`, answer `await backend.hit(key
 from __future__ import annotations
 
 from launchready_sdk.ratelimit._backends import Backend, Decision, MemoryBackend, RedisBackend
+from launchready_sdk.ratelimit._discovery import KIND_RATES, AuthRoute, auth_routes, route_kind
 from launchready_sdk.ratelimit._limiter import (
     DEFAULT_IPV6_PREFIX,
     RateLimiter,
@@ -37,15 +38,18 @@ from launchready_sdk.ratelimit._limiter import (
 from launchready_sdk.ratelimit._middleware import RateLimitMiddleware, rate_limit_headers
 from launchready_sdk.ratelimit._rules import (
     DEFAULT_RATE_LIMITS,
+    WRITE_METHODS,
     Rule,
     compile_rules,
-    log_rule_coverage,
     parse_rule,
 )
 
 __all__ = [
     "DEFAULT_IPV6_PREFIX",
     "DEFAULT_RATE_LIMITS",
+    "KIND_RATES",
+    "WRITE_METHODS",
+    "AuthRoute",
     "Backend",
     "Decision",
     "MemoryBackend",
@@ -54,10 +58,11 @@ __all__ = [
     "RateLimiter",
     "RedisBackend",
     "Rule",
+    "auth_routes",
     "bucket_key",
     "client_key",
     "compile_rules",
-    "log_rule_coverage",
     "parse_rule",
     "rate_limit_headers",
+    "route_kind",
 ]

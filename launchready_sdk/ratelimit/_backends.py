@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from launchready_sdk.ratelimit._rules import Rate, Rule
@@ -69,9 +70,17 @@ class Decision(NamedTuple):
 
 
 class Backend(Protocol):
-    """Where budgets live. `hit` spends one request of `key`'s budget under `rule`."""
+    """Where budgets live.
 
-    async def hit(self, key: str, rule: Rule) -> Decision: ...
+    `hit(keys, rule)` spends one request of every key's budget under `rule` (one key may be
+    passed as a string), all or nothing:
+    the request is allowed only when each key has room for it under each of the rule's
+    rates, and then each is charged. One key per identity (a client, an account).
+    """
+
+    async def hit(
+        self, keys: str | Sequence[str], rule: Rule, tag: str | None = None
+    ) -> Decision: ...
 
 
 class MemoryBackend:
@@ -83,36 +92,43 @@ class MemoryBackend:
     def __len__(self) -> int:
         return len(self._tats)
 
-    async def hit(self, key: str, rule: Rule) -> Decision:
-        if len(rule.rates) == 1:
-            return self._hit_one(key, rule.rates[0], rule.pattern)
+    async def hit(self, keys: str | Sequence[str], rule: Rule, tag: str | None = None) -> Decision:
+        if isinstance(keys, str):
+            keys = (keys,)
+        if len(keys) == 1 and len(rule.rates) == 1:
+            return self._hit_one(keys[0], rule.rates[0], rule.pattern)
         now = time.monotonic()
-        tats = self._tats.get(key) or [0.0] * len(rule.rates)
-        new_tats = [
-            max(tat, now) + rate.interval_s for tat, rate in zip(tats, rule.rates, strict=True)
-        ]
-        overs = [t - now - rate.period_s for t, rate in zip(new_tats, rule.rates, strict=True)]
-        retry = max(overs)
-        if retry > 1e-9:
-            index = overs.index(retry)
-            seconds = _ceil(retry)
-            rate = rule.rates[index]
+        rates = rule.rates
+        planned: list[tuple[str, list[float]]] = []
+        worst, worst_rate = 1e-9, rates[0]
+        tightest: tuple[int, float, Rate] | None = None  # remaining, reset, rate
+        for key in keys:
+            tats = self._tats.get(key) or [0.0] * len(rates)
+            new_tats = [max(tat, now) + r.interval_s for tat, r in zip(tats, rates, strict=True)]
+            for t, rate in zip(new_tats, rates, strict=True):
+                over = t - now - rate.period_s
+                if over > worst:
+                    worst, worst_rate = over, rate
+                left = int((rate.period_s - (t - now)) / rate.interval_s + 1e-9)
+                if tightest is None or left < tightest[0]:
+                    tightest = (left, t - now, rate)
+            planned.append((key, new_tats))
+        if worst > 1e-9:
+            seconds = _ceil(worst)
+            rate = worst_rate
             return Decision(
                 False, rate.amount, 0, seconds, seconds, int(rate.period_s), rule.pattern
             )
-        self._tats.set(key, new_tats)
-        remaining = [
-            int((rate.period_s - (t - now)) / rate.interval_s + 1e-9)
-            for t, rate in zip(new_tats, rule.rates, strict=True)
-        ]
-        index = remaining.index(min(remaining))
-        reset = _ceil(new_tats[index] - now)
-        rate = rule.rates[index]
-        left = max(remaining[index], 0)
-        return Decision(True, rate.amount, left, reset, 0, int(rate.period_s), rule.pattern)
+        for key, new_tats in planned:
+            self._tats.set(key, new_tats)
+        assert tightest is not None
+        left, used, rate = tightest
+        return Decision(
+            True, rate.amount, max(left, 0), _ceil(used), 0, int(rate.period_s), rule.pattern
+        )
 
     def _hit_one(self, key: str, rate: Rate, policy: str) -> Decision:
-        """The common case of a rule with one rate, without the per-rate lists."""
+        """The common case of one key and one rate, without the per-rate lists."""
         now = time.monotonic()
         stored = self._tats.get(key)
         tat = stored[0] if stored is not None and stored[0] > now else now
@@ -126,19 +142,26 @@ class MemoryBackend:
 
 
 class RedisBackend:
-    """GCRA in one Lua script per check; keys hashed under the store's prefix."""
+    """GCRA in one Lua script per check, timed by the Redis clock; keys hashed under the
+    store's prefix. Every key of one check shares a hash tag, so the script touches one slot."""
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
 
-    async def hit(self, key: str, rule: Rule) -> Decision:
-        keys = [self.store.key("rl", f"{{{key}}}", str(i)) for i in range(len(rule.rates))]
+    async def hit(self, keys: str | Sequence[str], rule: Rule, tag: str | None = None) -> Decision:
+        if isinstance(keys, str):
+            keys = (keys,)
+        hash_tag = tag if tag is not None else keys[0]
+        names: list[str] = []
         args: list[Arg] = []
-        for rate in rule.rates:
-            args += [round(rate.period_s * 1e6), round(rate.interval_s * 1e6)]
-        reply = await self.store.run_script(GCRA, keys, args)
+        for key in keys:
+            for i, rate in enumerate(rule.rates):
+                name = str(i) if key == hash_tag else f"{key}:{i}"
+                names.append(self.store.key("rl", f"{{{hash_tag}}}", name))
+                args += [round(rate.period_s * 1e6), round(rate.interval_s * 1e6)]
+        reply = await self.store.run_script(GCRA, names, args)
         allowed, index, remaining, reset_us, retry_us = reply
-        rate = rule.rates[int(index) - 1]
+        rate = rule.rates[(int(index) - 1) % len(rule.rates)]
         window, reset_s = int(rate.period_s), _ceil(int(reset_us) / 1e6)
         if allowed:
             return Decision(True, rate.amount, int(remaining), reset_s, 0, window, rule.pattern)

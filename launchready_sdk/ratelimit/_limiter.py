@@ -5,18 +5,29 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Literal
 
 from launchready_sdk.errors import StoreUnavailable
+from launchready_sdk.logs import get_logger
+from launchready_sdk.patterns import normalize_path, split_methods
 from launchready_sdk.ratelimit._backends import (
     MEMORY_MAX_KEYS,
     Decision,
     MemoryBackend,
     RedisBackend,
 )
-from launchready_sdk.ratelimit._rules import Rule, compile_rules, lookup
+from launchready_sdk.ratelimit._discovery import KIND_RATES, AuthRoute, auth_routes
+from launchready_sdk.ratelimit._rules import (
+    DEFAULT_RATE_LIMITS,
+    WRITE_METHODS,
+    Rule,
+    compile_rules,
+    lookup,
+)
 from launchready_sdk.store import RedisStore
+
+_log = get_logger("launchready.ratelimit")
 
 DEFAULT_IPV6_PREFIX = 64
 NO_ADDRESS = "no-address"
@@ -51,18 +62,22 @@ class RateLimiter:
     """Rules, their backends and the failure policy.
 
     Args:
-        rules: pattern to rate text (`limits` notation). An optional method list may precede
-            the pattern (`"GET /search"`); without one, every method but HEAD and OPTIONS counts.
+        rules: pattern to rate text (`limits` notation), or None for the built-in rules. An
+            optional method list may precede a pattern (`"GET /search"`); without one, every
+            method but OPTIONS counts (HEAD with GET). The built-in rules count only the
+            methods that change state, and `discover()` extends them to the app's own auth
+            routes.
         store: the Redis store, or None for memory only.
         fail: "open" (fall back to the in-process limiter) or "closed" (refuse with 503).
         ipv6_prefix: IPv6 clients in one /prefix network share a bucket.
-        account_rules: pattern to rate, keyed by the account a request names (the
-            `username`, `email` or `login` field of its JSON or form body) instead of the client.
+        account_rules: pattern to rate, keyed by the accounts a request names (the
+            `username`, `email`, `login`, `user` or `account` fields of its body) instead of
+            the client.
     """
 
     def __init__(
         self,
-        rules: Mapping[str, str],
+        rules: Mapping[str, str] | None,
         *,
         account_rules: Mapping[str, str] | None = None,
         store: RedisStore | None = None,
@@ -70,8 +85,13 @@ class RateLimiter:
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         memory_max_keys: int = MEMORY_MAX_KEYS,
     ) -> None:
-        self.table = compile_rules(rules)
+        self.defaults = rules is None
+        self.rules: dict[str, str] = dict(DEFAULT_RATE_LIMITS if rules is None else rules)
+        self._methods = WRITE_METHODS if self.defaults else None
+        self.table = compile_rules(self.rules, default_methods=self._methods)
         self.accounts = compile_rules(account_rules or {})
+        self.account_rules = dict(account_rules or {})
+        self.discovered: list[AuthRoute] = []
         self.memory = MemoryBackend(memory_max_keys)
         self.redis = RedisBackend(store) if store is not None else None
         self.fail = fail
@@ -79,20 +99,93 @@ class RateLimiter:
         self.refused = 0
 
     def rule_for(self, method: str, path: str) -> Rule | None:
-        """The per-client rule covering this request, or None."""
+        """The per-client rule covering this request (method upper-cased), or None."""
         return lookup(self.table, method, path)
 
     def account_rule_for(self, method: str, path: str) -> Rule | None:
         """The per-account rule covering this request, or None."""
         return lookup(self.accounts, method, path)
 
-    async def hit(self, rule: Rule, identity: str, kind: str = "ip") -> Decision | None:
-        """Spend one request of `identity`'s budget; None means "refuse: store unavailable"."""
-        key = bucket_key(rule.pattern, kind, identity)
+    async def hit(
+        self, rule: Rule, identity: str | Sequence[str], kind: str = "ip"
+    ) -> Decision | None:
+        """Spend one request of each identity's budget, all or nothing; None means "refuse:
+        the store is unavailable and the policy is closed"."""
+        identities = [identity] if isinstance(identity, str) else list(identity)
+        keys = [bucket_key(rule.pattern, kind, ident) for ident in identities]
+        tag = keys[0] if len(keys) == 1 else bucket_key(rule.pattern, kind, "")
         if self.redis is not None:
             try:
-                return await self.redis.hit(key, rule)
+                return await self.redis.hit(keys, rule, tag)
             except StoreUnavailable:
                 if self.fail == "closed":
                     return None
-        return await self.memory.hit(key, rule)
+        return await self.memory.hit(keys, rule)
+
+    def discover(self, templates: Iterable[str]) -> list[AuthRoute]:
+        """Read the app's route templates; returns those that look like auth.
+
+        With the built-in rules, each gets the built-in rate of its kind (state-changing
+        methods only), in addition to the built-in path patterns. With rules of your own,
+        nothing is added: `report()` names the auth routes they leave out.
+        """
+        routes = auth_routes(templates)
+        self.discovered = routes
+        if self.defaults:
+            rules = dict(DEFAULT_RATE_LIMITS)
+            taken = {normalize_path(p).lower() for p in rules}
+            for route in routes:
+                key = normalize_path(route.pattern).lower()
+                if key not in taken:
+                    taken.add(key)
+                    rules[route.pattern] = KIND_RATES[route.kind]
+            self.rules = rules
+            self.table = compile_rules(rules, default_methods=self._methods)
+        return routes
+
+    def report(self, templates: Iterable[str]) -> None:
+        """Log, once at start-up, which app routes are limited and at what rate, and warn when
+        the limits protect none of them or leave an auth-looking route out."""
+        paths = list(templates)
+        if not paths:
+            _log.info(
+                "ratelimit.routes_unreadable",
+                detail="the app's route table could not be read; the rules apply as patterns",
+                rules=self.rules,
+            )
+            return
+        covered = {p: self._rule_of(p) for p in paths}
+        protected = [{"route": p, "rate": self.rules[spec]} for p, spec in covered.items() if spec]
+        if protected:
+            _log.info("ratelimit.protected", routes=protected)
+        if self.defaults and not protected:
+            _log.warning(
+                "ratelimit.no_route_protected",
+                detail="none of the app's routes looks like login, sign-up, password reset, "
+                "token or webhook; name yours in rate_limits",
+                routes=len(paths),
+            )
+        if not self.defaults:
+            used = {spec for spec in covered.values() if spec}
+            for spec in self.rules:
+                if spec not in used:
+                    _log.warning("ratelimit.rule_covers_no_route", rule=spec, rate=self.rules[spec])
+            left_out = [r.template for r in auth_routes(paths) if not covered.get(r.template)]
+            if left_out:
+                _log.warning(
+                    "ratelimit.auth_route_unprotected",
+                    detail="these routes look like auth but no rule in rate_limits covers them",
+                    routes=left_out,
+                )
+
+    def _rule_of(self, template: str) -> str | None:
+        """The rule spec covering a route template, or None."""
+        sample = "/".join("x" if s.startswith("{") else s for s in template.split("/")) or "/"
+        found = self.table.match(sample)
+        if found is None:
+            return None
+        rule = found[1][1]
+        for spec in self.rules:
+            if split_methods(spec)[1] == rule.pattern:
+                return spec
+        return None

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import urllib.parse
-from collections.abc import Mapping
 from typing import Any, Literal
 
-import orjson
-
 from launchready_sdk.body import read_body, replay_body
+from launchready_sdk.context import request_method, route_path
 from launchready_sdk.logs import get_logger
+from launchready_sdk.ratelimit._accounts import accounts_of
 from launchready_sdk.ratelimit._backends import Decision
 from launchready_sdk.ratelimit._limiter import NO_ADDRESS, RateLimiter, client_key
 from launchready_sdk.responses import send_problem
@@ -18,7 +16,6 @@ from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Sen
 _log = get_logger("launchready.ratelimit")
 
 HeaderStyle = Literal["separate", "structured"]
-ACCOUNT_FIELDS = ("username", "email", "login", "user", "account")
 BODY_MAX_BYTES = 64 * 1024
 
 
@@ -81,7 +78,7 @@ class RateLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        method, path = scope["method"], scope["path"]
+        method, path = request_method(scope), route_path(scope)
         rule = self.limiter.rule_for(method, path)
         account_rule = self.limiter.account_rule_for(method, path)
         if rule is None and account_rule is None:
@@ -89,8 +86,9 @@ class RateLimitMiddleware:
             return
         request_id = scope.get("launchready.request_id")
         decisions: list[Decision] = []
+        client = self._identity(scope)
         if rule is not None:
-            decision = await self.limiter.hit(rule, self._identity(scope))
+            decision = await self.limiter.hit(rule, client)
             if decision is None or not decision.allowed:
                 await self._refuse(decision, send, request_id)
                 return
@@ -103,16 +101,14 @@ class RateLimitMiddleware:
                 )
                 return
             receive = replay_body(body, receive)
-            account = account_of(scope, body)
-            if account is not None:
-                decision = await self.limiter.hit(account_rule, account, "account")
-                if decision is None or not decision.allowed:
-                    await self._refuse(decision, send, request_id)
-                    return
-                decisions.append(decision)
-        if not decisions:
-            await self.app(scope, receive, send)
-            return
+            # No account named is not "no account limit": such requests share the budget
+            # of their client address, which an attacker cannot rotate like a username.
+            accounts = accounts_of(_content_type(scope), body) or ["no-account:" + client]
+            decision = await self.limiter.hit(account_rule, accounts, "account")
+            if decision is None or not decision.allowed:
+                await self._refuse(decision, send, request_id)
+                return
+            decisions.append(decision)
         tightest = min(decisions, key=lambda d: d.remaining)
         headers = rate_limit_headers(tightest, self.header_style)
         await self.app(scope, receive, _adding_headers(send, headers))
@@ -145,28 +141,11 @@ class RateLimitMiddleware:
         return key
 
 
-def account_of(scope: Scope, body: bytes) -> str | None:
-    """The account a login names: `username`, `email` or `login` in a JSON or form body."""
-    content_type = b""
+def _content_type(scope: Scope) -> bytes:
     for name, value in scope["headers"]:
         if name == b"content-type":
-            content_type = value.split(b";", 1)[0].strip().lower()
-            break
-    fields: Mapping[str, Any] = {}
-    try:
-        if content_type == b"application/json" or content_type.endswith(b"+json"):
-            parsed = orjson.loads(body)
-            fields = parsed if isinstance(parsed, dict) else {}
-        elif content_type == b"application/x-www-form-urlencoded":
-            text = body.decode("utf-8", "replace")
-            fields = {k: v for k, v in urllib.parse.parse_qsl(text, max_num_fields=200)}
-    except (ValueError, orjson.JSONDecodeError):
-        return None
-    for field in ACCOUNT_FIELDS:
-        value = fields.get(field)
-        if isinstance(value, str) and value.strip():
-            return value.strip().casefold()[:512]
-    return None
+            return bytes(value)
+    return b""
 
 
 def _adding_headers(send: Send, headers: Headers) -> Send:

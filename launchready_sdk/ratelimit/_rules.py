@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from launchready_sdk.logs import get_logger
 from launchready_sdk.patterns import PatternTable, split_methods
-
-_log = get_logger("launchready.ratelimit")
 
 # Rules in force with `rate_limits=None`: tight on password reset, generous on webhooks so a
 # provider's retry burst is not refused. Keyed per client address.
@@ -37,8 +34,9 @@ DEFAULT_RATE_LIMITS: Mapping[str, str] = {
     "/webhook/*": "600/minute",
     "/api/webhooks/*": "600/minute",
 }
-# Methods that never drain a budget.
-SAFE_METHODS = frozenset({"HEAD", "OPTIONS"})
+# The methods the built-in and discovered rules count: the ones that change state. Showing a
+# login form (GET) never spends the login budget.
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 class Rate(NamedTuple):
@@ -82,8 +80,13 @@ def parse_rule(pattern: str, text: str) -> Rule:
 RuleTable = PatternTable[tuple[frozenset[str] | None, Rule]]
 
 
-def compile_rules(rules: Mapping[str, str]) -> RuleTable:
+def compile_rules(
+    rules: Mapping[str, str], *, default_methods: frozenset[str] | None = None
+) -> RuleTable:
     """The table of `{"[METHODS ]pattern": rate}` rules.
+
+    A rule that names no methods counts `default_methods` (None: every method but OPTIONS).
+    A rule that counts GET counts HEAD too: frameworks run the GET handler for a HEAD.
 
     Raises:
         ValueError: a bad method list, pattern or rate, or two patterns for the same route.
@@ -93,13 +96,17 @@ def compile_rules(rules: Mapping[str, str]) -> RuleTable:
         if not isinstance(spec, str):
             raise ValueError(f"route pattern must be a string, got {spec!r}")
         methods, pattern = split_methods(spec)
+        if methods is None:
+            methods = default_methods
+        if methods is not None and "GET" in methods:
+            methods = methods | {"HEAD"}
         parsed[pattern] = (methods, parse_rule(pattern, text))
     return PatternTable(parsed)
 
 
 def lookup(table: RuleTable, method: str, path: str) -> Rule | None:
-    """The rule of `table` covering this request, or None."""
-    if method in SAFE_METHODS or not table:
+    """The rule of `table` covering this request (method upper-cased), or None."""
+    if method == "OPTIONS" or not table:
         return None
     found = table.match(path)
     if found is None:
@@ -108,31 +115,3 @@ def lookup(table: RuleTable, method: str, path: str) -> Rule | None:
     if methods is not None and method not in methods:
         return None
     return rule
-
-
-def describe_rules(rules: Iterable[str], app_paths: Iterable[str]) -> dict[str, list[str]]:
-    """For each rule, the app route templates it covers (for the start-up report)."""
-    paths = list(app_paths)
-    report: dict[str, list[str]] = {}
-    for spec in rules:
-        _, pattern = split_methods(spec)
-        table: PatternTable[bool] = PatternTable({pattern: True})
-        report[spec] = [p for p in paths if table.match(_sample_path(p)) is not None]
-    return report
-
-
-def log_rule_coverage(rules: Mapping[str, str], app: Any, *, defaults: bool) -> None:
-    """Log each rule with the routes it covers; a configured rule covering nothing is a warning."""
-    from launchready_sdk.routing import iter_route_paths
-
-    for spec, covered in describe_rules(rules, iter_route_paths(app)).items():
-        if covered:
-            _log.info("ratelimit.rule", rule=spec, rate=rules[spec], routes=covered)
-        elif not defaults:
-            _log.warning("ratelimit.rule_covers_no_route", rule=spec, rate=rules[spec])
-
-
-def _sample_path(route_path: str) -> str:
-    """A concrete path for a route template: each `{param}` becomes one segment."""
-    segments = ["x" if s.startswith("{") else s for s in route_path.split("/")]
-    return "/".join(segments) or "/"

@@ -97,9 +97,8 @@ def needs_scan(text: str) -> bool:
         return True
     if "</" in text or ":AA" in text or "/webhook" in text:
         return True
-    if "-" in text:
-        if "--" in text or ("-p" in text and ("mysql" in text or "mariadb" in text)):
-            return True
+    if "-" in text and ("--" in text or ("-p" in text and ("mysql" in text or "mariadb" in text))):
+        return True
     if n < 13:
         return False
     if "-" in text:
