@@ -54,7 +54,7 @@ process, so its invalidations reach only the process that made them.
 
 from __future__ import annotations
 
-from launchready_sdk.cache.backends import (
+from launchready_sdk.cache._backends import (
     BUMP,
     DEFAULT_MEMORY_MAX_BYTES,
     GENERATION_TTL_MS,
@@ -62,12 +62,14 @@ from launchready_sdk.cache.backends import (
     MEMORY_MAX_GENERATIONS,
     STORE,
     UNLOCK,
-    CacheBackend,
     Found,
     MemoryBackend,
     RedisBackend,
 )
-from launchready_sdk.cache.core import (
+from launchready_sdk.cache._backends import (
+    Backend as CacheBackend,
+)
+from launchready_sdk.cache._core import (
     DEFAULT_CREDENTIAL_HEADERS,
     DEFAULT_LOCK_LEASE_S,
     DEFAULT_MAX_BODY_BYTES,
@@ -76,28 +78,26 @@ from launchready_sdk.cache.core import (
     DEFAULT_WAIT_S,
     Cache,
 )
-from launchready_sdk.cache.decorator import (
+from launchready_sdk.cache._decorator import (
     cached,
     default_cache,
     set_default_cache,
 )
-from launchready_sdk.cache.entry import (
+from launchready_sdk.cache._entry import (
     ENTRY_MAGIC,
     MAX_IF_NONE_MATCH_BYTES,
     NOT_MODIFIED_HEADERS,
+    REPLAY_HEADERS,
     Entry,
     content_etag,
     decode_entry,
     encode_entry,
     etag_matches,
 )
-from launchready_sdk.cache.middleware import (
+from launchready_sdk.cache._middleware import (
     CacheMiddleware,
 )
-from launchready_sdk.cache.replay import (
-    REPLAY_HEADERS,
-)
-from launchready_sdk.cache.rules import (
+from launchready_sdk.cache._rules import (
     DEFAULT_VARY,
     MAX_LIFETIME_S,
     MAX_QUERY_BYTES,
