@@ -821,3 +821,24 @@ def test_two_uvicorn_workers_share_entries_and_invalidation(
         assert after.headers["x-cache"] == "MISS"
         assert after.content != first.content
         assert http.get(b.url + "/stamp").content == after.content
+
+
+def test_package_exports_the_documented_names() -> None:
+    """`launchready_sdk.cache` exports its documented API and the defaults Settings uses."""
+    import launchready_sdk.cache
+
+    assert sorted(launchready_sdk.cache.__all__) == [
+        "Cache",
+        "CacheMiddleware",
+        "CacheRule",
+        "DEFAULT_CREDENTIAL_HEADERS",
+        "DEFAULT_MAX_BODY_BYTES",
+        "DEFAULT_MEMORY_MAX_BYTES",
+        "DEFAULT_STALE_IF_ERROR_S",
+        "DEFAULT_STALE_WHILE_REVALIDATE_S",
+        "MAX_LIFETIME_S",
+        "cached",
+        "set_default_cache",
+    ]
+    for name in launchready_sdk.cache.__all__:
+        assert getattr(launchready_sdk.cache, name) is not None

@@ -1,8 +1,5 @@
-"""`CacheMiddleware`: serves the cache routes' GET/HEAD responses from the store.
-
-Its keys, security stance, stampede handling and limits are described in the package
-docstring (`launchready_sdk.cache`), the "module doc" its docstring points to.
-"""
+"""`CacheMiddleware`: answers the cache routes' GET/HEAD requests from the store (its keys,
+security stance and limits are in the `launchready_sdk.cache` docstring)."""
 
 from __future__ import annotations
 
@@ -40,7 +37,7 @@ _log = get_logger("launchready.cache")
 
 
 class CacheMiddleware:
-    """Serves GET/HEAD responses of the cache routes from the store (see the module doc).
+    """Serves GET/HEAD responses of the cache routes from the store (see `launchready_sdk.cache`).
 
     Args:
         app: the ASGI app to wrap.
