@@ -103,31 +103,20 @@ class CacheMiddleware:
         entry, age_ms = found.entry, found.age_ms
         head = scope["method"] == "HEAD"
         if entry is not None and age_ms < entry.fresh_ms:
-            route.counts["hit"] = route.counts.get("hit", 0) + 1
-            ttl = (entry.fresh_ms - age_ms) // 1000
-            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
-            await replay(
-                send,
-                entry,
-                request.if_none_match,
-                head,
-                age_ms,
-                X_HIT,
-                cache_status(f"hit; ttl={ttl}"),
-            )
+            _answered(scope, route, "hit")
+            status = cache_status(f"hit; ttl={(entry.fresh_ms - age_ms) // 1000}")
+            await replay(send, entry, request.if_none_match, head, age_ms, X_HIT, status)
             return
         if entry is not None and age_ms < entry.fresh_ms + route.swr_ms:
-            route.counts["stale"] = route.counts.get("stale", 0) + 1
+            _answered(scope, route, "stale")
             cache.spawn(request.key, self._refresh(scope, route, request))
             ttl = (entry.fresh_ms - age_ms) // 1000
             status = cache_status(f"hit; fwd=stale; ttl={ttl}; detail=stale-while-revalidate")
-            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
             await replay(send, entry, request.if_none_match, head, age_ms, X_STALE, status)
             return
         if head:
-            await self._bypass(
-                scope, receive, send, route, cache_status("fwd=uri-miss; detail=head")
-            )
+            status = cache_status("fwd=uri-miss; detail=head")
+            await self._bypass(scope, receive, send, route, status)
             return
         await self._miss(scope, receive, send, route, request, found)
 
@@ -140,55 +129,37 @@ class CacheMiddleware:
         request: RequestKey,
         found: Found,
     ) -> None:
+        """Join this process's fill of the key, or lead it: take the fleet lock (or wait for
+        another worker's fill), call the app, and hand the entry to the joiners."""
         cache = self.cache
         flight = cache.join(request.key, found.generations)
         if flight is not None:
             shared = await cache.joined(flight)
             if isinstance(shared, Entry):
-                route.counts["hit"] = route.counts.get("hit", 0) + 1
-                scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
+                _answered(scope, route, "hit")
                 await replay(send, shared, request.if_none_match, False, 0, X_HIT, CS_COALESCED)
-                return
-            await self._origin(scope, receive, send, route, request, found)
+            else:
+                await self._origin(scope, receive, send, route, request, found)
             return
         future = cache.lead(request.key, found.generations)
         result: Entry | None = None
+        token: str | None = None
         try:
-            result = await self._lead(scope, receive, send, route, request, found)
-        finally:
-            cache.land(request.key, found.generations, future, result)
-
-    async def _lead(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        route: Route,
-        request: RequestKey,
-        found: Found,
-    ) -> Entry | None:
-        cache = self.cache
-        token = await cache.lock(request.key)
-        if token is None:
-            filled, token = await cache.wait_for_fill(request.key, request.generations)
-            if filled is not None and filled.entry is not None:
-                route.counts["hit"] = route.counts.get("hit", 0) + 1
-                scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
-                await replay(
-                    send,
-                    filled.entry,
-                    request.if_none_match,
-                    False,
-                    filled.age_ms,
-                    X_HIT,
-                    CS_COALESCED,
-                )
-                return filled.entry
-        try:
-            return await self._origin(scope, receive, send, route, request, found)
+            token = await cache.lock(request.key)
+            if token is None:
+                filled, token = await cache.wait_for_fill(request.key, request.generations)
+                if filled is not None and filled.entry is not None:
+                    _answered(scope, route, "hit")
+                    age_ms = filled.age_ms
+                    inm = request.if_none_match
+                    await replay(send, filled.entry, inm, False, age_ms, X_HIT, CS_COALESCED)
+                    result = filled.entry
+                    return
+            result = await self._origin(scope, receive, send, route, request, found)
         finally:
             if token is not None:
                 await cache.unlock(request.key, token)
+            cache.land(request.key, found.generations, future, result)
 
     async def _origin(
         self,
@@ -213,8 +184,7 @@ class CacheMiddleware:
         finally:
             carry_route(origin, scope)
         if recorder.fell_back and not recorder.started and stale is not None:
-            route.counts["stale"] = route.counts.get("stale", 0) + 1
-            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
+            _answered(scope, route, "stale")
             await replay(
                 send, stale, request.if_none_match, False, found.age_ms, X_STALE, CS_STALE_ERROR
             )
@@ -256,3 +226,9 @@ class CacheMiddleware:
             _log.warning("cache.refresh_failed", route=route.pattern, exc_info=True)
         finally:
             await cache.unlock(request.key, token)
+
+
+def _answered(scope: Scope, route: Route, kind: str) -> None:
+    """Count a request answered from the store, and name its route (the app never saw it)."""
+    route.counts[kind] = route.counts.get(kind, 0) + 1
+    scope[SCOPE_ROUTE] = route.pattern
