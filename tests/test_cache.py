@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -15,19 +16,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from launchready_sdk.cache import (
-    Cache,
-    CacheMiddleware,
-    CacheRule,
-    Entry,
-    cached,
-    content_etag,
-    decode_entry,
-    encode_entry,
-    etag_matches,
-)
+from launchready_sdk.cache import Cache, CacheMiddleware, CacheRule, cached
 from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.store import RedisStore
+from launchready_sdk.types import Receive, Scope, Send
 
 
 class Origin:
@@ -403,16 +395,34 @@ async def test_invalidated_etag_gets_fresh_200(kind: str, stores: Any, asgi_clie
     assert response.json()["data"] == "v2"
 
 
-def test_etag_is_deterministic_and_quoted() -> None:
+async def test_etag_is_deterministic_and_quoted(stores: Any, asgi_client: Any) -> None:
     """The same body and type give the same quoted ETag in any process; the encoding changes it."""
-    headers = [(b"content-type", b"application/json")]
-    a = content_etag(b'{"a":1}', headers)
-    assert a == content_etag(b'{"a":1}', list(headers))
-    assert a.startswith(b'"')
-    assert a.endswith(b'"')
-    assert a != content_etag(b'{"a":1}', [*headers, (b"content-encoding", b"gzip")])
-    assert etag_matches(b'W/"x", ' + a, a)
-    assert not etag_matches(b'"x"', a)
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json")]
+        if scope["path"] == "/gzip":
+            headers.append((b"content-encoding", b"gzip"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": b'{"a":1}'})
+
+    routes: dict[str, int | CacheRule] = {"/plain": 60, "/gzip": 60}
+    one, two = (
+        client_for(CacheMiddleware(app, routes=routes, store=stores(kind)), asgi_client)
+        for kind in ("memory", "redis")
+    )
+
+    async def etag(client: httpx.AsyncClient, path: str) -> str:
+        async with client.stream("GET", path) as response:  # headers only: the body is not gzip
+            assert response.headers["x-cache"] == "MISS"
+            return response.headers["etag"]
+
+    a = await etag(one, "/plain")
+    assert a == await etag(two, "/plain")
+    assert a.startswith('"')
+    assert a.endswith('"')
+    assert a != await etag(one, "/gzip")
+    assert (await two.get("/plain", headers={"if-none-match": f'W/"x", {a}'})).status_code == 304
+    assert (await two.get("/plain", headers={"if-none-match": '"x"'})).status_code == 200
 
 
 @BOTH
@@ -517,17 +527,37 @@ async def test_corrupt_redis_entries_are_misses(
     assert origin.calls == 5
 
 
-def test_entry_format_round_trips_and_rejects_garbage() -> None:
-    """Entries encode without pickle and decode back; malformed bytes decode to None."""
-    entry = Entry(
-        200, [(b"content-type", b"application/json"), (b"etag", b'"x"')], b"{}", 1000, 2000
+async def test_entry_format_round_trips_and_rejects_garbage(
+    stores: Any, redis_url: str, redis_prefix: str, asgi_client: Any
+) -> None:
+    """Entries are stored without pickle and replay as they were; malformed bytes are a MISS."""
+    origin = Origin()
+    origin.headers = {"etag": '"x"'}
+    client = client_for(
+        CacheMiddleware(origin.app(), routes=ROUTES, store=stores("redis")), asgi_client
     )
-    back = decode_entry(encode_entry(entry))
-    assert back is not None
-    assert back.body == b"{}"
-    assert back.headers == entry.headers
-    for junk in (b"", b"LRC1", b"LRC1\xff\xff\xff\xff", encode_entry(entry)[:10], b"pickle"):
-        assert decode_entry(junk) is None
+    first = await client.get("/products")
+    raw = redis.asyncio.Redis.from_url(redis_url)
+    keys = [k async for k in raw.scan_iter(match=f"{redis_prefix}:cache:e:*")]
+    assert len(keys) == 1
+    generations, payload = (await raw.get(keys[0])).split(b"|", 1)
+    size = int.from_bytes(payload[4:8], "big")
+    meta = json.loads(payload[8 : 8 + size])
+    assert payload[:4] == b"LRC1"
+    assert meta["s"] == 200
+    assert sorted(meta["h"]) == [["content-type", "application/json"], ["etag", '"x"']]
+    assert payload[8 + size :] == first.content
+    back = await client.get("/products")
+    assert back.headers["x-cache"] == "HIT"
+    assert back.content == first.content
+    assert back.headers["content-type"] == "application/json"
+    assert back.headers["etag"] == '"x"'
+    for junk in (b"", b"LRC1", b"LRC1\xff\xff\xff\xff", payload[:10], b"pickle"):
+        await raw.set(keys[0], generations + b"|" + junk, px=60_000)
+        response = await client.get("/products")
+        assert (response.status_code, response.headers["x-cache"]) == (200, "MISS")
+    await raw.aclose()
+    assert origin.calls == 6
 
 
 async def test_streaming_is_not_held_back_and_large_bodies_not_stored() -> None:
@@ -791,3 +821,24 @@ def test_two_uvicorn_workers_share_entries_and_invalidation(
         assert after.headers["x-cache"] == "MISS"
         assert after.content != first.content
         assert http.get(b.url + "/stamp").content == after.content
+
+
+def test_package_exports_the_documented_names() -> None:
+    """`launchready_sdk.cache` exports its documented API and the defaults Settings uses."""
+    import launchready_sdk.cache
+
+    assert sorted(launchready_sdk.cache.__all__) == [
+        "Cache",
+        "CacheMiddleware",
+        "CacheRule",
+        "DEFAULT_CREDENTIAL_HEADERS",
+        "DEFAULT_MAX_BODY_BYTES",
+        "DEFAULT_MEMORY_MAX_BYTES",
+        "DEFAULT_STALE_IF_ERROR_S",
+        "DEFAULT_STALE_WHILE_REVALIDATE_S",
+        "MAX_LIFETIME_S",
+        "cached",
+        "set_default_cache",
+    ]
+    for name in launchready_sdk.cache.__all__:
+        assert getattr(launchready_sdk.cache, name) is not None

@@ -50,98 +50,37 @@ miss itself; `stale-if-error` cannot help once the app has started its response;
 allow-list every distinct query string is its own entry (bounded by TTL and Redis memory, not by
 a per-route cap); tags are per route (no per-response surrogate keys); the memory store is per
 process, so its invalidations reach only the process that made them.
+
+Modules: `_rules` (CacheRule, compiled routes, key material), `_entry` (the stored format,
+ETags, replay), `_backends` (memory and Redis behind one Protocol), `_core` (Cache),
+`_recorder` (the origin call of a fill), `_middleware` (CacheMiddleware), `_decorator`
+(@cached).
 """
 
 from __future__ import annotations
 
-from launchready_sdk.cache.backends import (
-    BUMP,
-    DEFAULT_MEMORY_MAX_BYTES,
-    GENERATION_TTL_MS,
-    LOOKUP,
-    MEMORY_MAX_GENERATIONS,
-    STORE,
-    UNLOCK,
-    CacheBackend,
-    Found,
-    MemoryBackend,
-    RedisBackend,
-)
-from launchready_sdk.cache.core import (
+from launchready_sdk.cache._backends import DEFAULT_MEMORY_MAX_BYTES
+from launchready_sdk.cache._core import (
     DEFAULT_CREDENTIAL_HEADERS,
-    DEFAULT_LOCK_LEASE_S,
     DEFAULT_MAX_BODY_BYTES,
     DEFAULT_STALE_IF_ERROR_S,
     DEFAULT_STALE_WHILE_REVALIDATE_S,
-    DEFAULT_WAIT_S,
     Cache,
 )
-from launchready_sdk.cache.decorator import (
-    cached,
-    default_cache,
-    set_default_cache,
-)
-from launchready_sdk.cache.entry import (
-    ENTRY_MAGIC,
-    MAX_IF_NONE_MATCH_BYTES,
-    NOT_MODIFIED_HEADERS,
-    Entry,
-    content_etag,
-    decode_entry,
-    encode_entry,
-    etag_matches,
-)
-from launchready_sdk.cache.middleware import (
-    CacheMiddleware,
-)
-from launchready_sdk.cache.replay import (
-    REPLAY_HEADERS,
-)
-from launchready_sdk.cache.rules import (
-    DEFAULT_VARY,
-    MAX_LIFETIME_S,
-    MAX_QUERY_BYTES,
-    MAX_QUERY_PARAMS,
-    MAX_VARY_VALUE_BYTES,
-    CacheRule,
-)
+from launchready_sdk.cache._decorator import cached, set_default_cache
+from launchready_sdk.cache._middleware import CacheMiddleware
+from launchready_sdk.cache._rules import MAX_LIFETIME_S, CacheRule
 
 __all__ = [
-    "BUMP",
     "DEFAULT_CREDENTIAL_HEADERS",
-    "DEFAULT_LOCK_LEASE_S",
     "DEFAULT_MAX_BODY_BYTES",
     "DEFAULT_MEMORY_MAX_BYTES",
     "DEFAULT_STALE_IF_ERROR_S",
     "DEFAULT_STALE_WHILE_REVALIDATE_S",
-    "DEFAULT_VARY",
-    "DEFAULT_WAIT_S",
-    "ENTRY_MAGIC",
-    "GENERATION_TTL_MS",
-    "LOOKUP",
-    "MAX_IF_NONE_MATCH_BYTES",
     "MAX_LIFETIME_S",
-    "MAX_QUERY_BYTES",
-    "MAX_QUERY_PARAMS",
-    "MAX_VARY_VALUE_BYTES",
-    "MEMORY_MAX_GENERATIONS",
-    "NOT_MODIFIED_HEADERS",
-    "REPLAY_HEADERS",
-    "STORE",
-    "UNLOCK",
     "Cache",
-    "CacheBackend",
     "CacheMiddleware",
     "CacheRule",
-    "Entry",
-    "Found",
-    "MemoryBackend",
-    "RedisBackend",
     "cached",
-    "content_etag",
-    "decode_entry",
-    "default_cache",
-    "encode_entry",
-    "etag_matches",
     "set_default_cache",
 ]

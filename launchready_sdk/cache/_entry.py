@@ -1,4 +1,5 @@
-"""Stored entries: the versioned wire format (never pickle) and content-hash ETags."""
+"""Stored entries: the versioned wire format (never pickle), content-hash ETags, and their
+replay with the `X-Cache` and `Cache-Status` markers."""
 
 from __future__ import annotations
 
@@ -8,13 +9,47 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from launchready_sdk.types import Headers
+from launchready_sdk.types import Headers, Send
 
 MAX_IF_NONE_MATCH_BYTES = 4096
 ENTRY_MAGIC = b"LRC1"
 NOT_MODIFIED_HEADERS = frozenset(
     {b"etag", b"cache-control", b"vary", b"content-location", b"expires", b"last-modified"}
 )
+# Response headers an entry keeps; everything else (Set-Cookie, Date, X-Request-ID, rate-limit
+# headers, tracing headers) belongs to the request that produced it.
+REPLAY_HEADERS = frozenset(
+    {
+        b"content-type",
+        b"content-encoding",
+        b"content-language",
+        b"content-disposition",
+        b"content-location",
+        b"cache-control",
+        b"etag",
+        b"expires",
+        b"last-modified",
+        b"link",
+        b"vary",
+        b"x-content-type-options",
+    }
+)
+
+X_HIT = (b"x-cache", b"HIT")
+X_MISS = (b"x-cache", b"MISS")
+X_STALE = (b"x-cache", b"STALE")
+X_BYPASS = (b"x-cache", b"BYPASS")
+
+
+def cache_status(text: str) -> tuple[bytes, bytes]:
+    """An RFC 9211 `Cache-Status` header of this cache."""
+    return (b"cache-status", b"launchready; " + text.encode())
+
+
+CS_COALESCED = cache_status("hit; detail=coalesced")
+CS_STORED = cache_status("fwd=uri-miss; stored")
+CS_STALE_ERROR = cache_status("fwd=stale; detail=stale-if-error")
+CS_STORE_DOWN = cache_status("fwd=bypass; detail=store-unavailable")
 
 
 @dataclass(slots=True)
@@ -82,3 +117,29 @@ def etag_matches(if_none_match: bytes, etag: bytes) -> bool:
         return True
     ours = etag.removeprefix(b"W/")
     return any(tag.strip().removeprefix(b"W/") == ours for tag in if_none_match.split(b","))
+
+
+async def replay(
+    send: Send,
+    entry: Entry,
+    if_none_match: bytes | None,
+    head: bool,
+    age_ms: int,
+    marker: tuple[bytes, bytes],
+    status: tuple[bytes, bytes],
+) -> None:
+    """Send an entry (or its 304) with a fresh Age and the cache markers."""
+    age = (b"age", b"%d" % (age_ms // 1000))
+    if if_none_match is not None and etag_matches(if_none_match, entry.etag):
+        headers = [*entry.not_modified, age, marker, status]
+        await send({"type": "http.response.start", "status": 304, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        return
+    await send(
+        {
+            "type": "http.response.start",
+            "status": entry.status,
+            "headers": [*entry.replay, age, marker, status],
+        }
+    )
+    await send({"type": "http.response.body", "body": b"" if head else entry.body})

@@ -1,5 +1,5 @@
-"""The `Cache`: routes, a store with its failure policy, single-flight, background refreshes
-and invalidation, shared by `CacheMiddleware` and `@cached`."""
+"""`Cache`: the routes, the store and its failure policy, single-flight and invalidation that
+`CacheMiddleware` and `@cached` share."""
 
 from __future__ import annotations
 
@@ -11,24 +11,24 @@ import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from typing import Any
 
-from launchready_sdk.cache.backends import (
+from launchready_sdk.cache._backends import (
     DEFAULT_MEMORY_MAX_BYTES,
-    CacheBackend,
+    Backend,
     Found,
     MemoryBackend,
     RedisBackend,
 )
-from launchready_sdk.cache.entry import Entry
-from launchready_sdk.cache.rules import (
+from launchready_sdk.cache._entry import Entry
+from launchready_sdk.cache._rules import (
     MAX_LIFETIME_S,
     MAX_VARY_VALUE_BYTES,
     CacheRule,
-    _codings,
-    _key,
-    _path_generation,
-    _query,
-    _Request,
-    _Route,
+    RequestKey,
+    Route,
+    accepted_codings,
+    join_key,
+    path_generation,
+    query_parts,
 )
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
@@ -48,7 +48,7 @@ DEFAULT_CREDENTIAL_HEADERS = ("x-api-key", "x-auth-token", "x-access-token")
 _ALWAYS_CREDENTIALS = (b"authorization", b"cookie", b"proxy-authorization")
 
 
-class _Failed:
+class Failed:
     """A flight whose leader raised; joiners re-raise the same exception."""
 
     def __init__(self, exc: BaseException) -> None:
@@ -57,6 +57,9 @@ class _Failed:
 
 class Cache:
     """Routes, a store, single-flight and invalidation, shared by the middleware and `@cached`.
+
+    Its API is `invalidate`, `stats` and `aclose`; the other methods serve `CacheMiddleware`
+    and `@cached`.
 
     Args:
         routes: pattern to TTL seconds or to a `CacheRule`.
@@ -92,7 +95,7 @@ class Cache:
         honor_client_no_cache: bool = False,
     ) -> None:
         resolver = ProxyResolver(())
-        self.backend: CacheBackend = (
+        self.backend: Backend = (
             RedisBackend(store) if store is not None else MemoryBackend(memory_max_bytes)
         )
         self.version = version.encode()
@@ -107,13 +110,13 @@ class Cache:
         )
         self._defaults = (stale_while_revalidate_s, stale_if_error_s)
         self.routes = {p: self._compile(p, r) for p, r in (routes or {}).items()}
-        self.table: PatternTable[_Route] = PatternTable(self.routes)
+        self.table: PatternTable[Route] = PatternTable(self.routes)
         self._flights: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._refreshing: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._warned: set[tuple[str, str]] = set()
 
-    def _compile(self, pattern: str, value: int | CacheRule) -> _Route:
+    def _compile(self, pattern: str, value: int | CacheRule) -> Route:
         rule = value if isinstance(value, CacheRule) else CacheRule(ttl_s=int(value))
         if not 0 < rule.ttl_s <= MAX_LIFETIME_S:
             raise ValueError(f"cache route {pattern!r}: ttl_s must be 1..{MAX_LIFETIME_S}")
@@ -125,7 +128,7 @@ class Cache:
         sie = self._defaults[1] if rule.stale_if_error_s is None else rule.stale_if_error_s
         vary = tuple(dict.fromkeys(h.lower() for h in rule.vary))
         names = ("all", "r:" + normalize_path(pattern).lower(), *(f"t:{t}" for t in rule.tags))
-        return _Route(
+        return Route(
             pattern=pattern,
             rule=rule,
             fresh_ms=rule.ttl_s * 1000,
@@ -142,7 +145,7 @@ class Cache:
 
     # -- keys --
 
-    def request(self, scope: Scope, route: _Route) -> _Request | str:
+    def request(self, scope: Scope, route: Route) -> RequestKey | str:
         """The key material of a request, or why it bypasses the cache."""
         if_none_match: bytes | None = None
         varied: dict[bytes, bytes] = {}
@@ -158,7 +161,7 @@ class Cache:
             if name in route.vary:
                 varied[name] = varied[name] + b"," + value if name in varied else value
         host = self._host(scope)
-        query = _query(scope.get("query_string", b""), route.query)
+        query = query_parts(scope.get("query_string", b""), route.query)
         if host is None or query is None:
             return "host" if host is None else "query"
         path = normalize_path(scope["path"], decoded=True)
@@ -173,10 +176,10 @@ class Cache:
             value = varied.get(name, b"")
             if len(value) > MAX_VARY_VALUE_BYTES:
                 return "vary"
-            parts.append(_codings(value) if name == b"accept-encoding" else value.strip())
-        digest = hashlib.blake2b(_key(*parts), digest_size=16).hexdigest()
-        generations = (*route.generations, self.backend.name("g", _path_generation(path)))
-        return _Request(self.backend.name("e", digest), generations, if_none_match, query[1])
+            parts.append(accepted_codings(value) if name == b"accept-encoding" else value.strip())
+        digest = hashlib.blake2b(join_key(*parts), digest_size=16).hexdigest()
+        generations = (*route.generations, self.backend.name("g", path_generation(path)))
+        return RequestKey(self.backend.name("e", digest), generations, if_none_match, query[1])
 
     # -- storage with failure policy --
 
@@ -304,7 +307,7 @@ class Cache:
     def _targets(self, path_or_pattern: str) -> list[str]:
         text = path_or_pattern.split("?", 1)[0]
         if "{" not in text and "*" not in text:
-            return [self.backend.name("g", _path_generation(normalize_path(text)))]
+            return [self.backend.name("g", path_generation(normalize_path(text)))]
         validate_pattern(text)
         table = PatternTable({text: True})
         names = [r.generations[1] for p, r in self.routes.items() if table.match(normalize_path(p))]

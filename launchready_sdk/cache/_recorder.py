@@ -1,25 +1,33 @@
-"""The origin call of a fill: the scope and channels the app gets, and `_Recorder`, which
-forwards its response as it comes and builds the entry to store."""
+"""The origin call of a fill: the scope and channels the app gets, and `Recorder`, which
+forwards the app's response as it comes and builds the entry to store."""
 
 from __future__ import annotations
 
 import asyncio
 
-from launchready_sdk.cache.core import Cache
-from launchready_sdk.cache.entry import Entry, content_etag, etag_matches
-from launchready_sdk.cache.replay import _CS_STORED, _X_BYPASS, _X_MISS, REPLAY_HEADERS, _status
-from launchready_sdk.cache.rules import _Request, _Route
+from launchready_sdk.cache._core import Cache
+from launchready_sdk.cache._entry import (
+    CS_STORED,
+    REPLAY_HEADERS,
+    X_BYPASS,
+    X_MISS,
+    Entry,
+    cache_status,
+    content_etag,
+    etag_matches,
+)
+from launchready_sdk.cache._rules import RequestKey, Route
 from launchready_sdk.routing import SCOPE_ROUTE
 from launchready_sdk.types import Headers, Message, Receive, Scope, Send
 
 _CONDITIONAL = frozenset({b"if-none-match", b"if-modified-since"})
 
 
-class _Recorder:
+class Recorder:
     """Wraps `send` for an origin call: forwards as the app responds and builds the entry."""
 
     def __init__(
-        self, send: Send, cache: Cache, route: _Route, if_none_match: bytes | None, stale: bool
+        self, send: Send, cache: Cache, route: Route, if_none_match: bytes | None, stale: bool
     ) -> None:
         self.send = send
         self.cache = cache
@@ -108,9 +116,9 @@ class _Recorder:
 
     async def _open(self, headers: Headers) -> None:
         marker = (
-            (_X_MISS, _CS_STORED)
+            (X_MISS, CS_STORED)
             if self.reason is None
-            else (_X_BYPASS, _status(f"fwd=uri-miss; detail={self.reason}"))
+            else (X_BYPASS, cache_status(f"fwd=uri-miss; detail={self.reason}"))
         )
         self.started = True
         assert self.start is not None
@@ -119,7 +127,7 @@ class _Recorder:
     async def _not_modified(self) -> None:
         assert self.entry is not None
         self.started = True
-        headers = [*self.entry.not_modified, _X_MISS, _CS_STORED]
+        headers = [*self.entry.not_modified, X_MISS, CS_STORED]
         await self.send({"type": "http.response.start", "status": 304, "headers": headers})
         await self.send({"type": "http.response.body", "body": b""})
         self.fell_back = True  # swallow nothing more: the response is complete
@@ -152,7 +160,7 @@ class _Recorder:
         return Entry(self.start["status"], kept, body, self.fresh_ms, lifetime)
 
 
-def _origin_scope(scope: Scope, request: _Request) -> Scope:
+def origin_scope(scope: Scope, request: RequestKey) -> Scope:
     """The scope the app sees on a fill: GET, no conditional headers, the allowed query."""
     headers = [(n, v) for n, v in scope["headers"] if n not in _CONDITIONAL]
     origin = {**scope, "headers": headers}
@@ -161,7 +169,7 @@ def _origin_scope(scope: Scope, request: _Request) -> Scope:
     return origin
 
 
-def _carry_route(origin: Scope, scope: Scope) -> None:
+def carry_route(origin: Scope, scope: Scope) -> None:
     """Copy what the router left in the origin scope back, so outer layers see the route."""
     for key in _ROUTING_KEYS:
         if key in origin:
@@ -171,7 +179,9 @@ def _carry_route(origin: Scope, scope: Scope) -> None:
 _ROUTING_KEYS = ("route", "fastapi", "root_path", "path_params", "endpoint", SCOPE_ROUTE)
 
 
-def _discarding(done: asyncio.Event) -> Send:
+def discarding(done: asyncio.Event) -> Send:
+    """A `send` for a background refresh: drops the response, sets `done` at its end."""
+
     async def send(message: Message) -> None:
         if message["type"] == "http.response.body" and not message.get("more_body", False):
             done.set()
@@ -179,7 +189,8 @@ def _discarding(done: asyncio.Event) -> Send:
     return send
 
 
-def _quiet_receive(done: asyncio.Event) -> Receive:
+def quiet_receive(done: asyncio.Event) -> Receive:
+    """A `receive` for a background refresh: an empty body, then a disconnect once `done`."""
     sent = False
 
     async def receive() -> Message:

@@ -1,5 +1,4 @@
-"""Cache rules and request key material: routes compiled for the hot path, query, vary and
-path generations."""
+"""Cache rules, the routes compiled from them, and a request's key material."""
 
 from __future__ import annotations
 
@@ -45,7 +44,7 @@ class CacheRule:
 
 
 @dataclass(slots=True)
-class _Route:
+class Route:
     """A rule compiled for the hot path."""
 
     pattern: str
@@ -61,7 +60,7 @@ class _Route:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-class _Request(NamedTuple):
+class RequestKey(NamedTuple):
     """What a cacheable request contributes: its key, generations, conditions, origin query."""
 
     key: str
@@ -70,7 +69,7 @@ class _Request(NamedTuple):
     query: bytes | None
 
 
-def _codings(value: bytes) -> bytes:
+def accepted_codings(value: bytes) -> bytes:
     """`Accept-Encoding` reduced to the known codings it accepts, sorted."""
     value = value.lower()
     accepted = []
@@ -81,7 +80,7 @@ def _codings(value: bytes) -> bytes:
     return b",".join(accepted)
 
 
-def _query(raw: bytes, allow: frozenset[bytes] | None) -> tuple[bytes, bytes | None] | None:
+def query_parts(raw: bytes, allow: frozenset[bytes] | None) -> tuple[bytes, bytes | None] | None:
     """(key part, query the app should see or None to keep it), None when it is too large."""
     if not raw:
         return b"", None
@@ -96,12 +95,14 @@ def _query(raw: bytes, allow: frozenset[bytes] | None) -> tuple[bytes, bytes | N
     return joined, joined
 
 
-def _key(*parts: bytes) -> bytes:
+def join_key(*parts: bytes) -> bytes:
+    """Key material: each part length-prefixed, so no two part lists give the same bytes."""
     return b"".join(b"%d:%s;" % (len(part), part) for part in parts)
 
 
 @functools.lru_cache(maxsize=4096)
-def _path_generation(path: str) -> str:
+def path_generation(path: str) -> str:
+    """The name of a normalised path's generation counter (case-insensitive)."""
     return (
         "p:"
         + hashlib.blake2b(

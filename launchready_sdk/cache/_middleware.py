@@ -1,8 +1,5 @@
-"""`CacheMiddleware`: serves the cache routes' GET/HEAD responses from the store.
-
-Its keys, security stance, stampede handling and limits are described in the package
-docstring (`launchready_sdk.cache`), the "module doc" its docstring points to.
-"""
+"""`CacheMiddleware`: answers the cache routes' GET/HEAD requests from the store (its keys,
+security stance and limits are in the `launchready_sdk.cache` docstring)."""
 
 from __future__ import annotations
 
@@ -10,34 +7,37 @@ import asyncio
 from collections.abc import Mapping
 from typing import Any
 
-from launchready_sdk.cache.backends import Found
-from launchready_sdk.cache.core import Cache, _log
-from launchready_sdk.cache.entry import Entry
-from launchready_sdk.cache.recorder import (
-    _carry_route,
-    _discarding,
-    _origin_scope,
-    _quiet_receive,
-    _Recorder,
+from launchready_sdk.cache._backends import Found
+from launchready_sdk.cache._core import Cache
+from launchready_sdk.cache._entry import (
+    CS_COALESCED,
+    CS_STALE_ERROR,
+    CS_STORE_DOWN,
+    X_BYPASS,
+    X_HIT,
+    X_STALE,
+    Entry,
+    cache_status,
+    replay,
 )
-from launchready_sdk.cache.replay import (
-    _CS_COALESCED,
-    _CS_STALE_ERROR,
-    _CS_STORE_DOWN,
-    _X_BYPASS,
-    _X_HIT,
-    _X_STALE,
-    _replay,
-    _status,
+from launchready_sdk.cache._recorder import (
+    Recorder,
+    carry_route,
+    discarding,
+    origin_scope,
+    quiet_receive,
 )
-from launchready_sdk.cache.rules import CacheRule, _Request, _Route
+from launchready_sdk.cache._rules import CacheRule, RequestKey, Route
+from launchready_sdk.logs import get_logger
 from launchready_sdk.routing import SCOPE_ROUTE
 from launchready_sdk.store import RedisStore
 from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
 
+_log = get_logger("launchready.cache")
+
 
 class CacheMiddleware:
-    """Serves GET/HEAD responses of the cache routes from the store (see the module doc).
+    """Serves GET/HEAD responses of the cache routes from the store (see `launchready_sdk.cache`).
 
     Args:
         app: the ASGI app to wrap.
@@ -75,51 +75,48 @@ class CacheMiddleware:
         request = self.cache.request(scope, route)
         if isinstance(request, str):
             await self._bypass(
-                scope, receive, send, route, _status(f"fwd=bypass; detail={request}")
+                scope, receive, send, route, cache_status(f"fwd=bypass; detail={request}")
             )
             return
         await self._serve(scope, receive, send, route, request)
 
     async def _bypass(
-        self, scope: Scope, receive: Receive, send: Send, route: _Route, status: tuple[bytes, bytes]
+        self, scope: Scope, receive: Receive, send: Send, route: Route, status: tuple[bytes, bytes]
     ) -> None:
         route.counts["bypass"] = route.counts.get("bypass", 0) + 1
 
         async def send_marked(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message = {**message, "headers": [*message.get("headers", ()), _X_BYPASS, status]}
+                message = {**message, "headers": [*message.get("headers", ()), X_BYPASS, status]}
             await send(message)
 
         await self.app(scope, receive, send_marked)
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, route: _Route, request: _Request
+        self, scope: Scope, receive: Receive, send: Send, route: Route, request: RequestKey
     ) -> None:
         cache = self.cache
         found = await cache.lookup(request.key, request.generations)
         if found is None:
-            await self._bypass(scope, receive, send, route, _CS_STORE_DOWN)
+            await self._bypass(scope, receive, send, route, CS_STORE_DOWN)
             return
         entry, age_ms = found.entry, found.age_ms
         head = scope["method"] == "HEAD"
         if entry is not None and age_ms < entry.fresh_ms:
-            route.counts["hit"] = route.counts.get("hit", 0) + 1
-            ttl = (entry.fresh_ms - age_ms) // 1000
-            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
-            await _replay(
-                send, entry, request.if_none_match, head, age_ms, _X_HIT, _status(f"hit; ttl={ttl}")
-            )
+            _answered(scope, route, "hit")
+            status = cache_status(f"hit; ttl={(entry.fresh_ms - age_ms) // 1000}")
+            await replay(send, entry, request.if_none_match, head, age_ms, X_HIT, status)
             return
         if entry is not None and age_ms < entry.fresh_ms + route.swr_ms:
-            route.counts["stale"] = route.counts.get("stale", 0) + 1
+            _answered(scope, route, "stale")
             cache.spawn(request.key, self._refresh(scope, route, request))
             ttl = (entry.fresh_ms - age_ms) // 1000
-            status = _status(f"hit; fwd=stale; ttl={ttl}; detail=stale-while-revalidate")
-            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
-            await _replay(send, entry, request.if_none_match, head, age_ms, _X_STALE, status)
+            status = cache_status(f"hit; fwd=stale; ttl={ttl}; detail=stale-while-revalidate")
+            await replay(send, entry, request.if_none_match, head, age_ms, X_STALE, status)
             return
         if head:
-            await self._bypass(scope, receive, send, route, _status("fwd=uri-miss; detail=head"))
+            status = cache_status("fwd=uri-miss; detail=head")
+            await self._bypass(scope, receive, send, route, status)
             return
         await self._miss(scope, receive, send, route, request, found)
 
@@ -128,73 +125,55 @@ class CacheMiddleware:
         scope: Scope,
         receive: Receive,
         send: Send,
-        route: _Route,
-        request: _Request,
+        route: Route,
+        request: RequestKey,
         found: Found,
     ) -> None:
+        """Join this process's fill of the key, or lead it: take the fleet lock (or wait for
+        another worker's fill), call the app, and hand the entry to the joiners."""
         cache = self.cache
         flight = cache.join(request.key, found.generations)
         if flight is not None:
             shared = await cache.joined(flight)
             if isinstance(shared, Entry):
-                route.counts["hit"] = route.counts.get("hit", 0) + 1
-                scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
-                await _replay(send, shared, request.if_none_match, False, 0, _X_HIT, _CS_COALESCED)
-                return
-            await self._origin(scope, receive, send, route, request, found)
+                _answered(scope, route, "hit")
+                await replay(send, shared, request.if_none_match, False, 0, X_HIT, CS_COALESCED)
+            else:
+                await self._origin(scope, receive, send, route, request, found)
             return
         future = cache.lead(request.key, found.generations)
         result: Entry | None = None
+        token: str | None = None
         try:
-            result = await self._lead(scope, receive, send, route, request, found)
-        finally:
-            cache.land(request.key, found.generations, future, result)
-
-    async def _lead(
-        self,
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-        route: _Route,
-        request: _Request,
-        found: Found,
-    ) -> Entry | None:
-        cache = self.cache
-        token = await cache.lock(request.key)
-        if token is None:
-            filled, token = await cache.wait_for_fill(request.key, request.generations)
-            if filled is not None and filled.entry is not None:
-                route.counts["hit"] = route.counts.get("hit", 0) + 1
-                scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
-                await _replay(
-                    send,
-                    filled.entry,
-                    request.if_none_match,
-                    False,
-                    filled.age_ms,
-                    _X_HIT,
-                    _CS_COALESCED,
-                )
-                return filled.entry
-        try:
-            return await self._origin(scope, receive, send, route, request, found)
+            token = await cache.lock(request.key)
+            if token is None:
+                filled, token = await cache.wait_for_fill(request.key, request.generations)
+                if filled is not None and filled.entry is not None:
+                    _answered(scope, route, "hit")
+                    age_ms = filled.age_ms
+                    inm = request.if_none_match
+                    await replay(send, filled.entry, inm, False, age_ms, X_HIT, CS_COALESCED)
+                    result = filled.entry
+                    return
+            result = await self._origin(scope, receive, send, route, request, found)
         finally:
             if token is not None:
                 await cache.unlock(request.key, token)
+            cache.land(request.key, found.generations, future, result)
 
     async def _origin(
         self,
         scope: Scope,
         receive: Receive,
         send: Send,
-        route: _Route,
-        request: _Request,
+        route: Route,
+        request: RequestKey,
         found: Found,
     ) -> Entry | None:
         """Call the app, forward its response, store it; serve the stale entry if it fails."""
         stale = found.entry
-        recorder = _Recorder(send, self.cache, route, request.if_none_match, stale is not None)
-        origin = _origin_scope(scope, request)
+        recorder = Recorder(send, self.cache, route, request.if_none_match, stale is not None)
+        origin = origin_scope(scope, request)
         try:
             await self.app(origin, receive, recorder)
         except Exception:
@@ -203,18 +182,17 @@ class CacheMiddleware:
             _log.warning("cache.stale_if_error", route=route.pattern, exc_info=True)
             recorder.fell_back = True
         finally:
-            _carry_route(origin, scope)
+            carry_route(origin, scope)
         if recorder.fell_back and not recorder.started and stale is not None:
-            route.counts["stale"] = route.counts.get("stale", 0) + 1
-            scope[SCOPE_ROUTE] = route.pattern  # answered here: name the route
-            await _replay(
-                send, stale, request.if_none_match, False, found.age_ms, _X_STALE, _CS_STALE_ERROR
+            _answered(scope, route, "stale")
+            await replay(
+                send, stale, request.if_none_match, False, found.age_ms, X_STALE, CS_STALE_ERROR
             )
             return None
         return await self._keep(route, request, found, recorder)
 
     async def _keep(
-        self, route: _Route, request: _Request, found: Found, recorder: _Recorder
+        self, route: Route, request: RequestKey, found: Found, recorder: Recorder
     ) -> Entry | None:
         kind = "miss" if recorder.reason is None else "bypass"
         route.counts[kind] = route.counts.get(kind, 0) + 1
@@ -226,7 +204,7 @@ class CacheMiddleware:
         await self.cache.store(request.key, entry, request.generations, found.generations)
         return entry
 
-    async def _refresh(self, scope: Scope, route: _Route, request: _Request) -> None:
+    async def _refresh(self, scope: Scope, route: Route, request: RequestKey) -> None:
         """Background revalidation of a stale entry, once per fleet (the fill lock)."""
         cache = self.cache
         token = await cache.lock(request.key)
@@ -237,9 +215,9 @@ class CacheMiddleware:
             if found is None:
                 return
             done = asyncio.Event()
-            recorder = _Recorder(_discarding(done), cache, route, None, False)
-            refresh = _Request(request.key, request.generations, None, request.query)
-            await self.app(_origin_scope(scope, refresh), _quiet_receive(done), recorder)
+            recorder = Recorder(discarding(done), cache, route, None, False)
+            refresh = RequestKey(request.key, request.generations, None, request.query)
+            await self.app(origin_scope(scope, refresh), quiet_receive(done), recorder)
             if recorder.entry is not None:
                 await cache.store(
                     request.key, recorder.entry, request.generations, found.generations
@@ -248,3 +226,9 @@ class CacheMiddleware:
             _log.warning("cache.refresh_failed", route=route.pattern, exc_info=True)
         finally:
             await cache.unlock(request.key, token)
+
+
+def _answered(scope: Scope, route: Route, kind: str) -> None:
+    """Count a request answered from the store, and name its route (the app never saw it)."""
+    route.counts[kind] = route.counts.get(kind, 0) + 1
+    scope[SCOPE_ROUTE] = route.pattern

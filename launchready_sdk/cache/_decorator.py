@@ -9,9 +9,9 @@ from typing import Any, ParamSpec, TypeVar
 
 import orjson
 
-from launchready_sdk.cache.core import Cache, _Failed
-from launchready_sdk.cache.entry import Entry
-from launchready_sdk.cache.rules import MAX_LIFETIME_S, _key
+from launchready_sdk.cache._core import Cache, Failed
+from launchready_sdk.cache._entry import Entry
+from launchready_sdk.cache._rules import MAX_LIFETIME_S, join_key
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -92,7 +92,7 @@ async def _call(
 ) -> Any:
     backend = cache.backend
     digest = hashlib.blake2b(
-        _key(cache.version, name.encode(), material), digest_size=16
+        join_key(cache.version, name.encode(), material), digest_size=16
     ).hexdigest()
     entry_key = backend.name("f", digest)
     generations = (backend.name("g", "all"), *(backend.name("g", f"t:{t}") for t in tags))
@@ -103,7 +103,7 @@ async def _call(
     flight = cache.join(entry_key, read)
     if flight is not None:
         shared = await cache.joined(flight)
-        if isinstance(shared, _Failed):
+        if isinstance(shared, Failed):
             raise shared.exc
         if isinstance(shared, bytes):
             return orjson.loads(shared)
@@ -137,7 +137,7 @@ async def _fill(
             )
         return value
     except Exception as exc:
-        shared = _Failed(exc)
+        shared = Failed(exc)
         raise
     finally:
         cache.land(entry_key, read, future, shared)

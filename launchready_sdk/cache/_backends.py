@@ -1,5 +1,5 @@
-"""Cache storage: the backend protocol, the in-process store and Redis (entries, generation
-counters and fill locks, each operation one round trip)."""
+"""Cache storage: the `Backend` protocol, the in-process store and Redis (each operation one
+round trip)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
-from launchready_sdk.cache.entry import Entry, decode_entry, encode_entry
-from launchready_sdk.cache.rules import MAX_LIFETIME_S
+from launchready_sdk.cache._entry import Entry, decode_entry, encode_entry
+from launchready_sdk.cache._rules import MAX_LIFETIME_S
 from launchready_sdk.store import Arg, RedisStore, Script
 
 DEFAULT_MEMORY_MAX_BYTES = 64 * 1024 * 1024
@@ -72,7 +72,7 @@ class Found(NamedTuple):
     age_ms: int
 
 
-class CacheBackend(Protocol):
+class Backend(Protocol):
     """Storage for entries, generation counters and fill locks."""
 
     def name(self, *parts: str) -> str: ...
