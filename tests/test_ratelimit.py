@@ -193,7 +193,7 @@ def test_default_rules_cover_auth_and_webhooks() -> None:
     assert limiter.rule_for("GET", "/login") is None
     assert limiter.rule_for("HEAD", "/login") is None
     assert limiter.rule_for("OPTIONS", "/login") is None
-    assert DEFAULT_RATE_LIMITS == limiter.rules
+    assert limiter.rules == DEFAULT_RATE_LIMITS
 
 
 # --- middleware ----------------------------------------------------------------------------

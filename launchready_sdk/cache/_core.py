@@ -30,6 +30,7 @@ from launchready_sdk.cache._rules import (
     path_generation,
     query_parts,
 )
+from launchready_sdk.context import route_path
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.patterns import PatternTable, normalize_path, validate_pattern
@@ -164,7 +165,7 @@ class Cache:
         query = query_parts(scope.get("query_string", b""), route.query)
         if host is None or query is None:
             return "host" if host is None else "query"
-        path = normalize_path(scope["path"], decoded=True)
+        path = normalize_path(route_path(scope), decoded=True)
         parts = [
             self.version,
             self._scheme(scope).encode(),

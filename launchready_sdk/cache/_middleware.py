@@ -28,6 +28,7 @@ from launchready_sdk.cache._recorder import (
     quiet_receive,
 )
 from launchready_sdk.cache._rules import CacheRule, RequestKey, Route
+from launchready_sdk.context import request_method, route_path
 from launchready_sdk.logs import get_logger
 from launchready_sdk.routing import SCOPE_ROUTE
 from launchready_sdk.store import RedisStore
@@ -63,12 +64,12 @@ class CacheMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        found = self.cache.table.match(scope["path"])
+        found = self.cache.table.match(route_path(scope))
         if found is None:
             await self.app(scope, receive, send)
             return
         route = found[1]
-        method = scope["method"]
+        method = request_method(scope)
         if method != "GET" and method != "HEAD":
             await self.app(scope, receive, send)
             return
@@ -101,7 +102,7 @@ class CacheMiddleware:
             await self._bypass(scope, receive, send, route, CS_STORE_DOWN)
             return
         entry, age_ms = found.entry, found.age_ms
-        head = scope["method"] == "HEAD"
+        head = request_method(scope) == "HEAD"
         if entry is not None and age_ms < entry.fresh_ms:
             _answered(scope, route, "hit")
             status = cache_status(f"hit; ttl={(entry.fresh_ms - age_ms) // 1000}")
