@@ -128,6 +128,7 @@ class LaunchReady:
         self.telemetry: Telemetry | None = None
         self.app: ASGIApp | None = None
         self._dispatch: PathDispatch | None = None
+        self._named_caller: Callable[[Scope], str | None] | None = None
         self._reported = False
         # The SDK's own endpoints, with and without a trailing slash: never limited, cached,
         # timed nor access-logged at info level.
@@ -210,8 +211,24 @@ class LaunchReady:
         ]
 
     def _caller(self, scope: Scope) -> str:
-        """Who sent a request, for idempotency keys: its credentials, else its address."""
+        """Who sent a request, for idempotency records: the app's answer, else its
+        credentials, else its address."""
+        named = self._named_caller(scope) if self._named_caller is not None else None
+        if named:
+            return "app:" + named
         return default_identity(scope, self.proxy.client_ip)
+
+    def idempotency_caller(
+        self, fn: Callable[[Scope], str | None]
+    ) -> Callable[[Scope], str | None]:
+        """Name the caller of a request for idempotency records (usable as a decorator).
+
+        `fn(scope)` returns a stable id of the user (from a session store, a verified JWT's
+        `sub`), or None to fall back to the credentials the request carries. A user id
+        survives a token refresh; a hash of the token does not.
+        """
+        self._named_caller = fn
+        return fn
 
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         """Make `/readyz` depend on `check`, an async callable that raises when unhealthy."""

@@ -6,13 +6,17 @@ claims the key with a "pending" record, runs the app, and stores the response (s
 allow-list of headers, body) as "done" for `ttl_s`. A retry with the same key and body replays the
 stored response with `Idempotent-Replayed: true`; the same key while the first request is still
 running gets 409, and the same key with another body 422 (all problem+json with the request id).
-A response of 500 or more, an exception or a response larger than the cap releases the claim, so
-a retry runs again. Requests without the header pass through untouched.
+A response of 500 or more, a transient refusal (408, 409, 423, 425, 429), an exception or a
+response larger than the cap releases the claim, so a retry runs again. Requests without the
+header pass through untouched.
 
-Records are keyed by (route pattern, caller identity, key), hashed with blake2b so they are
-bounded in size; the default identity is a hash of the `Authorization` header or else the peer
-address in `scope["client"]` (behind a proxy, pass `identity=` built on the trusted-proxy
-resolver). The fingerprint covers the normalised path, the query string and the body. Records
+Records are keyed by (route pattern, caller, key), hashed with blake2b so they are bounded in
+size. The default caller is a hash of every credential the request carries, with the one
+definition the cache uses too (`Authorization`, API-key and token headers, session cookies), or
+else its client address, so two users behind one NAT never share a record. An app whose
+credentials rotate (a refreshed token, a re-issued session) names its caller itself, for
+example the user id, with `LaunchReady.idempotency_caller(fn)`. The fingerprint covers the
+normalised path, the query string and the body. Records
 are JSON, never
 pickle; a record that does not parse is treated as absent.
 
@@ -42,6 +46,7 @@ import orjson
 
 from launchready_sdk.body import read_body, replay_body
 from launchready_sdk.context import request_method, route_path
+from launchready_sdk.credentials import caller_credentials
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.patterns import PatternTable, normalize_path
@@ -57,6 +62,9 @@ DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MEMORY_MAX_ITEMS = 10_000
 RETRY_AFTER_S = 5
 KEPT_HEADERS = frozenset({b"content-type", b"location", b"cache-control", b"etag"})
+# Refusals a retry is meant to get past (timeout, conflict, locked, too early, too many
+# requests): never stored, so the retry reaches the handler.
+TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
 # What an idempotent route does while Redis is unreachable: run unprotected, or answer 503.
 IdempotencyFail = Literal["proceed", "refuse"]
 
@@ -251,11 +259,12 @@ class Idempotency:
 
 
 def default_identity(scope: Scope, client_ip: Callable[[Scope], str | None] | None = None) -> str:
-    """A hash of the `Authorization` header, else the client address (from `client_ip`, the
-    peer in `scope["client"]` by default), else one shared identity."""
-    for name, value in scope["headers"]:
-        if name == b"authorization":
-            return "auth:" + digest(value)
+    """Who sent a request: a hash of every credential it carries (`Authorization`, API-key and
+    token headers, session cookies: `credentials.caller_credentials`), else the client address
+    (from `client_ip`, the peer in `scope["client"]` by default), else one shared identity."""
+    credentials = caller_credentials(scope["headers"])
+    if credentials:
+        return "cred:" + digest(*credentials)
     if client_ip is not None:
         address = client_ip(scope)
     else:
@@ -305,7 +314,12 @@ class _Capture:
 
     @property
     def storable(self) -> bool:
-        return self.complete and 0 < self.status < 500 and self.size <= self.max_bytes
+        return (
+            self.complete
+            and 0 < self.status < 500
+            and self.status not in TRANSIENT_STATUSES
+            and self.size <= self.max_bytes
+        )
 
 
 def _kept(name: bytes) -> bool:

@@ -842,3 +842,77 @@ def test_package_exports_the_documented_names() -> None:
     ]
     for name in launchready_sdk.cache.__all__:
         assert getattr(launchready_sdk.cache, name) is not None
+
+
+# --- hardening: credentials by name, the key is what the app sees ---------------------------
+
+
+@BOTH
+@pytest.mark.parametrize(
+    "header", ["apikey", "Api-Key", "X-Session-Token", "X-User-Token", "X-Auth", "X-Jwt"]
+)
+async def test_any_credential_named_header_bypasses_the_cache(
+    kind: str, header: str, stores: Any, asgi_client: Any
+) -> None:
+    """A request carrying a header named like a credential is never stored nor served a
+    shared entry, so an anonymous client never gets the user's data as a HIT."""
+    origin = Origin()
+    app = CacheMiddleware(origin.app(), routes=ROUTES, store=stores(kind))
+    client = client_for(app, asgi_client)
+    origin.data = "private-to-the-user"
+    user = await client.get("/products", headers={header: "u-123"})
+    origin.data = "public"
+    anonymous = await client.get("/products")
+    assert user.headers["x-cache"] == "BYPASS"
+    assert "credentials" in user.headers["cache-status"]
+    assert anonymous.json()["data"] == "public"
+
+
+async def test_a_client_that_names_no_coding_never_gets_compressed_bytes(
+    asgi_client: Any,
+) -> None:
+    """`Accept-Encoding: gzip;q=0` is keyed as gzip, because Starlette's GZip compresses for
+    it; a client that sent no Accept-Encoding then gets plain bytes, never that entry."""
+    from starlette.middleware.gzip import GZipMiddleware
+
+    async def big(request: Request) -> Response:
+        return JSONResponse({"items": ["x" * 40] * 100})
+
+    inner = GZipMiddleware(Starlette(routes=[Route("/products", big)]), minimum_size=10)
+    app = CacheMiddleware(inner, routes=ROUTES)
+    client = client_for(app, asgi_client)
+    first = await client.get("/products", headers={"Accept-Encoding": "gzip;q=0"})
+    assert first.headers.get("content-encoding") == "gzip"  # what Starlette does with it
+    plain = await client.get("/products", headers={"Accept-Encoding": "identity"})
+    assert plain.headers.get("content-encoding") is None
+    assert plain.json()["items"][0] == "x" * 40
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as raw:
+        request = raw.build_request("GET", "/products")
+        del request.headers["accept-encoding"]
+        bare = await raw.send(request)
+    assert bare.headers.get("content-encoding") is None
+    assert json.loads(bare.content)["items"][0] == "x" * 40
+
+
+@BOTH
+async def test_repeated_query_parameters_keep_their_order_in_the_key(
+    kind: str, stores: Any, asgi_client: Any
+) -> None:
+    """`?page=2&page=1` and `?page=1&page=2` are two entries: apps read the last value."""
+
+    async def page(request: Request) -> Response:
+        return JSONResponse({"page": request.query_params["page"]})  # Starlette: the last
+
+    app = CacheMiddleware(
+        Starlette(routes=[Route("/products", page)]), routes=ROUTES, store=stores(kind)
+    )
+    client = client_for(app, asgi_client)
+    assert (await client.get("/products?page=2&page=1")).json() == {"page": "1"}
+    assert (await client.get("/products?page=1&page=2")).json() == {"page": "2"}
+    again = await client.get("/products?page=1&page=2")
+    assert (again.json(), again.headers["x-cache"]) == ({"page": "2"}, "HIT")
+    encoded = await client.get("/products?pag%65=1&page=2")
+    assert encoded.json() == {"page": "2"}
+    other = await client.get("/products?page=2&pag%65=1")
+    assert other.json() == {"page": "1"}

@@ -20,6 +20,7 @@ from launchready_sdk.idempotency import (
     IdempotencyMiddleware,
     MemoryBackend,
     decode,
+    default_identity,
     encode_done,
     valid_key,
 )
@@ -48,7 +49,7 @@ class Shop:
             self.fail_next = False
             return JSONResponse({"error": "provider down"}, status_code=500)
         headers = {"location": f"/orders/{self.calls}", "x-order": str(self.calls)}
-        headers["set-cookie"] = "session=secret"
+        headers["set-cookie"] = "theme=secret-theme"  # never stored nor replayed
         content = {"order": self.calls, "size": len(body)}
         return JSONResponse(content, status_code=201, headers=headers)
 
@@ -363,3 +364,92 @@ async def test_redis_outage_follows_policy(fail: Any, private_redis: Any, asgi_c
         with pytest.raises(StoreUnavailable):
             await idem.once("evt")
     await store.aclose()
+
+
+# --- hardening: callers, transient refusals ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "credential",
+    [
+        {"Cookie": "sessionid=user-a"},
+        {"Cookie": "_ga=1; connect.sid=user-a"},
+        {"X-Api-Key": "key-a"},
+        {"X-Session-Token": "tok-a"},
+        {"Authorization": "Bearer a"},
+    ],
+)
+async def test_two_users_behind_one_address_never_share_a_record(
+    make: Make, asgi_client: Any, credential: dict[str, str]
+) -> None:
+    """Two users behind one NAT sending the same key and body each get their own order: the
+    caller is every credential the request carries, cookies and API-key headers included."""
+    shop = Shop()
+    c = asgi_client(wrapped(shop, make(), identity=default_identity))
+    name, value = next(iter(credential.items()))
+    other = {name: value.replace("-a", "-b").replace(" a", " b")}
+    first = await c.post("/checkout", json={"cart": 1}, headers={**key("k-nat"), **credential})
+    c.cookies.clear()
+    second = await c.post("/checkout", json={"cart": 1}, headers={**key("k-nat"), **other})
+    assert shop.calls == 2
+    assert first.json()["order"] == 1
+    assert second.json()["order"] == 2
+    assert "idempotent-replayed" not in second.headers
+
+
+async def test_analytics_cookies_do_not_split_a_caller(make: Make, asgi_client: Any) -> None:
+    """Cookies not named like a session (analytics, preferences) do not change the caller."""
+    shop = Shop()
+    c = asgi_client(wrapped(shop, make(), identity=default_identity))
+    await c.post("/checkout", json={"cart": 1}, headers={**key("k-ga"), "Cookie": "_ga=1"})
+    again = await c.post("/checkout", json={"cart": 1}, headers={**key("k-ga"), "Cookie": "_ga=2"})
+    assert shop.calls == 1
+    assert again.headers["idempotent-replayed"] == "true"
+
+
+async def test_an_app_named_caller_survives_a_token_refresh(asgi_client: Any) -> None:
+    """`LaunchReady.idempotency_caller` names the caller (a user id): a retry after the
+    token was refreshed still replays the first response."""
+    from launchready_sdk import LaunchReady, Settings
+
+    shop = Shop()
+    lr = LaunchReady(Settings(idempotent_routes=("/checkout",), configure_logging=False))
+
+    @lr.idempotency_caller
+    def user_id(scope: Any) -> str | None:
+        return dict(scope["headers"]).get(b"x-user", b"").decode() or None
+
+    c = asgi_client(lr.wrap(shop.app()))
+    old = {**key("k-r"), "Authorization": "Bearer old", "X-User": "u1"}
+    new = {**key("k-r"), "Authorization": "Bearer refreshed", "X-User": "u1"}
+    await c.post("/checkout", json={"cart": 1}, headers=old)
+    retry = await c.post("/checkout", json={"cart": 1}, headers=new)
+    assert shop.calls == 1
+    assert retry.headers["idempotent-replayed"] == "true"
+
+
+@pytest.mark.parametrize("status", [408, 409, 423, 425, 429])
+async def test_transient_refusals_are_not_stored(make: Make, asgi_client: Any, status: int) -> None:
+    """A 429 with Retry-After (or a 408, 409, 423, 425) is not replayed for 24 hours: the
+    retry reaches the handler again."""
+
+    calls = 0
+
+    async def refuse_once(request: Request) -> Response:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            return JSONResponse({"error": "busy"}, status_code=status, headers={"retry-after": "1"})
+        return JSONResponse({"order": 1}, status_code=201)
+
+    app = IdempotencyMiddleware(
+        Starlette(routes=[Route("/checkout", refuse_once, methods=["POST"])]),
+        idempotency=make(),
+        routes=["/checkout"],
+    )
+    c = asgi_client(app)
+    first = await c.post("/checkout", json={}, headers=key(f"k-{status}"))
+    retry = await c.post("/checkout", json={}, headers=key(f"k-{status}"))
+    assert first.status_code == status
+    assert retry.status_code == 201
+    assert calls == 2

@@ -31,6 +31,7 @@ from launchready_sdk.cache._rules import (
     query_parts,
 )
 from launchready_sdk.context import route_path
+from launchready_sdk.credentials import is_credential_header
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
 from launchready_sdk.patterns import PatternTable, normalize_path, validate_pattern
@@ -46,7 +47,6 @@ DEFAULT_STALE_IF_ERROR_S = 300
 DEFAULT_LOCK_LEASE_S = 5.0
 DEFAULT_WAIT_S = 5.0
 DEFAULT_CREDENTIAL_HEADERS = ("x-api-key", "x-auth-token", "x-access-token")
-_ALWAYS_CREDENTIALS = (b"authorization", b"cookie", b"proxy-authorization")
 
 
 class Failed:
@@ -70,7 +70,8 @@ class Cache:
         version: your app/deploy version; entries of another version are never served.
         max_body_bytes: larger responses are streamed through and not stored.
         memory_max_bytes: the memory store's bound (LRU).
-        credential_headers: request headers besides Authorization/Cookie that carry credentials.
+        credential_headers: more request headers that carry credentials, besides every name
+            `credentials.is_credential_header` recognises (auth, token, key, session...).
         stale_while_revalidate_s: default STALE window of routes given as plain TTLs.
         stale_if_error_s: default stale-if-error window of routes given as plain TTLs.
         lock_lease_s: lease of the fleet-wide fill lock (a dead leader frees it after this).
@@ -106,9 +107,7 @@ class Cache:
         self.honor_client_no_cache = honor_client_no_cache
         self._host = host or resolver.host
         self._scheme = scheme or resolver.scheme
-        self._credentials = frozenset(
-            (*_ALWAYS_CREDENTIALS, *(h.lower().encode() for h in credential_headers))
-        )
+        self._extra_credentials = frozenset(h.lower().encode() for h in credential_headers)
         self._defaults = (stale_while_revalidate_s, stale_if_error_s)
         self.routes = {p: self._compile(p, r) for p, r in (routes or {}).items()}
         self.table: PatternTable[Route] = PatternTable(self.routes)
@@ -138,9 +137,7 @@ class Cache:
             query=None if rule.query is None else frozenset(q.encode() for q in rule.query),
             vary=tuple(h.encode() for h in vary),
             vary_allowed=frozenset({*vary, "cookie", "authorization"}),
-            credentials_ok=self._credentials
-            if rule.allow_credentials
-            else frozenset(h.encode() for h in vary),
+            credentials_ok=None if rule.allow_credentials else frozenset(h.encode() for h in vary),
             generations=tuple(self.backend.name("g", n) for n in names),
         )
 
@@ -150,8 +147,13 @@ class Cache:
         """The key material of a request, or why it bypasses the cache."""
         if_none_match: bytes | None = None
         varied: dict[bytes, bytes] = {}
+        ok = route.credentials_ok
         for name, value in scope["headers"]:
-            if name in self._credentials and name not in route.credentials_ok:
+            if (
+                ok is not None
+                and name not in ok
+                and (name in self._extra_credentials or is_credential_header(name))
+            ):
                 return "credentials"
             if name == b"if-none-match":
                 if_none_match = value

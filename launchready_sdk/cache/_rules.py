@@ -55,7 +55,7 @@ class Route:
     query: frozenset[bytes] | None
     vary: tuple[bytes, ...]
     vary_allowed: frozenset[str]
-    credentials_ok: frozenset[bytes]
+    credentials_ok: frozenset[bytes] | None  # None: the route serves requests with any
     generations: tuple[str, ...]
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -70,14 +70,14 @@ class RequestKey(NamedTuple):
 
 
 def accepted_codings(value: bytes) -> bytes:
-    """`Accept-Encoding` reduced to the known codings it accepts, sorted."""
+    """`Accept-Encoding` reduced to the known codings it names, sorted.
+
+    Named, whatever its `q`: Starlette's and Django's GZip middlewares compress for any
+    `Accept-Encoding` that mentions gzip (`gzip;q=0` included), so the key follows what the app
+    will do, and a client that named no coding never shares an entry with one that did.
+    """
     value = value.lower()
-    accepted = []
-    for coding in _CODINGS:
-        at = value.find(coding)
-        if at >= 0 and not value[at:].split(b",", 1)[0].replace(b" ", b"").endswith(b"q=0"):
-            accepted.append(coding)
-    return b",".join(accepted)
+    return b",".join(coding for coding in _CODINGS if coding in value)
 
 
 def query_parts(raw: bytes, allow: frozenset[bytes] | None) -> tuple[bytes, bytes | None] | None:
@@ -88,11 +88,20 @@ def query_parts(raw: bytes, allow: frozenset[bytes] | None) -> tuple[bytes, byte
         return None
     pairs = [pair for pair in raw.split(b"&") if pair]
     if allow is None:
-        pairs.sort()
+        pairs.sort(key=_param_name)  # stable: repeated parameters keep their order
         return b"&".join(pairs), None
-    kept = sorted(p for p in pairs if unquote_to_bytes(p.split(b"=", 1)[0]) in allow)
+    kept = sorted((p for p in pairs if _param_name(p) in allow), key=_param_name)
     joined = b"&".join(kept)
     return joined, joined
+
+
+def _param_name(pair: bytes) -> bytes:
+    """A query parameter's name as the app decodes it (`pag%65` and `page` are one name).
+
+    Pairs are ordered by name only, so `?page=2&page=1` and `?page=1&page=2` keep apart: apps
+    read the last (Starlette, Django) or the first value, and each order is its own entry.
+    """
+    return unquote_to_bytes(pair.split(b"=", 1)[0].replace(b"+", b" "))
 
 
 def join_key(*parts: bytes) -> bytes:
