@@ -23,24 +23,24 @@ from contextlib import contextmanager
 
 import httpx
 
-from launchready_sdk import outbound
+from launchready_sdk.outbound import set_sleep_scale
 
 __all__ = ["FaultTransport", "no_retry_sleeps", "set_retry_sleeps"]
 
 
 def set_retry_sleeps(enabled: bool) -> None:
     """Turn retry sleeps off (`False`) or back on for the whole process."""
-    outbound._set_sleep_scale(1.0 if enabled else 0.0)
+    set_sleep_scale(1.0 if enabled else 0.0)
 
 
 @contextmanager
 def no_retry_sleeps() -> Iterator[None]:
     """Within the block, retries do not sleep."""
-    previous = outbound._set_sleep_scale(0.0)
+    previous = set_sleep_scale(0.0)
     try:
         yield
     finally:
-        outbound._set_sleep_scale(previous)
+        set_sleep_scale(previous)
 
 
 class FaultTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):

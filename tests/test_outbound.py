@@ -42,7 +42,7 @@ from launchready_sdk.outbound import (
     resilient,
     validate_outbound,
 )
-from launchready_sdk.outbound import retry as outbound
+from launchready_sdk.outbound import _retry as outbound
 from launchready_sdk.testing import no_retry_sleeps
 
 Handler = Callable[["Upstream", "Req", asyncio.StreamWriter], Any]
@@ -457,8 +457,8 @@ async def test_streamed_upload_is_never_retried(upstream: Upstream) -> None:
 def test_backoff_has_full_jitter_within_the_cap() -> None:
     """O17: 1000 backoffs spread over [0, cap], never above it."""
     policy = fast(backoff_initial_s=0.1, backoff_max_s=0.4, deadline_s=10.0)
-    engine = outbound._Engine(policy, OutboundRecorder())
-    call = outbound._Call(httpx.Request("GET", "http://x/"), 10.0)
+    engine = outbound.Engine(policy, OutboundRecorder())
+    call = outbound.Call(httpx.Request("GET", "http://x/"), 10.0)
     host = OutboundRecorder().host("x", policy)
     delays = sorted(engine._delay(call, host, 4, None) or 0.0 for _ in range(1000))
     assert delays[-1] <= 0.4

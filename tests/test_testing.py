@@ -16,7 +16,7 @@ from launchready_sdk.outbound import (
     http_client,
     http_client_sync,
 )
-from launchready_sdk.outbound import retry as outbound
+from launchready_sdk.outbound import _retry as outbound
 from launchready_sdk.testing import FaultTransport, no_retry_sleeps, set_retry_sleeps
 
 

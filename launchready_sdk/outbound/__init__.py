@@ -64,13 +64,8 @@ when the response headers arrive, not when the body is read.
 
 from __future__ import annotations
 
-from launchready_sdk.outbound.async_transport import ResilientTransport
-from launchready_sdk.outbound.bodies import PREFETCH_MAX_BYTES
-from launchready_sdk.outbound.breaker import CircuitBreaker
-from launchready_sdk.outbound.budget import RetryBudget
-from launchready_sdk.outbound.clients import http_client, http_client_sync
-from launchready_sdk.outbound.decorator import resilient
-from launchready_sdk.outbound.errors import (
+from launchready_sdk.outbound._clients import http_client, http_client_sync
+from launchready_sdk.outbound._errors import (
     AttemptTimeout,
     BulkheadFull,
     CircuitOpen,
@@ -79,57 +74,37 @@ from launchready_sdk.outbound.errors import (
     ResponseTooLarge,
     RetryAfterTooLong,
 )
-from launchready_sdk.outbound.policy import (
-    BREAKER_STATUSES,
+from launchready_sdk.outbound._policy import (
     DEFAULT_ATTEMPTS,
-    DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_DEADLINE_S,
-    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT_S,
-    KEYED_METHODS,
-    RETRY_METHODS,
-    RETRY_STATUSES,
     OutboundPolicy,
     idempotency_key,
     parse_retry_after,
     validate_outbound,
 )
-from launchready_sdk.outbound.recorder import MAX_HOSTS, HostState, OutboundRecorder
-
-# `launchready_sdk.testing` flips retry sleeps through this package.
-from launchready_sdk.outbound.retry import _set_sleep_scale as _set_sleep_scale
-from launchready_sdk.outbound.sync_transport import ResilientSyncTransport
+from launchready_sdk.outbound._recorder import OutboundRecorder
+from launchready_sdk.outbound._resilient import resilient
+from launchready_sdk.outbound._retry import set_sleep_scale
 
 __all__ = [
-    "BREAKER_STATUSES",
     "DEFAULT_ATTEMPTS",
-    "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_DEADLINE_S",
-    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT_S",
-    "KEYED_METHODS",
-    "MAX_HOSTS",
-    "PREFETCH_MAX_BYTES",
-    "RETRY_METHODS",
-    "RETRY_STATUSES",
     "AttemptTimeout",
     "BulkheadFull",
-    "CircuitBreaker",
     "CircuitOpen",
     "DeadlineExceeded",
-    "HostState",
     "OutboundError",
     "OutboundPolicy",
     "OutboundRecorder",
-    "ResilientSyncTransport",
-    "ResilientTransport",
     "ResponseTooLarge",
     "RetryAfterTooLong",
-    "RetryBudget",
     "http_client",
     "http_client_sync",
     "idempotency_key",
     "parse_retry_after",
     "resilient",
+    "set_sleep_scale",
     "validate_outbound",
 ]

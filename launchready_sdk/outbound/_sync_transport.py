@@ -8,18 +8,18 @@ import time
 
 import httpx
 
-from launchready_sdk.outbound.bodies import _GuardedSyncStream
-from launchready_sdk.outbound.breaker import _breaker_failure
-from launchready_sdk.outbound.errors import (
+from launchready_sdk.outbound._bodies import GuardedSyncStream
+from launchready_sdk.outbound._breaker import breaker_failure
+from launchready_sdk.outbound._errors import (
     BulkheadFull,
     CircuitOpen,
     ResponseTooLarge,
     RetryAfterTooLong,
 )
-from launchready_sdk.outbound.policy import BREAKER_STATUSES, OutboundPolicy
-from launchready_sdk.outbound.recorder import HostState, OutboundRecorder
-from launchready_sdk.outbound.retry import _Call, _Engine
-from launchready_sdk.outbound.tracing import _attempt_span
+from launchready_sdk.outbound._policy import BREAKER_STATUSES, OutboundPolicy
+from launchready_sdk.outbound._recorder import HostState, OutboundRecorder
+from launchready_sdk.outbound._retry import Call, Engine
+from launchready_sdk.outbound._tracing import attempt_span
 
 
 class ResilientSyncTransport(httpx.BaseTransport):
@@ -35,7 +35,7 @@ class ResilientSyncTransport(httpx.BaseTransport):
         self.policy = policy or OutboundPolicy()
         self.recorder = recorder or OutboundRecorder()
         self.inner = inner or httpx.HTTPTransport()
-        self._engine = _Engine(self.policy, self.recorder)
+        self._engine = Engine(self.policy, self.recorder)
         self._limits: dict[str, threading.BoundedSemaphore] = {}
         self._limits_lock = threading.Lock()
 
@@ -53,7 +53,7 @@ class ResilientSyncTransport(httpx.BaseTransport):
         except ResponseTooLarge:
             response.close()
             raise
-        response.stream = _GuardedSyncStream(
+        response.stream = GuardedSyncStream(
             response.stream,  # type: ignore[arg-type]
             call.deadline,
             self.policy.max_response_bytes,
@@ -61,7 +61,7 @@ class ResilientSyncTransport(httpx.BaseTransport):
         )
         return response
 
-    def _with_retries(self, request: httpx.Request, call: _Call, host: HostState) -> httpx.Response:
+    def _with_retries(self, request: httpx.Request, call: Call, host: HostState) -> httpx.Response:
         attempt = 0
         while True:
             attempt += 1
@@ -82,7 +82,7 @@ class ResilientSyncTransport(httpx.BaseTransport):
             time.sleep(delay)
 
     def _attempt(
-        self, request: httpx.Request, call: _Call, host: HostState, attempt: int
+        self, request: httpx.Request, call: Call, host: HostState, attempt: int
     ) -> httpx.Response:
         budget = call.attempt_budget(self.policy.timeout_s, host.name)
         try:
@@ -92,12 +92,10 @@ class ResilientSyncTransport(httpx.BaseTransport):
             raise
         host.attempts += 1
         try:
-            with _attempt_span(request, attempt):
+            with attempt_span(request, attempt):
                 response = self._limited(request, host, budget)
         except BaseException as exc:
-            host.breaker.record(
-                probe, _breaker_failure(exc) if isinstance(exc, Exception) else None
-            )
+            host.breaker.record(probe, breaker_failure(exc) if isinstance(exc, Exception) else None)
             raise
         host.breaker.record(probe, response.status_code in BREAKER_STATUSES)
         return response

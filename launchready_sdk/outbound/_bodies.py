@@ -11,19 +11,19 @@ from typing import Final
 
 import httpx
 
-from launchready_sdk.outbound.errors import DeadlineExceeded, ResponseTooLarge
+from launchready_sdk.outbound._errors import DeadlineExceeded, ResponseTooLarge
 
 PREFETCH_MAX_BYTES: Final = 256 * 1024
 
 
-def _prefetch(response: httpx.Response) -> bool:
+def prefetch(response: httpx.Response) -> bool:
     """Whether to read the body inside the attempt: a small, declared length (and not a HEAD's
     or a 304's, which have none)."""
     length = response.headers.get("content-length")
     return length is not None and length.isdigit() and 0 < int(length) <= PREFETCH_MAX_BYTES
 
 
-async def _prefetched(response: httpx.Response) -> httpx.Response:
+async def prefetched(response: httpx.Response) -> httpx.Response:
     """The same response with its raw body already read (httpx still decodes it and times it)."""
     try:
         raw = b"".join([chunk async for chunk in response.aiter_raw()])
@@ -38,7 +38,7 @@ async def _prefetched(response: httpx.Response) -> httpx.Response:
     )
 
 
-class _GuardedAsyncStream(httpx.AsyncByteStream):
+class GuardedAsyncStream(httpx.AsyncByteStream):
     """The body under the call's deadline and size cap."""
 
     def __init__(
@@ -76,7 +76,7 @@ class _GuardedAsyncStream(httpx.AsyncByteStream):
         await self._inner.aclose()
 
 
-class _GuardedSyncStream(httpx.SyncByteStream):
+class GuardedSyncStream(httpx.SyncByteStream):
     """The body under the deadline (checked between chunks) and the size cap."""
 
     def __init__(

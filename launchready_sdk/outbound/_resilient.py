@@ -12,15 +12,15 @@ from typing import ParamSpec, TypeVar
 import httpx
 
 from launchready_sdk.logs import get_logger
-from launchready_sdk.outbound.errors import _FATAL, AttemptTimeout, DeadlineExceeded
-from launchready_sdk.outbound.policy import (
+from launchready_sdk.outbound._errors import FATAL, AttemptTimeout, DeadlineExceeded
+from launchready_sdk.outbound._policy import (
     DEFAULT_ATTEMPTS,
     DEFAULT_DEADLINE_S,
     DEFAULT_TIMEOUT_S,
     OutboundPolicy,
 )
-from launchready_sdk.outbound.recorder import HostState, OutboundRecorder
-from launchready_sdk.outbound.retry import _Call, _Engine
+from launchready_sdk.outbound._recorder import HostState, OutboundRecorder
+from launchready_sdk.outbound._retry import Call, Engine
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -72,8 +72,8 @@ async def _run_resilient(
     host: HostState,
     retry_on: tuple[type[BaseException], ...],
 ) -> T:
-    engine = _Engine(policy, OutboundRecorder())
-    call = _Call(httpx.Request("POST", "http://resilient.invalid/"), policy.deadline_s)
+    engine = Engine(policy, OutboundRecorder())
+    call = Call(httpx.Request("POST", "http://resilient.invalid/"), policy.deadline_s)
     started = time.monotonic()
     attempt = 0
     while True:
@@ -93,7 +93,7 @@ async def _run_resilient(
 
 async def _resilient_attempt(
     call_fn: Callable[[], Awaitable[T]],
-    call: _Call,
+    call: Call,
     host: HostState,
     retry_on: tuple[type[BaseException], ...],
 ) -> T:
@@ -120,14 +120,14 @@ async def _resilient_attempt(
 
 
 def _resilient_delay(
-    engine: _Engine,
-    call: _Call,
+    engine: Engine,
+    call: Call,
     host: HostState,
     attempt: int,
     exc: Exception,
     retry_on: tuple[type[BaseException], ...],
 ) -> float | None:
-    if isinstance(exc, _FATAL) or not isinstance(exc, retry_on):
+    if isinstance(exc, FATAL) or not isinstance(exc, retry_on):
         return None
     if call.remaining() <= 0.001:
         return None

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from launchready_sdk.outbound.async_transport import ResilientTransport
-from launchready_sdk.outbound.policy import OutboundPolicy
-from launchready_sdk.outbound.recorder import OutboundRecorder
-from launchready_sdk.outbound.sync_transport import ResilientSyncTransport
+from launchready_sdk.outbound._async_transport import ResilientTransport
+from launchready_sdk.outbound._policy import OutboundPolicy
+from launchready_sdk.outbound._recorder import OutboundRecorder
+from launchready_sdk.outbound._sync_transport import ResilientSyncTransport
 
 _TRANSPORT_KWARGS = ("verify", "cert", "http1", "http2", "limits", "proxy", "trust_env")
 

@@ -12,22 +12,22 @@ import httpx
 
 from launchready_sdk.context import get_request_id
 from launchready_sdk.logs import get_logger
-from launchready_sdk.outbound.errors import (
-    _FATAL,
-    _MAYBE_SENT,
-    _NOT_SENT,
+from launchready_sdk.outbound._errors import (
+    FATAL,
+    MAYBE_SENT,
+    NOT_SENT,
     DeadlineExceeded,
     ResponseTooLarge,
     RetryAfterTooLong,
 )
-from launchready_sdk.outbound.policy import KEYED_METHODS, OutboundPolicy, parse_retry_after
-from launchready_sdk.outbound.recorder import HostState, OutboundRecorder
-from launchready_sdk.outbound.urls import (
-    _host_name,
-    _min_timeout,
-    _origin,
-    _safe_url,
-    _strip_credentials,
+from launchready_sdk.outbound._policy import KEYED_METHODS, OutboundPolicy, parse_retry_after
+from launchready_sdk.outbound._recorder import HostState, OutboundRecorder
+from launchready_sdk.outbound._urls import (
+    host_name,
+    min_timeout,
+    origin,
+    safe_url,
+    strip_credentials,
 )
 
 _CALL_KEY: Final = "launchready.outbound_call"
@@ -36,7 +36,7 @@ _log = get_logger("launchready.outbound")
 _sleep_scale = 1.0
 
 
-class _Call:
+class Call:
     """One logical call: its deadline, the request it began with and that request's origin."""
 
     __slots__ = ("deadline", "origin", "request")
@@ -44,7 +44,7 @@ class _Call:
     def __init__(self, request: httpx.Request, deadline_s: float | None) -> None:
         self.deadline = math.inf if deadline_s is None else time.monotonic() + deadline_s
         self.request = request
-        self.origin = _origin(request.url)
+        self.origin = origin(request.url)
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -57,47 +57,47 @@ class _Call:
         return min(timeout_s, remaining)
 
 
-class _Engine:
+class Engine:
     """Everything about a call that does not depend on async or sync I/O."""
 
     def __init__(self, policy: OutboundPolicy, recorder: OutboundRecorder) -> None:
         self.policy = policy
         self.recorder = recorder
 
-    def begin(self, request: httpx.Request) -> tuple[_Call, HostState]:
+    def begin(self, request: httpx.Request) -> tuple[Call, HostState]:
         """The call this request belongs to (a redirect hop continues its call), and its host."""
         call = request.extensions.get(_CALL_KEY)
-        if not isinstance(call, _Call) or call.request is request:
-            call = _Call(request, self.policy.deadline_s)
+        if not isinstance(call, Call) or call.request is request:
+            call = Call(request, self.policy.deadline_s)
             request.extensions[_CALL_KEY] = call
-        elif _origin(request.url) != call.origin:
-            _strip_credentials(request.headers)
+        elif origin(request.url) != call.origin:
+            strip_credentials(request.headers)
         request_id = get_request_id()
         if request_id is not None and "x-request-id" not in request.headers:
             request.headers["X-Request-ID"] = request_id
-        return call, self.recorder.host(_host_name(request.url), self.policy)
+        return call, self.recorder.host(host_name(request.url), self.policy)
 
     def set_timeouts(self, request: httpx.Request, budget: float) -> None:
         """httpx's per-operation timeouts, no longer than this attempt's budget."""
         given = request.extensions.get("timeout") or {}
         connect = min(self.policy.connect_timeout_s, budget)
         request.extensions["timeout"] = {
-            "connect": _min_timeout(given.get("connect"), connect),
-            "read": _min_timeout(given.get("read"), budget),
-            "write": _min_timeout(given.get("write"), budget),
-            "pool": _min_timeout(given.get("pool"), budget),
+            "connect": min_timeout(given.get("connect"), connect),
+            "read": min_timeout(given.get("read"), budget),
+            "write": min_timeout(given.get("write"), budget),
+            "pool": min_timeout(given.get("pool"), budget),
         }
 
     def error_delay(
-        self, request: httpx.Request, call: _Call, host: HostState, attempt: int, exc: Exception
+        self, request: httpx.Request, call: Call, host: HostState, attempt: int, exc: Exception
     ) -> float:
         """The sleep before the next attempt after `exc`; re-raises when there is none."""
-        if isinstance(exc, _FATAL):
+        if isinstance(exc, FATAL):
             raise exc
         if call.remaining() <= 0.001:
             raise DeadlineExceeded("outbound deadline exceeded", host=host.name) from exc
-        sent = not isinstance(exc, _NOT_SENT)
-        if sent and not (isinstance(exc, _MAYBE_SENT) and self._idempotent(request)):
+        sent = not isinstance(exc, NOT_SENT)
+        if sent and not (isinstance(exc, MAYBE_SENT) and self._idempotent(request)):
             raise exc
         delay = self._next_delay(request, call, host, attempt, None)
         if delay is None:
@@ -106,7 +106,7 @@ class _Engine:
         return delay
 
     def response_delay(
-        self, request: httpx.Request, call: _Call, host: HostState, attempt: int, r: httpx.Response
+        self, request: httpx.Request, call: Call, host: HostState, attempt: int, r: httpx.Response
     ) -> float | None:
         """The sleep before retrying this response, None to return it; may raise
         `RetryAfterTooLong`."""
@@ -129,7 +129,7 @@ class _Engine:
     def _next_delay(
         self,
         request: httpx.Request,
-        call: _Call,
+        call: Call,
         host: HostState,
         attempt: int,
         retry_after: float | None,
@@ -149,7 +149,7 @@ class _Engine:
         return delay
 
     def _delay(
-        self, call: _Call, host: HostState, attempt: int, retry_after: float | None
+        self, call: Call, host: HostState, attempt: int, retry_after: float | None
     ) -> float | None:
         """Retry-After or full-jitter backoff; None when it would not fit in the deadline."""
         remaining = call.remaining()
@@ -172,7 +172,7 @@ class _Engine:
             "outbound.retry",
             host=host.name,
             method=request.method,
-            url=_safe_url(request.url),
+            url=safe_url(request.url),
             attempt=attempt,
             reason=reason,
             delay_s=round(delay, 3),
@@ -186,7 +186,7 @@ class _Engine:
             raise ResponseTooLarge(limit, host=host.name)
 
 
-def _set_sleep_scale(scale: float) -> float:
+def set_sleep_scale(scale: float) -> float:
     """Multiply every backoff and Retry-After sleep by `scale` (0 in tests); returns the old."""
     global _sleep_scale
     previous, _sleep_scale = _sleep_scale, scale

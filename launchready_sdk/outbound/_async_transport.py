@@ -8,19 +8,19 @@ import time
 
 import httpx
 
-from launchready_sdk.outbound.bodies import _GuardedAsyncStream, _prefetch, _prefetched
-from launchready_sdk.outbound.breaker import _breaker_failure
-from launchready_sdk.outbound.errors import (
+from launchready_sdk.outbound._bodies import GuardedAsyncStream, prefetch, prefetched
+from launchready_sdk.outbound._breaker import breaker_failure
+from launchready_sdk.outbound._errors import (
     AttemptTimeout,
     BulkheadFull,
     CircuitOpen,
     ResponseTooLarge,
     RetryAfterTooLong,
 )
-from launchready_sdk.outbound.policy import BREAKER_STATUSES, OutboundPolicy
-from launchready_sdk.outbound.recorder import HostState, OutboundRecorder
-from launchready_sdk.outbound.retry import _Call, _Engine
-from launchready_sdk.outbound.tracing import _attempt_span
+from launchready_sdk.outbound._policy import BREAKER_STATUSES, OutboundPolicy
+from launchready_sdk.outbound._recorder import HostState, OutboundRecorder
+from launchready_sdk.outbound._retry import Call, Engine
+from launchready_sdk.outbound._tracing import attempt_span
 
 
 class ResilientTransport(httpx.AsyncBaseTransport):
@@ -42,7 +42,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         self.policy = policy or OutboundPolicy()
         self.recorder = recorder or OutboundRecorder()
         self.inner = inner or httpx.AsyncHTTPTransport()
-        self._engine = _Engine(self.policy, self.recorder)
+        self._engine = Engine(self.policy, self.recorder)
         self._limits: dict[str, asyncio.Semaphore] = {}
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
@@ -60,7 +60,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             await response.aclose()
             raise
         if not isinstance(response.stream, httpx.ByteStream):
-            response.stream = _GuardedAsyncStream(
+            response.stream = GuardedAsyncStream(
                 response.stream,  # type: ignore[arg-type]
                 call.deadline,
                 self.policy.max_response_bytes,
@@ -69,7 +69,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
         return response
 
     async def _with_retries(
-        self, request: httpx.Request, call: _Call, host: HostState
+        self, request: httpx.Request, call: Call, host: HostState
     ) -> httpx.Response:
         attempt = 0
         while True:
@@ -91,7 +91,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             await asyncio.sleep(delay)
 
     async def _attempt(
-        self, request: httpx.Request, call: _Call, host: HostState, attempt: int
+        self, request: httpx.Request, call: Call, host: HostState, attempt: int
     ) -> httpx.Response:
         budget = call.attempt_budget(self.policy.timeout_s, host.name)
         try:
@@ -101,12 +101,10 @@ class ResilientTransport(httpx.AsyncBaseTransport):
             raise
         host.attempts += 1
         try:
-            with _attempt_span(request, attempt):
+            with attempt_span(request, attempt):
                 response = await self._limited(request, host, budget)
         except BaseException as exc:
-            host.breaker.record(
-                probe, _breaker_failure(exc) if isinstance(exc, Exception) else None
-            )
+            host.breaker.record(probe, breaker_failure(exc) if isinstance(exc, Exception) else None)
             raise
         host.breaker.record(probe, response.status_code in BREAKER_STATUSES)
         return response
@@ -126,7 +124,7 @@ class ResilientTransport(httpx.AsyncBaseTransport):
                 acquired = True
                 self._engine.set_timeouts(request, budget)
                 response = await self.inner.handle_async_request(request)
-                return await _prefetched(response) if _prefetch(response) else response
+                return await prefetched(response) if prefetch(response) else response
         except TimeoutError as exc:
             if not timer.expired():
                 raise
