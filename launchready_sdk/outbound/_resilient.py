@@ -5,27 +5,21 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-import time
 from collections.abc import Awaitable, Callable
 from typing import ParamSpec, TypeVar
 
-import httpx
-
-from launchready_sdk.logs import get_logger
-from launchready_sdk.outbound._errors import FATAL, AttemptTimeout, DeadlineExceeded
+from launchready_sdk.outbound._errors import AttemptTimeout, DeadlineExceeded
 from launchready_sdk.outbound._policy import (
     DEFAULT_ATTEMPTS,
     DEFAULT_DEADLINE_S,
     DEFAULT_TIMEOUT_S,
     OutboundPolicy,
 )
-from launchready_sdk.outbound._recorder import HostState, OutboundRecorder
-from launchready_sdk.outbound._retry import Call, Engine
+from launchready_sdk.outbound._recorder import HostState
+from launchready_sdk.outbound._retry import Attempt, Retrying
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-_log = get_logger("launchready.outbound")
 
 
 def resilient(
@@ -56,9 +50,16 @@ def resilient(
             raise TypeError("@resilient wraps async functions only")
         host = HostState(name or fn.__qualname__, pol)
 
+        def counts(exc: BaseException) -> bool | None:
+            return True if isinstance(exc, retry_on) else None
+
         @functools.wraps(fn)
         async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-            return await _run_resilient(lambda: fn(*args, **kwargs), pol, host, retry_on)
+            call = functools.partial(fn, *args, **kwargs)
+            async for attempt in Retrying(pol, host, retry_on=retry_on, counts=counts):
+                with attempt:
+                    result = await _timed(call, attempt, host.name)
+            return result
 
         wrapper.outbound_state = host  # type: ignore[attr-defined]
         return wrapper
@@ -66,78 +67,16 @@ def resilient(
     return decorate
 
 
-async def _run_resilient(
-    call_fn: Callable[[], Awaitable[T]],
-    policy: OutboundPolicy,
-    host: HostState,
-    retry_on: tuple[type[BaseException], ...],
-) -> T:
-    engine = Engine(policy, OutboundRecorder())
-    call = Call(httpx.Request("POST", "http://resilient.invalid/"), policy.deadline_s)
-    started = time.monotonic()
-    attempt = 0
-    while True:
-        attempt += 1
-        try:
-            result = await _resilient_attempt(call_fn, call, host, retry_on)
-        except Exception as exc:
-            delay = _resilient_delay(engine, call, host, attempt, exc, retry_on)
-            if delay is None:
-                host.finished(started, error=True)
-                raise
-            await asyncio.sleep(delay)
-            continue
-        host.finished(started, error=False)
-        return result
-
-
-async def _resilient_attempt(
-    call_fn: Callable[[], Awaitable[T]],
-    call: Call,
-    host: HostState,
-    retry_on: tuple[type[BaseException], ...],
-) -> T:
-    budget = call.attempt_budget(host.policy.timeout_s, host.name)
-    probe = host.breaker.before()
-    host.attempts += 1
-    timer = asyncio.timeout(budget)
+async def _timed(call: Callable[[], Awaitable[T]], attempt: Attempt, name: str) -> T:
+    """One attempt under its timer; a timer that fires counts against the breaker."""
+    timer = asyncio.timeout(attempt.timeout_s)
     try:
         async with timer:
-            result = await call_fn()
+            return await call()
     except TimeoutError as exc:
         if not timer.expired():
-            host.breaker.record(probe, True if isinstance(exc, retry_on) else None)
             raise
-        host.breaker.record(probe, True)
-        if call.remaining() <= 0.001:
-            raise DeadlineExceeded("deadline exceeded", host=host.name) from exc
-        raise AttemptTimeout(f"attempt exceeded {budget:.3f} s", host=host.name) from exc
-    except BaseException as exc:
-        host.breaker.record(probe, True if isinstance(exc, retry_on) else None)
-        raise
-    host.breaker.record(probe, False)
-    return result
-
-
-def _resilient_delay(
-    engine: Engine,
-    call: Call,
-    host: HostState,
-    attempt: int,
-    exc: Exception,
-    retry_on: tuple[type[BaseException], ...],
-) -> float | None:
-    if isinstance(exc, FATAL) or not isinstance(exc, retry_on):
-        return None
-    if call.remaining() <= 0.001:
-        return None
-    delay = engine._next_delay(call.request, call, host, attempt, None)
-    if delay is not None:
-        _log.warning(
-            "outbound.retry",
-            host=host.name,
-            attempt=attempt,
-            reason=type(exc).__name__,
-            delay_s=round(delay, 3),
-        )
-    return delay
+        attempt.count(True)
+        if attempt.remaining_s() <= 0.001:
+            raise DeadlineExceeded("deadline exceeded", host=name) from exc
+        raise AttemptTimeout(f"attempt exceeded {attempt.timeout_s:.3f} s", host=name) from exc
