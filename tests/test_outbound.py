@@ -648,13 +648,19 @@ async def test_garbage_headers_fail_typed_and_fast(upstream: Upstream) -> None:
 
 async def test_request_id_is_propagated(upstream: Upstream) -> None:
     """The current request's X-Request-ID goes out on every outbound request."""
-    token = context._current.set(context.RequestContext("req-123", "GET", "/", None))
-    try:
+    seen: dict[str, str] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
         async with client() as c:
-            r = await c.get(upstream.url + "/ok")
-    finally:
-        context._current.reset(token)
-    assert r.json()["x-request-id"] == "req-123"
+            seen.update((await c.get(upstream.url + "/ok")).json())
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    inbound_app = context.RequestContextMiddleware(app, trust_request_id=True)
+    transport = httpx.ASGITransport(app=inbound_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as inbound:
+        await inbound.post("/checkout", headers={"X-Request-ID": "req-123"})
+    assert seen["x-request-id"] == "req-123"
 
 
 async def test_traceparent_is_propagated_when_tracing(upstream: Upstream) -> None:
