@@ -3,7 +3,8 @@
 - `no_retry_sleeps()` (a context manager) and `set_retry_sleeps(False)` make retries of
   `http_client()`, `http_client_sync()` and `@resilient` immediate: backoff and `Retry-After`
   waits become zero, while every other decision (which calls retry, the deadline, the
-  `RetryAfterTooLong` check, the budget, the breaker) is unchanged.
+  `RetryAfterTooLong` check, the budget, the breaker) is unchanged. Both set
+  `launchready_sdk.outbound.set_sleep_scale`, the public hook for other scales.
 - `FaultTransport` is an httpx transport that injects faults, to mount under the policy:
   `http_client(policy, transport=FaultTransport(status=503))`. It can add latency, hang (until the
   request's read timeout, as a silent socket would), reset the connection, answer a status, or

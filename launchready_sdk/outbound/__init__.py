@@ -39,6 +39,20 @@
 `@resilient(retry_on=(...), timeout_s=..., attempts=..., deadline_s=...)` gives an async callable
 (an SMTP send, a payment SDK call) the same deadline, retry budget and breaker.
 
+Also exported: `idempotency_key()`; `parse_retry_after(value)`, the reading of `Retry-After`
+the retries use (delta-seconds or HTTP-date, None for garbage); `validate_outbound` and the
+`DEFAULT_TIMEOUT_S`, `DEFAULT_DEADLINE_S` and `DEFAULT_ATTEMPTS`, for Settings; and
+`set_sleep_scale(scale)`, which multiplies every backoff and Retry-After sleep of the process
+(`launchready_sdk.testing.no_retry_sleeps()` sets 0 for a block). `OutboundPolicy.backoff_s(n)`
+is the full-jitter backoff after attempt `n`.
+
+Inside the package each concern is one internal module: `_policy` (the policy, its defaults
+and validation, the header values it reads), `_retry` (the retry loop, written once: `Retrying`,
+iterated with `for` by the sync transport and with `async for` by the async one and by
+`@resilient`), `_exchange` (what both transports do to an httpx request and response around that
+loop), `_transports`, `_clients`, `_resilient`, `_breaker`, `_budget`, `_recorder`,
+`_bodies` (prefetch and the body guards), `_tracing`, `_urls` and `_errors`.
+
 Errors (network errors httpx raises pass through unchanged; the SDK's own are also
 `httpx.TransportError`, so `except httpx.HTTPError` keeps catching everything):
 
