@@ -23,7 +23,7 @@ import httpx
 import pytest
 import structlog
 
-from launchready_sdk import context
+from launchready_sdk import context, outbound
 from launchready_sdk.errors import LaunchReadyError, SettingsError
 from launchready_sdk.outbound import (
     AttemptTimeout,
@@ -848,6 +848,26 @@ async def test_resilient_breaker_opens() -> None:
     assert calls == 4
 
 
+async def test_resilient_counts_like_the_clients() -> None:
+    """@resilient's state counts calls, attempts, retries and breaker refusals as a client's host
+    does: one loop runs both."""
+    policy = fast(attempts=2, breaker_min_calls=2, breaker_break_s=30.0)
+
+    @resilient(retry_on=(ConnectionError,), policy=policy)
+    async def send() -> None:
+        raise ConnectionError
+
+    with no_retry_sleeps():
+        with pytest.raises(ConnectionError):
+            await send()
+        for _ in range(2):
+            with pytest.raises(CircuitOpen):
+                await send()
+    snap = send.outbound_state.snapshot()  # type: ignore[attr-defined]
+    assert (snap["calls"], snap["errors"], snap["attempts"], snap["retries"]) == (3, 3, 2, 1)
+    assert (snap["rejected"], snap["breaker"]) == (2, "open")
+
+
 def test_resilient_rejects_sync_functions() -> None:
     """@resilient refuses a sync function instead of silently not timing it out."""
     with pytest.raises(TypeError):
@@ -904,3 +924,29 @@ def test_error_hierarchy() -> None:
         assert issubclass(cls, LaunchReadyError)
         assert issubclass(cls, httpx.TransportError)
     assert issubclass(DeadlineExceeded, TimeoutError)
+
+
+def test_exports_are_pinned() -> None:
+    """launchready_sdk.outbound exports what the README documents, sorted."""
+    assert outbound.__all__ == [
+        "DEFAULT_ATTEMPTS",
+        "DEFAULT_DEADLINE_S",
+        "DEFAULT_TIMEOUT_S",
+        "AttemptTimeout",
+        "BulkheadFull",
+        "CircuitOpen",
+        "DeadlineExceeded",
+        "OutboundError",
+        "OutboundPolicy",
+        "OutboundRecorder",
+        "ResponseTooLarge",
+        "RetryAfterTooLong",
+        "http_client",
+        "http_client_sync",
+        "idempotency_key",
+        "parse_retry_after",
+        "resilient",
+        "set_sleep_scale",
+        "validate_outbound",
+    ]
+    assert sorted(outbound.__all__, key=lambda n: (not n.isupper(), n)) == outbound.__all__
