@@ -3,7 +3,8 @@
 - `no_retry_sleeps()` (a context manager) and `set_retry_sleeps(False)` make retries of
   `http_client()`, `http_client_sync()` and `@resilient` immediate: backoff and `Retry-After`
   waits become zero, while every other decision (which calls retry, the deadline, the
-  `RetryAfterTooLong` check, the budget, the breaker) is unchanged.
+  `RetryAfterTooLong` check, the budget, the breaker) is unchanged. Both set
+  `launchready_sdk.outbound.set_sleep_scale`, the public hook for other scales.
 - `FaultTransport` is an httpx transport that injects faults, to mount under the policy:
   `http_client(policy, transport=FaultTransport(status=503))`. It can add latency, hang (until the
   request's read timeout, as a silent socket would), reset the connection, answer a status, or
@@ -23,24 +24,24 @@ from contextlib import contextmanager
 
 import httpx
 
-from launchready_sdk import outbound
+from launchready_sdk.outbound import set_sleep_scale
 
 __all__ = ["FaultTransport", "no_retry_sleeps", "set_retry_sleeps"]
 
 
 def set_retry_sleeps(enabled: bool) -> None:
     """Turn retry sleeps off (`False`) or back on for the whole process."""
-    outbound._set_sleep_scale(1.0 if enabled else 0.0)
+    set_sleep_scale(1.0 if enabled else 0.0)
 
 
 @contextmanager
 def no_retry_sleeps() -> Iterator[None]:
     """Within the block, retries do not sleep."""
-    previous = outbound._set_sleep_scale(0.0)
+    previous = set_sleep_scale(0.0)
     try:
         yield
     finally:
-        outbound._set_sleep_scale(previous)
+        set_sleep_scale(previous)
 
 
 class FaultTransport(httpx.AsyncBaseTransport, httpx.BaseTransport):

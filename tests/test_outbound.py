@@ -23,7 +23,7 @@ import httpx
 import pytest
 import structlog
 
-from launchready_sdk import context
+from launchready_sdk import context, outbound
 from launchready_sdk.errors import LaunchReadyError, SettingsError
 from launchready_sdk.outbound import (
     AttemptTimeout,
@@ -42,7 +42,6 @@ from launchready_sdk.outbound import (
     resilient,
     validate_outbound,
 )
-from launchready_sdk.outbound import retry as outbound
 from launchready_sdk.testing import no_retry_sleeps
 
 Handler = Callable[["Upstream", "Req", asyncio.StreamWriter], Any]
@@ -457,10 +456,7 @@ async def test_streamed_upload_is_never_retried(upstream: Upstream) -> None:
 def test_backoff_has_full_jitter_within_the_cap() -> None:
     """O17: 1000 backoffs spread over [0, cap], never above it."""
     policy = fast(backoff_initial_s=0.1, backoff_max_s=0.4, deadline_s=10.0)
-    engine = outbound._Engine(policy, OutboundRecorder())
-    call = outbound._Call(httpx.Request("GET", "http://x/"), 10.0)
-    host = OutboundRecorder().host("x", policy)
-    delays = sorted(engine._delay(call, host, 4, None) or 0.0 for _ in range(1000))
+    delays = sorted(policy.backoff_s(4) for _ in range(1000))
     assert delays[-1] <= 0.4
     assert delays[100] < 0.08
     assert delays[900] > 0.32
@@ -652,13 +648,19 @@ async def test_garbage_headers_fail_typed_and_fast(upstream: Upstream) -> None:
 
 async def test_request_id_is_propagated(upstream: Upstream) -> None:
     """The current request's X-Request-ID goes out on every outbound request."""
-    token = context._current.set(context.RequestContext("req-123", "GET", "/", None))
-    try:
+    seen: dict[str, str] = {}
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
         async with client() as c:
-            r = await c.get(upstream.url + "/ok")
-    finally:
-        context._current.reset(token)
-    assert r.json()["x-request-id"] == "req-123"
+            seen.update((await c.get(upstream.url + "/ok")).json())
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    inbound_app = context.RequestContextMiddleware(app, trust_request_id=True)
+    transport = httpx.ASGITransport(app=inbound_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://shop.test") as inbound:
+        await inbound.post("/checkout", headers={"X-Request-ID": "req-123"})
+    assert seen["x-request-id"] == "req-123"
 
 
 async def test_traceparent_is_propagated_when_tracing(upstream: Upstream) -> None:
@@ -846,6 +848,26 @@ async def test_resilient_breaker_opens() -> None:
     assert calls == 4
 
 
+async def test_resilient_counts_like_the_clients() -> None:
+    """@resilient's state counts calls, attempts, retries and breaker refusals as a client's host
+    does: one loop runs both."""
+    policy = fast(attempts=2, breaker_min_calls=2, breaker_break_s=30.0)
+
+    @resilient(retry_on=(ConnectionError,), policy=policy)
+    async def send() -> None:
+        raise ConnectionError
+
+    with no_retry_sleeps():
+        with pytest.raises(ConnectionError):
+            await send()
+        for _ in range(2):
+            with pytest.raises(CircuitOpen):
+                await send()
+    snap = send.outbound_state.snapshot()  # type: ignore[attr-defined]
+    assert (snap["calls"], snap["errors"], snap["attempts"], snap["retries"]) == (3, 3, 2, 1)
+    assert (snap["rejected"], snap["breaker"]) == (2, "open")
+
+
 def test_resilient_rejects_sync_functions() -> None:
     """@resilient refuses a sync function instead of silently not timing it out."""
     with pytest.raises(TypeError):
@@ -902,3 +924,29 @@ def test_error_hierarchy() -> None:
         assert issubclass(cls, LaunchReadyError)
         assert issubclass(cls, httpx.TransportError)
     assert issubclass(DeadlineExceeded, TimeoutError)
+
+
+def test_exports_are_pinned() -> None:
+    """launchready_sdk.outbound exports what the README documents, sorted."""
+    assert outbound.__all__ == [
+        "DEFAULT_ATTEMPTS",
+        "DEFAULT_DEADLINE_S",
+        "DEFAULT_TIMEOUT_S",
+        "AttemptTimeout",
+        "BulkheadFull",
+        "CircuitOpen",
+        "DeadlineExceeded",
+        "OutboundError",
+        "OutboundPolicy",
+        "OutboundRecorder",
+        "ResponseTooLarge",
+        "RetryAfterTooLong",
+        "http_client",
+        "http_client_sync",
+        "idempotency_key",
+        "parse_retry_after",
+        "resilient",
+        "set_sleep_scale",
+        "validate_outbound",
+    ]
+    assert sorted(outbound.__all__, key=lambda n: (not n.isupper(), n)) == outbound.__all__

@@ -15,8 +15,8 @@ from launchready_sdk.outbound import (
     RetryAfterTooLong,
     http_client,
     http_client_sync,
+    set_sleep_scale,
 )
-from launchready_sdk.outbound import retry as outbound
 from launchready_sdk.testing import FaultTransport, no_retry_sleeps, set_retry_sleeps
 
 
@@ -46,17 +46,24 @@ async def test_no_retry_sleeps_keeps_retry_after_checks() -> None:
                 await c.get("http://provider.test/x")
 
 
+def sleep_scale() -> float:
+    """The current retry sleep scale, read through the public hook (set to itself)."""
+    current = set_sleep_scale(1.0)
+    set_sleep_scale(current)
+    return current
+
+
 def test_switch_is_restored() -> None:
     """no_retry_sleeps restores the previous setting; set_retry_sleeps flips it for the process."""
     with no_retry_sleeps():
-        assert outbound._sleep_scale == 0.0
-    assert outbound._sleep_scale == 1.0
+        assert sleep_scale() == 0.0
+    assert sleep_scale() == 1.0
     set_retry_sleeps(False)
     try:
-        assert outbound._sleep_scale == 0.0
+        assert sleep_scale() == 0.0
     finally:
         set_retry_sleeps(True)
-    assert outbound._sleep_scale == 1.0
+    assert sleep_scale() == 1.0
 
 
 async def test_fault_hang_is_cut_by_the_policy() -> None:

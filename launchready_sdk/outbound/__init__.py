@@ -39,6 +39,20 @@
 `@resilient(retry_on=(...), timeout_s=..., attempts=..., deadline_s=...)` gives an async callable
 (an SMTP send, a payment SDK call) the same deadline, retry budget and breaker.
 
+Also exported: `idempotency_key()`; `parse_retry_after(value)`, the reading of `Retry-After`
+the retries use (delta-seconds or HTTP-date, None for garbage); `validate_outbound` and the
+`DEFAULT_TIMEOUT_S`, `DEFAULT_DEADLINE_S` and `DEFAULT_ATTEMPTS`, for Settings; and
+`set_sleep_scale(scale)`, which multiplies every backoff and Retry-After sleep of the process
+(`launchready_sdk.testing.no_retry_sleeps()` sets 0 for a block). `OutboundPolicy.backoff_s(n)`
+is the full-jitter backoff after attempt `n`.
+
+Inside the package each concern is one internal module: `_policy` (the policy, its defaults
+and validation, the header values it reads), `_retry` (the retry loop, written once: `Retrying`,
+iterated with `for` by the sync transport and with `async for` by the async one and by
+`@resilient`), `_exchange` (what both transports do to an httpx request and response around that
+loop), `_transports`, `_clients`, `_resilient`, `_breaker`, `_budget`, `_recorder`,
+`_bodies` (prefetch and the body guards), `_tracing`, `_urls` and `_errors`.
+
 Errors (network errors httpx raises pass through unchanged; the SDK's own are also
 `httpx.TransportError`, so `except httpx.HTTPError` keeps catching everything):
 
@@ -64,13 +78,8 @@ when the response headers arrive, not when the body is read.
 
 from __future__ import annotations
 
-from launchready_sdk.outbound.async_transport import ResilientTransport
-from launchready_sdk.outbound.bodies import PREFETCH_MAX_BYTES
-from launchready_sdk.outbound.breaker import CircuitBreaker
-from launchready_sdk.outbound.budget import RetryBudget
-from launchready_sdk.outbound.clients import http_client, http_client_sync
-from launchready_sdk.outbound.decorator import resilient
-from launchready_sdk.outbound.errors import (
+from launchready_sdk.outbound._clients import http_client, http_client_sync
+from launchready_sdk.outbound._errors import (
     AttemptTimeout,
     BulkheadFull,
     CircuitOpen,
@@ -79,57 +88,37 @@ from launchready_sdk.outbound.errors import (
     ResponseTooLarge,
     RetryAfterTooLong,
 )
-from launchready_sdk.outbound.policy import (
-    BREAKER_STATUSES,
+from launchready_sdk.outbound._policy import (
     DEFAULT_ATTEMPTS,
-    DEFAULT_CONNECT_TIMEOUT_S,
     DEFAULT_DEADLINE_S,
-    DEFAULT_MAX_RESPONSE_BYTES,
     DEFAULT_TIMEOUT_S,
-    KEYED_METHODS,
-    RETRY_METHODS,
-    RETRY_STATUSES,
     OutboundPolicy,
     idempotency_key,
     parse_retry_after,
     validate_outbound,
 )
-from launchready_sdk.outbound.recorder import MAX_HOSTS, HostState, OutboundRecorder
-
-# `launchready_sdk.testing` flips retry sleeps through this package.
-from launchready_sdk.outbound.retry import _set_sleep_scale as _set_sleep_scale
-from launchready_sdk.outbound.sync_transport import ResilientSyncTransport
+from launchready_sdk.outbound._recorder import OutboundRecorder
+from launchready_sdk.outbound._resilient import resilient
+from launchready_sdk.outbound._retry import set_sleep_scale
 
 __all__ = [
-    "BREAKER_STATUSES",
     "DEFAULT_ATTEMPTS",
-    "DEFAULT_CONNECT_TIMEOUT_S",
     "DEFAULT_DEADLINE_S",
-    "DEFAULT_MAX_RESPONSE_BYTES",
     "DEFAULT_TIMEOUT_S",
-    "KEYED_METHODS",
-    "MAX_HOSTS",
-    "PREFETCH_MAX_BYTES",
-    "RETRY_METHODS",
-    "RETRY_STATUSES",
     "AttemptTimeout",
     "BulkheadFull",
-    "CircuitBreaker",
     "CircuitOpen",
     "DeadlineExceeded",
-    "HostState",
     "OutboundError",
     "OutboundPolicy",
     "OutboundRecorder",
-    "ResilientSyncTransport",
-    "ResilientTransport",
     "ResponseTooLarge",
     "RetryAfterTooLong",
-    "RetryBudget",
     "http_client",
     "http_client_sync",
     "idempotency_key",
     "parse_retry_after",
     "resilient",
+    "set_sleep_scale",
     "validate_outbound",
 ]

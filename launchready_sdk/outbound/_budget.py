@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from launchready_sdk.outbound.policy import OutboundPolicy
+from launchready_sdk.outbound._policy import OutboundPolicy
 
 
 class RetryBudget:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email.utils
 import math
+import random
 import re
 import time
 import uuid
@@ -113,6 +114,12 @@ class OutboundPolicy:
         for name in ("breaker_min_calls", "breaker_probes", "max_concurrency"):
             if getattr(self, name) < 1:
                 raise SettingsError(name, "expected a whole number ≥ 1", "1")
+
+    def backoff_s(self, attempt: int) -> float:
+        """The sleep after failed attempt number `attempt` (1 for the first): full jitter, uniform
+        between 0 and `backoff_initial_s` doubled per attempt, capped at `backoff_max_s`."""
+        cap = min(self.backoff_max_s, self.backoff_initial_s * 2 ** (attempt - 1))
+        return random.uniform(0.0, cap)
 
     @classmethod
     def from_settings(cls, settings: Any, **overrides: Any) -> OutboundPolicy:

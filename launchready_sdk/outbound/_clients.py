@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
-from launchready_sdk.outbound.async_transport import ResilientTransport
-from launchready_sdk.outbound.policy import OutboundPolicy
-from launchready_sdk.outbound.recorder import OutboundRecorder
-from launchready_sdk.outbound.sync_transport import ResilientSyncTransport
+from launchready_sdk.outbound._policy import OutboundPolicy
+from launchready_sdk.outbound._recorder import OutboundRecorder
+from launchready_sdk.outbound._transports import ResilientSyncTransport, ResilientTransport
+
+C = TypeVar("C", httpx.AsyncClient, httpx.Client)
 
 _TRANSPORT_KWARGS = ("verify", "cert", "http1", "http2", "limits", "proxy", "trust_env")
 
@@ -30,16 +31,11 @@ def http_client(
     `verify`, `cert`, `http2`, `limits` and `proxy` configure the default one. Proxies from the
     environment are wrapped with the same policy.
     """
-    policy = policy or OutboundPolicy()
-    recorder = recorder or OutboundRecorder()
-    inner_kwargs = {k: httpx_kwargs[k] for k in _TRANSPORT_KWARGS if k in httpx_kwargs}
-    inner_kwargs.pop("trust_env", None)
-    httpx_kwargs = {k: v for k, v in httpx_kwargs.items() if k not in _TRANSPORT_KWARGS[:-1]}
-    inner = transport or httpx.AsyncHTTPTransport(**inner_kwargs)
+    policy, recorder = policy or OutboundPolicy(), recorder or OutboundRecorder()
     wrap = functools.partial(ResilientTransport, policy=policy, recorder=recorder)
-    client = httpx.AsyncClient(transport=wrap(inner), **httpx_kwargs)
-    _wrap_mounts(client, wrap)
-    return client
+    inner_kwargs, client_kwargs = _split(httpx_kwargs)
+    inner = transport or httpx.AsyncHTTPTransport(**inner_kwargs)
+    return _wrap_mounts(httpx.AsyncClient(transport=wrap(inner), **client_kwargs), wrap)
 
 
 def http_client_sync(
@@ -50,19 +46,23 @@ def http_client_sync(
     **httpx_kwargs: Any,
 ) -> httpx.Client:
     """An `httpx.Client` whose every request goes through `policy` (see `http_client`)."""
-    policy = policy or OutboundPolicy()
-    recorder = recorder or OutboundRecorder()
-    inner_kwargs = {k: httpx_kwargs[k] for k in _TRANSPORT_KWARGS if k in httpx_kwargs}
-    inner_kwargs.pop("trust_env", None)
-    httpx_kwargs = {k: v for k, v in httpx_kwargs.items() if k not in _TRANSPORT_KWARGS[:-1]}
-    inner = transport or httpx.HTTPTransport(**inner_kwargs)
+    policy, recorder = policy or OutboundPolicy(), recorder or OutboundRecorder()
     wrap = functools.partial(ResilientSyncTransport, policy=policy, recorder=recorder)
-    client = httpx.Client(transport=wrap(inner), **httpx_kwargs)
-    _wrap_mounts(client, wrap)
-    return client
+    inner_kwargs, client_kwargs = _split(httpx_kwargs)
+    inner = transport or httpx.HTTPTransport(**inner_kwargs)
+    return _wrap_mounts(httpx.Client(transport=wrap(inner), **client_kwargs), wrap)
 
 
-def _wrap_mounts(client: httpx.AsyncClient | httpx.Client, wrap: Callable[[Any], Any]) -> None:
+def _split(httpx_kwargs: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The keyword arguments for the default transport, and those for the client (which keeps
+    `trust_env`)."""
+    inner = {k: httpx_kwargs[k] for k in _TRANSPORT_KWARGS if k in httpx_kwargs}
+    inner.pop("trust_env", None)
+    client = {k: v for k, v in httpx_kwargs.items() if k not in _TRANSPORT_KWARGS[:-1]}
+    return inner, client
+
+
+def _wrap_mounts(client: C, wrap: Callable[[Any], Any]) -> C:
     """Put the policy around transports httpx mounted itself (proxies from the environment)."""
     mounts = getattr(client, "_mounts", None)
     if isinstance(mounts, dict):
@@ -71,3 +71,4 @@ def _wrap_mounts(client: httpx.AsyncClient | httpx.Client, wrap: Callable[[Any],
                 mounted, (ResilientTransport, ResilientSyncTransport)
             ):
                 mounts[pattern] = wrap(mounted)
+    return client

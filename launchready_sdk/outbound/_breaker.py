@@ -10,8 +10,8 @@ from typing import Any
 import httpx
 
 from launchready_sdk.logs import get_logger
-from launchready_sdk.outbound.errors import AttemptTimeout, CircuitOpen, OutboundError
-from launchready_sdk.outbound.policy import OutboundPolicy
+from launchready_sdk.outbound._errors import AttemptTimeout, CircuitOpen, OutboundError
+from launchready_sdk.outbound._policy import OutboundPolicy
 
 _log = get_logger("launchready.outbound")
 
@@ -116,7 +116,7 @@ class CircuitBreaker:
         _log.warning("outbound.breaker", host=self.name, state=state, previous=previous, **detail)
 
 
-def _breaker_failure(exc: BaseException) -> bool | None:
+def breaker_failure(exc: BaseException) -> bool | None:
     """Whether an attempt's exception says the upstream is unhealthy (None: does not count)."""
     if isinstance(exc, (httpx.PoolTimeout, OutboundError)) and not isinstance(exc, AttemptTimeout):
         return None

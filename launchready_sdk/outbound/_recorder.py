@@ -8,9 +8,9 @@ import time
 from bisect import bisect_left
 from typing import Any, Final
 
-from launchready_sdk.outbound.breaker import CircuitBreaker
-from launchready_sdk.outbound.budget import RetryBudget
-from launchready_sdk.outbound.policy import OutboundPolicy
+from launchready_sdk.outbound._breaker import CircuitBreaker
+from launchready_sdk.outbound._budget import RetryBudget
+from launchready_sdk.outbound._policy import OutboundPolicy
 
 MAX_HOSTS: Final = 1024
 _LATENCY_BOUNDS_MS: Final = (5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)

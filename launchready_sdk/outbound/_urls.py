@@ -12,23 +12,23 @@ from launchready_sdk.redaction import redact
 _CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|secret|key|signature|session|password", re.I)
 
 
-def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+def origin(url: httpx.URL) -> tuple[str, str, int | None]:
     return url.scheme, url.host, url.port
 
 
-def _host_name(url: httpx.URL) -> str:
+def host_name(url: httpx.URL) -> str:
     port = url.port
     return f"{url.scheme}://{url.host}" if port is None else f"{url.scheme}://{url.host}:{port}"
 
 
-def _min_timeout(given: object, ours: float) -> float:
+def min_timeout(given: object, ours: float) -> float:
     return min(given, ours) if isinstance(given, (int, float)) else ours
 
 
-def _strip_credentials(headers: httpx.Headers) -> None:
+def strip_credentials(headers: httpx.Headers) -> None:
     for name in [n for n in headers if _CREDENTIAL_HEADER.search(n)]:
         del headers[name]
 
 
-def _safe_url(url: httpx.URL) -> str:
+def safe_url(url: httpx.URL) -> str:
     return str(redact(str(url.copy_with(username=None, password=None))))

@@ -9,10 +9,10 @@ from typing import Any
 
 import httpx
 
-from launchready_sdk.outbound.urls import _safe_url
+from launchready_sdk.outbound._urls import safe_url
 
 
-def _attempt_span(request: httpx.Request, attempt: int) -> AbstractContextManager[Any]:
+def attempt_span(request: httpx.Request, attempt: int) -> AbstractContextManager[Any]:
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None or not trace.get_current_span().is_recording():
         return nullcontext()
@@ -26,7 +26,7 @@ class _TracedAttempt:
         attributes: dict[str, Any] = {
             "http.request.method": request.method,
             "server.address": request.url.host,
-            "url.full": _safe_url(request.url),
+            "url.full": safe_url(request.url),
         }
         if attempt > 1:
             attributes["http.request.resend_count"] = attempt - 1

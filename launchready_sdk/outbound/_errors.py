@@ -56,9 +56,9 @@ class ResponseTooLarge(OutboundError):
         self.limit_bytes = limit_bytes
 
 
-_FATAL = (DeadlineExceeded, CircuitOpen, BulkheadFull, RetryAfterTooLong, ResponseTooLarge)
-_NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
-_MAYBE_SENT = (
+FATAL = (DeadlineExceeded, CircuitOpen, BulkheadFull, RetryAfterTooLong, ResponseTooLarge)
+NOT_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+MAYBE_SENT = (
     AttemptTimeout,
     httpx.ReadError,
     httpx.WriteError,
