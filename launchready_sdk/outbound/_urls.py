@@ -3,13 +3,10 @@ credential stripping, per-operation timeouts and the redacted URL for logs."""
 
 from __future__ import annotations
 
-import re
-
 import httpx
 
+from launchready_sdk.credentials import is_credential_header
 from launchready_sdk.redaction import redact
-
-_CREDENTIAL_HEADER = re.compile(r"auth|cookie|token|secret|key|signature|session|password", re.I)
 
 
 def origin(url: httpx.URL) -> tuple[str, str, int | None]:
@@ -26,7 +23,8 @@ def min_timeout(given: object, ours: float) -> float:
 
 
 def strip_credentials(headers: httpx.Headers) -> None:
-    for name in [n for n in headers if _CREDENTIAL_HEADER.search(n)]:
+    """Drop every header named like a credential (`credentials.is_credential_header`)."""
+    for name in [n for n in headers if is_credential_header(n.lower().encode("latin-1"))]:
         del headers[name]
 
 
