@@ -5,6 +5,7 @@ credentials, and the regexes and helpers for `key=value` pairs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Final
 
 from launchready_sdk.redaction._markers import MARKER_RE, marker_for
@@ -52,7 +53,7 @@ def may_hold_pair(text: str) -> bool:
     return ": " in text or ('"' in text and '":' in text) or ("'" in text and "':" in text)
 
 
-def _looks_like_credential(value: str) -> bool:
+def looks_like_credential(value: str) -> bool:
     """Whether the word after `Bearer`/`Basic` is a credential rather than English."""
     value = value.rstrip(".")
     if len(value) >= 24:
@@ -62,7 +63,7 @@ def _looks_like_credential(value: str) -> bool:
 
 def replace_auth(m: re.Match[str]) -> str:
     value = m.group(3)
-    if not _looks_like_credential(value):
+    if not looks_like_credential(value):
         return m.group()
     rule = "bearer" if m.group(1).lower() == "bearer" else "basic_auth"
     return f"{m.group(1)}{m.group(2)}{marker_for(rule)}"
@@ -76,3 +77,29 @@ def replace_userinfo(m: re.Match[str]) -> str:
     if MARKER_RE.fullmatch(m.group(2)):
         return m.group()
     return f"://{m.group(1)}:{marker_for('password')}@"
+
+
+def sensitive_pairs(text: str, rule_of: Callable[[str], object]) -> list[tuple[int, int, str]]:
+    """(start, end, rule) of each value in `key=value`, `key: value` or `"key": "value"` pairs
+    whose key `rule_of` gives a rule (None: not sensitive); `true`, `null`, `""` and markers
+    are skipped.
+
+    Separators and their keys are found in one search over the reversed text; only the
+    pairs whose key is sensitive reach Python, then values are matched left to right.
+    """
+    n = len(text)
+    spans: list[tuple[int, int, str]] = []
+    pos = 0
+    for m in reversed(list(KV_REVERSED_RE.finditer(text[::-1]))):
+        rule = rule_of(m.group(m.lastindex or 0)[::-1])
+        if rule is None or n - m.end(1) < pos:
+            continue
+        value = KV_VALUE_RE.match(text, n - m.start(1))
+        if value is None:
+            continue
+        pos = value.end()
+        group = value.lastindex or 0
+        inner = value.group(group)
+        if inner.lower() not in SAFE_VALUES and not MARKER_RE.fullmatch(inner):
+            spans.append((value.start(group), value.end(group), str(rule)))
+    return spans

@@ -15,15 +15,13 @@ from launchready_sdk.redaction._credentials import (
     BASIC_RE,
     BEARER_RE,
     JWT_RE,
-    KV_REVERSED_RE,
-    KV_VALUE_RE,
     PEM_RE,
-    SAFE_VALUES,
     USERINFO_RE,
     may_hold_pair,
     replace_auth,
     replace_jwt,
     replace_userinfo,
+    sensitive_pairs,
 )
 from launchready_sdk.redaction._keys import MISSING, KeyRules
 from launchready_sdk.redaction._markers import (
@@ -187,30 +185,15 @@ class TextScanner(KeyRules):
         return text
 
     def _pairs(self, text: str) -> str:
-        """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule.
+        """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule."""
+        spans = sensitive_pairs(text, self._pair_rule)
+        if not spans:
+            return text
+        return splice(text, [(start, end, marker_for(rule)) for start, end, rule in spans])
 
-        Separators and their keys are found in one search over the reversed text; only the
-        pairs whose key is sensitive reach Python, then values are matched left to right.
-        """
-        n, keys = len(text), self._keys
-        spans: list[tuple[int, int, str]] = []
-        pos = 0
-        for m in reversed(list(KV_REVERSED_RE.finditer(text[::-1]))):
-            key = m.group(m.lastindex or 0)[::-1]
-            rule = keys.get(key, MISSING)
-            if rule is MISSING:
-                rule = self._key_rule(key)
-            if rule is None or n - m.end(1) < pos:
-                continue
-            value = KV_VALUE_RE.match(text, n - m.start(1))
-            if value is None:
-                continue
-            pos = value.end()
-            group = value.lastindex or 0
-            inner = value.group(group)
-            if inner.lower() not in SAFE_VALUES and not MARKER_RE.fullmatch(inner):
-                spans.append((value.start(group), value.end(group), marker_for(str(rule))))
-        return splice(text, spans) if spans else text
+    def _pair_rule(self, key: str) -> object:
+        rule = self._keys.get(key, MISSING)
+        return self._key_rule(key) if rule is MISSING else rule
 
     def _emails(self, text: str) -> str:
         """Addresses found from their `@`; the local part is read backwards from it."""
