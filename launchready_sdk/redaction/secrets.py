@@ -9,12 +9,15 @@ two things more than the redactor, and they live here:
 - Source assignments: `API_KEY: str = "..."`, `apiKey := "..."`, `api_key => '...'`, which the
   redactor's pair rule does not read (a type annotation sits between the name and the value).
 - False-positive filters. Logs are redacted when in doubt; a scanner that cries wolf gets
-  silenced. Values under a secret-looking name must look like a secret: at least 8 characters,
-  not a placeholder (`changeme`, `<your-key>`, `${VAR}`, `xxxx`, `example`), not code (`os.environ[`,
-  `get_token()`, `settings.SECRET`), not a bare lowercase word or identifier, not a path, URL or
-  UUID, and with enough variety (Shannon entropy of at least 3 bits per character and two
-  character classes). Token formats are dropped when their body is a placeholder (`EXAMPLE`,
-  `xxxx`, a run like `abcdefgh` or `12345678`, four distinct characters or fewer). URL passwords
+  silenced. Values under a secret-looking name must look like a secret: at least 8
+  characters, not a placeholder (`changeme`, `<your-key>`, `${VAR}`, `xxxx`, `example`), not
+  code (`os.environ[`, `get_token()`, `settings.SECRET`), not a bare lowercase word or
+  identifier, not words joined by separators (`hunter2-sync`, `long enough pw`), not a path,
+  URL, UUID or password hash, and with enough variety (Shannon entropy of at least 3 bits per
+  character and two character classes). Names of runtime values (`session`, `signature`,
+  `csrf`, `cookie`) and paths (`/token`) are not secret names here. Token formats are dropped
+  when their body is a placeholder (`EXAMPLE`, `xxxx`, a run like `abcdefgh` or `12345678`,
+  four distinct characters or fewer). URL passwords
   that are well-known defaults (`postgres`, `password`, the user name again) are dropped.
 
 The rule of a match is the redactor's (`aws_access_key`, `stripe_key`, `private_key`, `jwt`,
@@ -59,15 +62,28 @@ from launchready_sdk.redaction._tokens import (
     CAPITAL_A_RULES,
     CAPITAL_S_RULES,
     DASH_RULES,
+    DOLLAR_RULES,
     SLACK_WEBHOOK,
     UNDERSCORE_RULES,
 )
 
-__all__ = ["SecretMatch", "entropy", "find_secrets", "preview", "secret_like"]
+__all__ = [
+    "SecretMatch",
+    "credential_name",
+    "entropy",
+    "find_secrets",
+    "preview",
+    "secret_like",
+]
 
 # The redactor's provider formats, in its order (password hashes left out: not credentials).
-_TOKEN_RULES: Final = (*DASH_RULES, *UNDERSCORE_RULES, *CAPITAL_A_RULES, *CAPITAL_S_RULES,
-                       SLACK_WEBHOOK)  # fmt: skip
+_TOKEN_RULES: Final = (
+    *DASH_RULES,
+    *UNDERSCORE_RULES,
+    *CAPITAL_A_RULES,
+    *CAPITAL_S_RULES,
+    SLACK_WEBHOOK,
+)
 _MIN_GENERIC: Final = 8
 _MAX_GENERIC: Final = 1024
 _MIN_ENTROPY: Final = 3.0
@@ -76,7 +92,8 @@ _MIN_PEM_BODY: Final = 64
 _ASSIGNMENT_RE: Final = re.compile(
     r"""(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,63})["']?[ \t]{0,3}"""
     r"""(?::[ \t]{0,3}[A-Za-z_][A-Za-z0-9_.\[\], |]{0,40}?[ \t]{0,3})?"""
-    r"""(?::=|=>|\?\?=|\|\|=|=|:)[ \t]{0,3}[rbuf]{0,2}(?P<q>["'`])(?P<value>[^"'`\\\n]{8,1024})(?P=q)"""
+    r"""(?::=|=>|\?\?=|\|\|=|=|:)[ \t]{0,3}[rbuf]{0,2}"""
+    r"""(?P<q>["'`])(?P<value>[^"'`\\\n]{8,1024})(?P=q)"""
 )
 _PLACEHOLDER_RE: Final = re.compile(
     r"example|sample|placeholder|change[_\-. ]?(?:me|it|this)|your[_\-. ]|dummy|fake|redacted"
@@ -84,16 +101,41 @@ _PLACEHOLDER_RE: Final = re.compile(
     re.IGNORECASE,
 )
 _CODE_RE: Final = re.compile(
-    r"^[A-Za-z_]+(?:\.[A-Za-z_]+)+$|[()\[\]]|^\$|^%|environ|getenv"
+    r"^[A-Za-z_]+(?:\.[A-Za-z_]+)+$|[()\[\]`]|^\$|^%|environ|getenv"
     r"|process\.env|^[a-z_][a-z0-9_]*$|^[A-Z_][A-Z0-9_]*$|^(?:/|\./|~/|https?://|file:)"
 )
 _UUID_RE: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 )
 _RUNS: Final = ("abcdefgh", "bcdefghi", "12345678", "23456789", "01234567", "ABCDEFGH", "qwertyui")
+_SEPARATORS_RE: Final = re.compile(r"[\s\-_.;,:/%+]+")
+_WORD_RE: Final = re.compile(r"[a-z]+|[A-Z][a-z]+|[A-Z]{1,5}|[0-9]+")
+# Key categories that name runtime values (a cookie, a signature, a card), not credentials.
+_NOT_CREDENTIALS: Final = frozenset(
+    ("cookie", "session", "signature", "csrf", "card", "ssn", "pin", "otp", "code")
+)
 _DEFAULT_PASSWORDS: Final = frozenset(
-    "password pass passwd pwd secret postgres mysql root admin guest test user redis rabbitmq "
-    "changeme changeit example default sa".split()
+    (
+        "password",
+        "pass",
+        "passwd",
+        "pwd",
+        "secret",
+        "postgres",
+        "mysql",
+        "root",
+        "admin",
+        "guest",
+        "test",
+        "user",
+        "redis",
+        "rabbitmq",
+        "changeme",
+        "changeit",
+        "example",
+        "default",
+        "sa",
+    )
 )
 
 
@@ -141,12 +183,27 @@ def _character_classes(value: str) -> int:
     )
 
 
+def _readable(value: str) -> bool:
+    """Words and numbers joined by separators (`hunter2-sync`, `long enough pw`, `x-api-key;
+    x-partner`, `AWS access key ID`): prose, names or a demo value, not a generated secret."""
+    parts = [p for p in _SEPARATORS_RE.split(value) if p]
+    if len(parts) < 2:
+        return False
+    return sum(not _WORD_RE.fullmatch(p) for p in parts) <= 1
+
+
+def _password_hash(value: str) -> bool:
+    return any(rule.pattern.fullmatch(value) for rule in DOLLAR_RULES)
+
+
 def secret_like(value: str) -> bool:
     """Whether a value assigned to a secret-looking name looks like a real secret."""
     value = value.strip()
     if not _MIN_GENERIC <= len(value) <= _MAX_GENERIC:
         return False
     if _PLACEHOLDER_RE.search(value) or _CODE_RE.search(value) or _UUID_RE.match(value):
+        return False
+    if _readable(value) or _password_hash(value):
         return False
     if any(run in value for run in _RUNS) or len(set(value)) <= 4:
         return False
@@ -213,16 +270,25 @@ def _credentials(text: str, found: list[SecretMatch]) -> None:
                     _add(found, SecretMatch(rule, m.start(3), m.end(3)))
 
 
+def credential_name(name: str) -> str | None:
+    """The category of a name that holds a credential (`DB_PASSWORD` -> `password`), or None;
+    paths (`/token`) and names of runtime values (`session_id`, `signature`) are not."""
+    if name.startswith("/"):
+        return None
+    rule = classify_key(name)
+    return None if rule in _NOT_CREDENTIALS else rule
+
+
 def _assignments(text: str, found: list[SecretMatch]) -> None:
     if may_hold_pair(text):
-        for start, end, rule in sensitive_pairs(text, classify_key):
+        for start, end, rule in sensitive_pairs(text, credential_name):
             if secret_like(text[start:end]):
                 _add(found, SecretMatch(rule, start, end))
     if "=" in text or ":" in text:
         for m in _ASSIGNMENT_RE.finditer(text):
-            rule = classify_key(m.group("name"))
-            if rule is not None and secret_like(m.group("value")):
-                _add(found, SecretMatch(rule, m.start("value"), m.end("value")))
+            category = credential_name(m.group("name"))
+            if category is not None and secret_like(m.group("value")):
+                _add(found, SecretMatch(category, m.start("value"), m.end("value")))
 
 
 def find_secrets(text: str) -> list[SecretMatch]:
