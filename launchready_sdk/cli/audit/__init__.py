@@ -364,8 +364,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_INTERRUPTED
     scrub = _report.Scrubber(secrets)
     findings = _report.sort_findings(scrub.finding(f) for f in found)
-    skipped = {part: [scrub(r) for r in reasons] for part, reasons in skipped.items()}
-    notes = {part: [scrub(n) for n in items] for part, items in notes.items()}
+    skipped = {part: [scrub.message(r) for r in reasons] for part, reasons in skipped.items()}
+    notes = {part: [scrub.message(n) for n in items] for part, items in notes.items()}
     sys.stdout.write(_report.render_table(findings, skipped, notes))
     target = " ".join(
         filter(None, [options.url, *options.domains, str(options.repo) if options.repo else ""])

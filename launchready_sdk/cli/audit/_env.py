@@ -328,6 +328,10 @@ def _where(reads: list[Read]) -> str:
     return f"{first.path}:{first.line}{more}"
 
 
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
 def _listed(names: list[str]) -> str:
     shown = ", ".join(names[:_MAX_LISTED])
     return shown + (f" and {len(names) - _MAX_LISTED} more" if len(names) > _MAX_LISTED else "")
@@ -382,7 +386,7 @@ def _compare(inv: Inventory, example: Path, shown: str, result: PartResult) -> N
         result.add(
             "env-undocumented",
             "later",
-            f"{len(optional)} variables with defaults are read but not in {shown}: "
+            f"{_count(len(optional), 'variable')} with defaults read but not in {shown}: "
             f"{_listed(optional)}",
             "; ".join(_where(inv.reads[n]) for n in optional[:3]),
             f"List them in {shown}, commented out with their defaults, so operators know they "
@@ -406,7 +410,8 @@ def _compare(inv: Inventory, example: Path, shown: str, result: PartResult) -> N
         result.add(
             "env-undocumented",
             "later",
-            f"{len(others)} variables in {shown} are never read by the code: {_listed(others)}",
+            f"{_count(len(others), 'variable')} in {shown} never read by the code: "
+            f"{_listed(others)}",
             ", ".join(f"{shown}:{documented[n]}" for n in others[:5]),
             "Remove them from the file, or check the code reads them under that exact name.",
         )
@@ -421,7 +426,7 @@ def run(options: Options, deadline: float) -> PartResult:
     inv = inventory(root, top is not None, deadline, result)
     if inv.dynamic:
         result.notes.append(
-            f"{len(inv.dynamic)} reads with computed names could not be resolved "
+            f"{_count(len(inv.dynamic), 'read')} with computed names could not be resolved "
             f"(first at {inv.dynamic[0]})"
         )
     if inv.unparsable:
@@ -436,14 +441,17 @@ def run(options: Options, deadline: float) -> PartResult:
             result.add(
                 "env-undocumented",
                 "soon",
-                f"no .env.example: the code reads {len(names)} variables ({_listed(names)})",
+                f"no .env.example: the code reads {_count(len(names), 'variable')} "
+                f"({_listed(names)})",
                 _where(inv.reads[names[0]]),
                 "Commit a .env.example naming every variable (no values) so a deploy can be "
                 "checked against it; or name the file with --env-example.",
             )
-        result.notes.append(f"{len(inv.reads)} variables read by the code")
+        result.notes.append(f"{_count(len(inv.reads), 'variable')} read by the code")
         return result
     shown = os.path.relpath(example, root) if example.is_relative_to(root) else str(example)
     _compare(inv, example, shown, result)
-    result.notes.append(f"{len(inv.reads)} variables read by the code, compared with {shown}")
+    result.notes.append(
+        f"{_count(len(inv.reads), 'variable')} read by the code, compared with {shown}"
+    )
     return result

@@ -2,8 +2,9 @@
 ticket. All three come from the same sorted findings.
 
 Security stance: every string that reaches an output is scrubbed of the secret values the run
-saw (replaced by their preview) and passed through the log redactor, so a secret is never
-printed whole, even when it slipped into a path or an error message.
+saw (replaced by their preview), and the reasons and notes, which can quote error messages,
+also pass through the log redactor: a secret is never printed whole, even when it slipped into
+a path or an error message.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ _ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 
 
 class Scrubber:
-    """Replaces known secret values (longest first) by their preview, then redacts."""
+    """Replaces known secret values (longest first) by their preview; `message` also runs the
+    log redactor, for text that came from elsewhere (error messages)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         self._secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
@@ -31,8 +33,11 @@ class Scrubber:
         for secret in self._secrets:
             if secret in text:
                 text = text.replace(secret, preview(secret))
-        out = redact(text)
-        return out if isinstance(out, str) else text
+        return text
+
+    def message(self, text: str) -> str:
+        out = redact(self(text))
+        return out if isinstance(out, str) else self(text)
 
     def finding(self, f: Finding) -> Finding:
         return Finding(f.id, f.severity, self(f.title), self(f.where), self(f.fix))

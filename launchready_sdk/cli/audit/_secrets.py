@@ -245,9 +245,9 @@ class SecretScan:
             for rule, value, index in scan_text(data.decode("utf-8", "replace")):
                 self._note(self.tree, rule, value, Place(path, index + 1))
         if skipped_big:
-            self.result.notes.append(f"{skipped_big} files over 2 MB not read")
+            self.result.notes.append(f"{skipped_big} file{_s(skipped_big)} over 2 MB not read")
         if skipped_binary:
-            self.result.notes.append(f"{skipped_binary} binary files not read")
+            self.result.notes.append(f"{skipped_binary} binary file{_s(skipped_binary)} not read")
 
     def scan_history(self) -> None:
         stats = _git.HistoryStats()
@@ -337,6 +337,10 @@ class SecretScan:
                 "the names only; rotate every secret it held (the history keeps them)."
             )
             self.result.add("env-file-committed", "blocker", title, where, fix)
+
+
+def _s(n: int) -> str:
+    return "" if n == 1 else "s"
 
 
 def _day(when: int) -> str:
