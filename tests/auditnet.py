@@ -91,9 +91,17 @@ def dns_server(zone: Zone) -> Iterator[tuple[str, ZoneResolver]]:
     """A DNS server for `zone` on 127.0.0.1 (UDP and TCP): yields ("127.0.0.1:PORT", resolver)."""
     resolver = ZoneResolver(zone)
     logger = _QuietLogger()
-    udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger)
-    port = udp.server.server_address[1]
-    tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True, logger=logger)
+    for _ in range(50):  # a free UDP port may be taken for TCP: try another
+        udp = DNSServer(resolver, address="127.0.0.1", port=0, logger=logger)
+        port = udp.server.server_address[1]
+        try:
+            tcp = DNSServer(resolver, address="127.0.0.1", port=port, tcp=True, logger=logger)
+        except OSError:
+            udp.server.server_close()
+            continue
+        break
+    else:
+        raise RuntimeError("no port free for both UDP and TCP")
     udp.start_thread()
     tcp.start_thread()
     try:

@@ -420,7 +420,8 @@ def _compare(inv: Inventory, example: Path, shown: str, result: PartResult) -> N
 def run(options: Options, deadline: float) -> PartResult:
     """The environment part over `options.repo`."""
     result = PartResult()
-    assert options.repo is not None
+    if options.repo is None:
+        raise ValueError("--repo is required")
     top = _git.work_tree(options.repo)
     root = top if top is not None else options.repo
     inv = inventory(root, top is not None, deadline, result)

@@ -226,7 +226,8 @@ def history(repo: Path, deadline: float, stats: HistoryStats) -> Iterator[AddedT
         stdin=subprocess.DEVNULL,
         env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
     )
-    assert proc.stdout is not None
+    if proc.stdout is None:
+        raise GitError("git log gave no output stream")
     try:
         yield from _parse(proc.stdout, deadline, stats)
     finally:

@@ -208,55 +208,59 @@ def _cors(fetcher: Fetcher, url: str, g: Grading, result: PartResult) -> None:
             return
 
 
+def _https_page(fetcher: Fetcher, url: str) -> str | None:
+    """The HTTPS page to grade: the URL itself, or where its http:// redirect leads."""
+    if urllib.parse.urlsplit(url).scheme == "https":
+        return url
+    first = fetcher.fetch("GET", with_scheme(url, "http"))
+    target = first.location or ""
+    return target if 300 <= first.status < 400 and target.startswith("https://") else None
+
+
+def _grade(page: Reply, g: Grading, result: PartResult) -> None:
+    _hsts(page, g, result)
+    csp = _grade_csp(page.headers, g)
+    _grade_cookies(page.headers, g)
+    _grade_rest(page.headers, csp, g)
+    score = g.final()
+    others = [f for f in g.failed if "Strict-Transport" not in f and "HSTS" not in f]
+    text = f"grade {grade(score)} ({score}/100, the HTTP Observatory's header tests)"
+    if others:
+        result.add(
+            "security-headers",
+            "soon" if score < 70 else "later",
+            f"{page.url}: {text}; " + "; ".join(others),
+            f"GET {page.url} -> {page.status}",
+            "Send the missing headers on every response (launchready's security_headers=True "
+            "and csp do); keep inline scripts out of the CSP, or use nonces.",
+        )
+    else:
+        result.notes.append(f"{page.url}: {text}")
+
+
 def run(options: Options, deadline: float) -> PartResult:
     """The header and CORS checks of `--url`."""
     result = PartResult()
-    assert options.url is not None
+    if options.url is None:
+        raise ValueError("--url is required")
     try:
         fetcher = Fetcher(options)
     except LookupFailed as exc:
         result.skipped.append(str(exc))
         return result
     try:
-        url = options.url
-        if urllib.parse.urlsplit(url).scheme == "http":
-            first = fetcher.fetch("GET", with_scheme(url, "http"))
-            target = first.location or ""
-            if not (300 <= first.status < 400 and target.startswith("https://")):
-                result.skipped.append(
-                    f"{url} does not lead to https://: headers graded on "
-                    "HTTP are meaningless (HSTS is ignored there)"
-                )
-                return result
-            url = target
-        page = fetcher.fetch("GET", url)
+        https = _https_page(fetcher, options.url)
         g = Grading()
-        _hsts(page, g, result)
-        csp = _grade_csp(page.headers, g)
-        _grade_cookies(page.headers, g)
-        _grade_rest(page.headers, csp, g)
-        _cors(fetcher, url, g, result)
+        if https is None:
+            result.skipped.append(
+                f"{options.url} does not lead to https://: headers are not graded on plain "
+                "HTTP (HSTS is ignored there); CORS is checked on it"
+            )
+        _cors(fetcher, https or options.url, g, result)
+        if https is not None:
+            _grade(fetcher.fetch("GET", https), g, result)
     except FetchError as exc:
         result.skipped.append(f"headers: {exc}")
-        return result
     finally:
         fetcher.close()
-    score = g.final()
-    others = [
-        f
-        for f in g.failed
-        if "Strict-Transport" not in f and "HSTS" not in f and "credentialed" not in f
-    ]
-    text = f"grade {grade(score)} ({score}/100, the HTTP Observatory's header tests)"
-    if others:
-        result.add(
-            "security-headers",
-            "soon" if score < 70 else "later",
-            f"{url}: {text}; " + "; ".join(others),
-            f"GET {url} -> {page.status}",
-            "Send the missing headers on every response (launchready's security_headers=True "
-            "and csp do); keep inline scripts out of the CSP, or use nonces.",
-        )
-    else:
-        result.notes.append(f"{url}: {text}")
     return result

@@ -5,8 +5,8 @@ The `--url` is requested with `http://` (on the URL's own port when it names one
 each `Location` followed by hand, up to 10 hops. The HTTP Observatory's order is the target:
 HTTPS on the same host first, then at most one more hop to the canonical host; permanent
 redirects (301/308); never back to `http://`. Each `--webhook-path` is then POSTed (`{}`, no
-signature) at the `--url`'s origin: a 3xx there loses the event, since providers do not follow
-redirects for webhooks (or turn the POST into a GET).
+signature) at the HTTPS origin (the `--url`'s, or where its `http://` leads): a 3xx there loses
+the event, since providers do not follow redirects for webhooks (or turn the POST into a GET).
 
 Severities: no redirect to HTTPS, a downgrade, or a loop is a blocker, as is a redirected
 webhook; a first hop to another host, more than two hops, or a temporary redirect is "soon".
@@ -55,6 +55,15 @@ def follow(fetcher: Fetcher, url: str, method: str = "GET") -> tuple[list[Reply]
         url = target
 
 
+def _urls(replies: list[Reply]) -> list[str]:
+    """Every URL of the chain: each request's, and the last Location when it was not fetched."""
+    urls = [r.url for r in replies]
+    last = replies[-1].location
+    if last and 300 <= replies[-1].status < 400:
+        urls.append(last)
+    return urls
+
+
 def _chain_text(replies: list[Reply]) -> str:
     steps = [f"{r.url} -> {r.status}" for r in replies]
     last = replies[-1].location
@@ -89,8 +98,7 @@ def _judge(start: str, replies: list[Reply], end: str, result: PartResult) -> No
             "canonical-host rules point at each other.",
         )
         return
-    urls = [r.url for r in replies] + ([replies[-1].location or ""] if end != "done" else [])
-    schemes = [urllib.parse.urlsplit(u).scheme for u in urls if u]
+    schemes = [urllib.parse.urlsplit(u).scheme for u in _urls(replies)]
     https_at = next((i for i, s in enumerate(schemes) if s == "https"), None)
     if https_at is None:
         result.add(
@@ -142,9 +150,7 @@ def _judge(start: str, replies: list[Reply], end: str, result: PartResult) -> No
         )
 
 
-def _webhooks(fetcher: Fetcher, options: Options, result: PartResult) -> None:
-    assert options.url is not None
-    base = origin(options.url)
+def _webhooks(fetcher: Fetcher, base: str, options: Options, result: PartResult) -> None:
     for path in options.webhook_paths:
         url = base + path
         try:
@@ -171,7 +177,8 @@ def _webhooks(fetcher: Fetcher, options: Options, result: PartResult) -> None:
 def run(options: Options, deadline: float) -> PartResult:
     """The redirect and webhook checks of `--url`."""
     result = PartResult()
-    assert options.url is not None
+    if options.url is None:
+        raise ValueError("--url is required")
     try:
         fetcher = Fetcher(options)
     except LookupFailed as exc:
@@ -179,6 +186,7 @@ def run(options: Options, deadline: float) -> PartResult:
         return result
     try:
         start = with_scheme(options.url, "http")
+        base = origin(options.url)
         try:
             replies, end = follow(fetcher, start)
         except FetchError as exc:
@@ -195,7 +203,10 @@ def run(options: Options, deadline: float) -> PartResult:
                 result.skipped.append(f"redirects: {start} did not answer ({exc})")
         else:
             _judge(start, replies, end, result)
-        _webhooks(fetcher, options, result)
+            if base.startswith("http:"):  # webhooks are registered at the HTTPS origin
+                https = [u for u in _urls(replies) if u.startswith("https://")]
+                base = origin(https[0]) if https else base
+        _webhooks(fetcher, base, options, result)
     finally:
         fetcher.close()
     return result

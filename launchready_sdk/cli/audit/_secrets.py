@@ -352,7 +352,8 @@ def _day(when: int) -> str:
 def run(options: Options, deadline: float) -> PartResult:
     """The secrets part: tree, history and `.env` files of `options.repo`."""
     result = PartResult()
-    assert options.repo is not None
+    if options.repo is None:
+        raise ValueError("--repo is required")
     top = _git.work_tree(options.repo)
     root = top if top is not None else options.repo
     scan = SecretScan(root, options, deadline, result)

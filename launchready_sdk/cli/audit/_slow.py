@@ -42,7 +42,8 @@ def parse(text: str) -> dict[str, tuple[float | None, float | None]]:
 def run(options: Options, deadline: float) -> PartResult:
     """The slow-route check of `--url`'s `/metrics`."""
     result = PartResult()
-    assert options.url is not None
+    if options.url is None:
+        raise ValueError("--url is required")
     url = origin(options.url) + options.metrics_path
     try:
         fetcher = Fetcher(options)

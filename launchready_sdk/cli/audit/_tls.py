@@ -56,7 +56,8 @@ def thresholds(lifetime: datetime.timedelta) -> tuple[datetime.timedelta, dateti
 
 def https_origin(options: Options, fetcher: Fetcher) -> tuple[str, int] | None:
     """(host, port) of the site's HTTPS origin; None when an http:// URL leads to no https."""
-    assert options.url is not None
+    if options.url is None:
+        raise ValueError("--url is required")
     parts = urllib.parse.urlsplit(options.url)
     if parts.scheme == "https":
         return parts.hostname or "", parts.port or 443
