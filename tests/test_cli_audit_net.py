@@ -119,7 +119,8 @@ def test_spf_over_ten_lookups_two_records_and_plus_all(
     assert "over.test's SPF record needs 11 DNS lookups (max 10)" in found
     assert "two.test has more than one SPF record" in found
     assert "open.test's SPF record ends in +all" in found
-    assert ("spf-invalid", "blocker") in run["found"] and run["status"] == 1
+    assert ("spf-invalid", "blocker") in run["found"]
+    assert run["status"] == 1
 
 
 def test_missing_spf_dmarc_mx_and_p_none(
@@ -215,9 +216,11 @@ def test_resolver_that_never_answers(capsys: pytest.CaptureFixture[str], tmp_pat
         run = run_audit(
             capsys, tmp_path, "--resolver", address, "--domain", "shop.test", "--timeout", "1"
         )
-    assert run["report"]["findings"] == [] and run["status"] == 0
+    assert run["report"]["findings"] == []
+    assert run["status"] == 0
     assert f"dns: shop.test: {address} did not answer shop.test" in run["out"]
-    assert "email: shop.test:" in run["out"] and "not run" in run["out"]
+    assert "email: shop.test:" in run["out"]
+    assert "not run" in run["out"]
     assert run["seconds"] < 20
 
 
@@ -317,12 +320,14 @@ def test_tls_expired_and_wrong_name(
                             not_after=NOW - DAY)  # fmt: skip
     run = tls_audit(capsys, tmp_path, ca_file, expired)
     invalid = titles(run, "tls-invalid")
-    assert len(invalid) == 2 and all("certificate has expired" in t for t in invalid)
+    assert len(invalid) == 2
+    assert all("certificate has expired" in t for t in invalid)
     assert run["status"] == 1
     apex_only = ca.issue_cert("shop.test", not_before=NOW - DAY, not_after=NOW + 89 * DAY)
     run = tls_audit(capsys, tmp_path, ca_file, apex_only)
     invalid = titles(run, "tls-invalid")
-    assert len(invalid) == 1 and invalid[0].startswith("the certificate of www.shop.test")
+    assert len(invalid) == 1
+    assert invalid[0].startswith("the certificate of www.shop.test")
     assert "Hostname mismatch" in invalid[0]
 
 
@@ -346,7 +351,8 @@ def test_tls_server_that_hangs_mid_handshake(
         )  # fmt: skip
     hung = titles(run, "tls-invalid")
     assert "the TLS handshake with shop.test did not finish within 1 s" in hung
-    assert "headers:" in run["out"] and run["seconds"] < 30
+    assert "headers:" in run["out"]
+    assert run["seconds"] < 30
 
 
 # --- redirects, webhooks, headers ---------------------------------------------------------
@@ -407,7 +413,8 @@ def test_temporary_redirect_and_redirected_webhook(
             capsys, tmp_path, "--url", f"https://shop.test:{https_shop}/", "--resolver", address,
             "--ca-file", ca_file, "--webhook-path", "/webhooks/slash", "--timeout", "2",
         )  # fmt: skip
-    assert ("webhook-redirected", "blocker") in run["found"] and run["status"] == 1
+    assert ("webhook-redirected", "blocker") in run["found"]
+    assert run["status"] == 1
     assert "https-redirect-missing" in {f[0] for f in run["found"]}  # nothing on plain HTTP
 
 
@@ -470,7 +477,8 @@ def test_missing_headers_are_graded(
         )  # fmt: skip
     assert {("hsts-missing", "soon"), ("security-headers", "soon")} <= run["found"]
     graded = titles(run, "security-headers")[0]
-    assert "grade F (0/100" in graded and "cookie sessionid without Secure" in graded
+    assert "grade F (0/100" in graded
+    assert "cookie sessionid without Secure" in graded
     assert "no Content-Security-Policy" in graded
 
 
@@ -486,7 +494,8 @@ def test_cors_and_slow_routes_on_a_real_app(
     run = run_audit(capsys, tmp_path, "--url", server.url + "/", "--timeout", "3")
     assert ("cors-wildcard-credentials", "blocker") in run["found"]
     slow = titles(run, "slow-route")
-    assert len(slow) == 1 and slow[0].startswith("GET /reports/{id} p95 is 2")
+    assert len(slow) == 1
+    assert slow[0].startswith("GET /reports/{id} p95 is 2")
     assert ("slow-route", "blocker") in run["found"]
     assert ("https-redirect-missing", "blocker") in run["found"]
 
