@@ -76,21 +76,25 @@ __all__ = [
     "secret_like",
 ]
 
-# The redactor's provider formats, in its order (password hashes left out: not credentials).
-_TOKEN_RULES: Final = (
-    *DASH_RULES,
-    *UNDERSCORE_RULES,
-    *CAPITAL_A_RULES,
-    *CAPITAL_S_RULES,
-    SLACK_WEBHOOK,
+# Grouped as the redactor groups them: one substring test skips a whole group.
+_TOKEN_GROUPS: Final = (
+    ("-", DASH_RULES),
+    ("_", UNDERSCORE_RULES),
+    ("A", CAPITAL_A_RULES),
+    ("S", CAPITAL_S_RULES),
+    ("hooks.slack.com", (SLACK_WEBHOOK,)),
 )
+# The redactor's provider formats (password hashes left out: not credentials).
+_TOKEN_RULES: Final = tuple(rule for _, rules in _TOKEN_GROUPS for rule in rules)
+
 _MIN_GENERIC: Final = 8
 _MAX_GENERIC: Final = 1024
 _MIN_ENTROPY: Final = 3.0
 _MIN_PEM_BODY: Final = 64
+_MIN_SIGNATURE: Final = 16
 # `NAME = "value"`, `NAME: type = 'value'`, `name := "value"`, `name => "value"`, `"name": "v"`.
 _ASSIGNMENT_RE: Final = re.compile(
-    r"""(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,63})["']?[ \t]{0,3}"""
+    r"""(?<![A-Za-z0-9_.\-])(?P<name>[A-Za-z_][A-Za-z0-9_.\-]{0,63})["']?[ \t]{0,3}"""
     r"""(?::[ \t]{0,3}[A-Za-z_][A-Za-z0-9_.\[\], |]{0,40}?[ \t]{0,3})?"""
     r"""(?::=|=>|\?\?=|\|\|=|=|:)[ \t]{0,3}[rbuf]{0,2}"""
     r"""(?P<q>["'`])(?P<value>[^"'`\\\n]{8,1024})(?P=q)"""
@@ -103,6 +107,7 @@ _PLACEHOLDER_RE: Final = re.compile(
 _CODE_RE: Final = re.compile(
     r"^[A-Za-z_]+(?:\.[A-Za-z_]+)+$|[()\[\]`]|^\$|^%|environ|getenv"
     r"|process\.env|^[a-z_][a-z0-9_]*$|^[A-Z_][A-Z0-9_]*$|^(?:/|\./|~/|https?://|file:)"
+    r"|\\[nrt]"
 )
 _UUID_RE: Final = re.compile(
     r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
@@ -217,7 +222,10 @@ def _pem_body_real(text: str) -> bool:
 
 
 def _jwt_real(token: str) -> bool:
-    head = token.split(".", 1)[0]
+    """A decodable JSON header and a signature (an unsigned token grants nothing by itself)."""
+    head, _, rest = token.partition(".")
+    if len(rest.partition(".")[2]) < _MIN_SIGNATURE:
+        return False
     try:
         raw = base64.urlsafe_b64decode(head + "=" * (-len(head) % 4))
     except (binascii.Error, ValueError):
@@ -249,11 +257,14 @@ def _formats(text: str, found: list[SecretMatch]) -> None:
         for m in JWT_RE.finditer(text):
             if m.group(1) is not None and _jwt_real(m.group()):
                 _add(found, SecretMatch("jwt", m.start(), m.end()))
-    for rule in _TOKEN_RULES:
-        if any(hint in text for hint in rule.hints):
-            for m in rule.pattern.finditer(text):
-                if rule.accepts(m) and not _fake_token(m.group()):
-                    _add(found, SecretMatch(rule.rule, m.start(), m.end()))
+    for marker, rules in _TOKEN_GROUPS:
+        if marker not in text:
+            continue
+        for rule in rules:
+            if any(hint in text for hint in rule.hints):
+                for m in rule.pattern.finditer(text):
+                    if rule.accepts(m) and not _fake_token(m.group()):
+                        _add(found, SecretMatch(rule.rule, m.start(), m.end()))
 
 
 def _credentials(text: str, found: list[SecretMatch]) -> None:
@@ -276,6 +287,8 @@ def credential_name(name: str) -> str | None:
     if name.startswith("/"):
         return None
     rule = classify_key(name)
+    if rule == "jwt":  # `JWT_SECRET = "..."` holds a signing secret, not a token
+        return "secret"
     return None if rule in _NOT_CREDENTIALS else rule
 
 

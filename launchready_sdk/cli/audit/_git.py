@@ -120,22 +120,18 @@ def added_paths(repo: Path, timeout_s: float) -> dict[bytes, tuple[str, int]]:
     return paths
 
 
-def refs_containing(repo: Path, commit: str, limit: int = 3) -> list[str]:
+def reachable_from(repo: Path, commits: list[str]) -> dict[str, str]:
+    """For each commit, a branch or tag it is reachable from (`git name-rev`, one call)."""
+    if not commits:
+        return {}
     try:
-        out = git(
-            repo,
-            "for-each-ref",
-            "--contains",
-            commit,
-            "--format=%(refname:short)",
-            "refs/heads",
-            "refs/remotes",
-            "refs/tags",
-            timeout_s=10,
-        )
+        out = git(repo, "name-rev", "--name-only", "--no-undefined", "--exclude=refs/stash",
+                  *commits, timeout_s=30)  # fmt: skip
     except GitError:
-        return []
-    return [display_path(r) for r in out.splitlines()[:limit]]
+        return {}
+    names = [display_path(line).split("~")[0].split("^")[0] for line in out.splitlines()]
+    pairs = zip(commits, names, strict=False)
+    return {c: n.removeprefix("tags/").removeprefix("remotes/") for c, n in pairs}
 
 
 def _unquote(raw: bytes) -> bytes:
@@ -193,13 +189,6 @@ class HistoryStats:
     stopped: bool = False
 
 
-class _Hunk:
-    __slots__ = ("added_left", "line")
-
-    def __init__(self, line: int, added: int) -> None:
-        self.line, self.added_left = line, added
-
-
 def history(repo: Path, deadline: float, stats: HistoryStats) -> Iterator[AddedText]:
     """The added lines of every commit on every ref (`git log -p --all`, no context, no merges'
     combined diffs), file by file; stops (and sets `stats.stopped`) at `deadline`."""
@@ -240,33 +229,36 @@ def history(repo: Path, deadline: float, stats: HistoryStats) -> Iterator[AddedT
 def _parse(stream: object, deadline: float, stats: HistoryStats) -> Iterator[AddedText]:
     commit, when = "", 0
     current: AddedText | None = None
-    hunk: _Hunk | None = None
+    line_no = added_left = 0
     count = 0
-    for raw in stream:  # type: ignore[attr-defined]
-        line: bytes = raw.rstrip(b"\n")
+    for line in stream:  # type: ignore[attr-defined]
+        if added_left > 0:
+            first = line[:1]
+            if first == b"+":
+                if current is not None:
+                    _keep(current, line_no, line[1:].rstrip(b"\n"), stats)
+                line_no += 1
+                added_left -= 1
+                continue
+            if first in (b"-", b"\\"):
+                continue
         count += 1
-        if count % 2048 == 0 and time.monotonic() > deadline:
+        if count % 1024 == 0 and time.monotonic() > deadline:
             stats.stopped = True
             break
-        if hunk is not None and hunk.added_left > 0 and line[:1] in (b"+", b"-", b"\\"):
-            if line[:1] == b"+" and current is not None:
-                _keep(current, hunk.line, line[1:], stats)
-                hunk.line += 1
-                hunk.added_left -= 1
-            continue
         if line.startswith(_COMMIT_MARK):
             if current is not None and current.lines:
                 yield current
-            current, hunk = None, None
-            sha, _, ct = line[1:].partition(b" ")
+            current, added_left = None, 0
+            sha, _, ct = line[1:].rstrip(b"\n").partition(b" ")
             commit, when = sha.decode(), int(ct or 0)
             stats.commits += 1
         elif line.startswith(b"diff --git "):
             if current is not None and current.lines:
                 yield current
-            current, hunk = None, None
+            current, added_left = None, 0
         elif line.startswith(b"+++ "):
-            target = line[4:]
+            target = line[4:].rstrip(b"\n")
             if target != b"/dev/null":
                 path = _unquote(target)
                 current = AddedText(commit, when, path[2:] if path.startswith(b"b/") else path)
@@ -274,7 +266,7 @@ def _parse(stream: object, deadline: float, stats: HistoryStats) -> Iterator[Add
         elif line.startswith(b"@@"):
             m = _HUNK_RE.match(line)
             if m is not None:
-                hunk = _Hunk(int(m.group(1)), int(m.group(2) or b"1"))
+                line_no, added_left = int(m.group(1)), int(m.group(2) or b"1")
         elif line.startswith(b"Binary files "):
             stats.binary += 1
     if current is not None and current.lines and not stats.stopped:

@@ -296,15 +296,17 @@ class SecretScan:
                 )
             title = f"{label(rule)} {preview(value)} in the working tree"
             self.result.add("secret-in-tree", "blocker", title, where, fix)
+        shown: list[tuple[str, str, Place]] = []
         for (rule, value), seen in sorted(self.past.items(), key=lambda kv: kv[1].first.when):
             self.result.secrets.add(value)
+            c = seen.first
             if (rule, value) in self.tree:
                 continue
-            c = seen.first
-            if self._accepted(fingerprint(rule, c.path, value), rule, c.path):
-                continue
-            refs = _git.refs_containing(self.root, c.commit)
-            on = f", on {', '.join(refs)}" if refs else ""
+            if not self._accepted(fingerprint(rule, c.path, value), rule, c.path):
+                shown.append((rule, value, c))
+        refs = _git.reachable_from(self.root, sorted({c.commit for _, _, c in shown}))
+        for rule, value, c in shown:
+            on = f", reachable from {refs[c.commit]}" if c.commit in refs else ""
             where = f"{c.path}:{c.line} in commit {c.commit[:12]} ({_day(c.when)}{on})"
             title = f"{label(rule)} {preview(value)} in the git history (deleted since)"
             fix = (
