@@ -5,7 +5,7 @@ credentials, and the regexes and helpers for `key=value` pairs.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from launchready_sdk.redaction._markers import MARKER_RE, marker_for
@@ -41,6 +41,7 @@ KV_VALUE_RE: Final = re.compile(
     r"""([^\s&,;"'<>]{1,4096}))"""
 )
 # Searched in the text with every digit turned into `0`, so that the search starts from a literal.
+_UNKNOWN: Final = object()
 SAFE_VALUES: Final = frozenset(("true", "false", "null", "none", ""))  # cannot hide a secret
 
 
@@ -79,10 +80,12 @@ def replace_userinfo(m: re.Match[str]) -> str:
     return f"://{m.group(1)}:{marker_for('password')}@"
 
 
-def sensitive_pairs(text: str, rule_of: Callable[[str], object]) -> list[tuple[int, int, str]]:
+def sensitive_pairs(
+    text: str, rule_of: Callable[[str], object], known: Mapping[object, object] | None = None
+) -> list[tuple[int, int, str]]:
     """(start, end, rule) of each value in `key=value`, `key: value` or `"key": "value"` pairs
     whose key `rule_of` gives a rule (None: not sensitive); `true`, `null`, `""` and markers
-    are skipped.
+    are skipped. `known` holds verdicts already made (looked up first, inline).
 
     Separators and their keys are found in one search over the reversed text; only the
     pairs whose key is sensitive reach Python, then values are matched left to right.
@@ -90,8 +93,12 @@ def sensitive_pairs(text: str, rule_of: Callable[[str], object]) -> list[tuple[i
     n = len(text)
     spans: list[tuple[int, int, str]] = []
     pos = 0
+    cache = known if known is not None else {}
     for m in reversed(list(KV_REVERSED_RE.finditer(text[::-1]))):
-        rule = rule_of(m.group(m.lastindex or 0)[::-1])
+        key = m.group(m.lastindex or 0)[::-1]
+        rule = cache.get(key, _UNKNOWN)
+        if rule is _UNKNOWN:
+            rule = rule_of(key)
         if rule is None or n - m.end(1) < pos:
             continue
         value = KV_VALUE_RE.match(text, n - m.start(1))

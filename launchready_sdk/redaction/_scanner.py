@@ -23,7 +23,7 @@ from launchready_sdk.redaction._credentials import (
     replace_userinfo,
     sensitive_pairs,
 )
-from launchready_sdk.redaction._keys import MISSING, KeyRules
+from launchready_sdk.redaction._keys import KeyRules
 from launchready_sdk.redaction._markers import (
     EMAIL_MARKER,
     MARKER_RE,
@@ -186,14 +186,10 @@ class TextScanner(KeyRules):
 
     def _pairs(self, text: str) -> str:
         """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule."""
-        spans = sensitive_pairs(text, self._pair_rule)
+        spans = sensitive_pairs(text, self._key_rule, self._keys)
         if not spans:
             return text
         return splice(text, [(start, end, marker_for(rule)) for start, end, rule in spans])
-
-    def _pair_rule(self, key: str) -> object:
-        rule = self._keys.get(key, MISSING)
-        return self._key_rule(key) if rule is MISSING else rule
 
     def _emails(self, text: str) -> str:
         """Addresses found from their `@`; the local part is read backwards from it."""

@@ -203,7 +203,7 @@ def _password_hash(value: str) -> bool:
 
 def secret_like(value: str) -> bool:
     """Whether a value assigned to a secret-looking name looks like a real secret."""
-    value = value.strip()
+    value = value.strip().rstrip("})],;")  # a bare value read up to the end of a literal
     if not _MIN_GENERIC <= len(value) <= _MAX_GENERIC:
         return False
     if _PLACEHOLDER_RE.search(value) or _CODE_RE.search(value) or _UUID_RE.match(value):
