@@ -116,6 +116,9 @@ def test_assignments_to_secret_names() -> None:
         'secret = "pbkdf2_sha256$600000$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA"',
         "DATABASE_URL=postgres://postgres:postgres@localhost/test",
         "label: `clientSecret`",
+        'password = "{env:SHOP_DEMO_PASSWORD:demo-password-123}"',
+        'form = {"data": {"password": SECRET_PW}}',
+        'x.write_text("DATABASE_URL=\\n# SECRET_KEY=\\nOLD_FLAG=1\\n")',
     ],
 )
 def test_false_positives_are_filtered(line: str) -> None:

@@ -203,11 +203,13 @@ def _password_hash(value: str) -> bool:
 
 def secret_like(value: str) -> bool:
     """Whether a value assigned to a secret-looking name looks like a real secret."""
-    value = value.strip().rstrip("})],;")  # a bare value read up to the end of a literal
+    raw = value.strip()
+    value = raw.rstrip("})],;")  # a bare value read up to the end of a literal
     if not _MIN_GENERIC <= len(value) <= _MAX_GENERIC:
         return False
-    if _PLACEHOLDER_RE.search(value) or _CODE_RE.search(value) or _UUID_RE.match(value):
-        return False
+    for text in (raw, value):
+        if _PLACEHOLDER_RE.search(text) or _CODE_RE.search(text) or _UUID_RE.match(text):
+            return False
     if _readable(value) or _password_hash(value):
         return False
     if any(run in value for run in _RUNS) or len(set(value)) <= 4:
