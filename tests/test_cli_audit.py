@@ -380,3 +380,43 @@ def test_history_scan_stops_at_its_budget(tmp_path: Path) -> None:
         commit_all(repo, f"c{i}")
     result = _secrets.run(Options(repo=repo), deadline=time.monotonic() - 1)
     assert any("stopped at the time budget" in s for s in result.skipped)
+
+
+def test_a_failing_or_stuck_part_does_not_stop_the_others(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A part that raises is reported as failed, one past its budget as not finished; the
+    secrets part still reports."""
+    import threading
+
+    from launchready_sdk.cli import audit as audit_cli
+    from launchready_sdk.cli.audit._model import Options, PartResult
+
+    release = threading.Event()
+
+    def broken(options: Options, deadline: float) -> PartResult:
+        raise RuntimeError("resolver exploded")
+
+    def stuck(options: Options, deadline: float) -> PartResult:
+        release.wait(10)
+        return PartResult()
+
+    real_load = audit_cli._load
+    parts = [
+        audit_cli._Part("secrets", "repo", 60.0, "_secrets"),
+        audit_cli._Part("broken", "repo", 5.0, "broken"),
+        audit_cli._Part("stuck", "repo", 0.2, "stuck"),
+    ]
+    fakes = {"broken": broken, "stuck": stuck}
+    monkeypatch.setattr(audit_cli, "_PARTS", tuple(parts))
+    monkeypatch.setattr(audit_cli, "_load", lambda part: fakes.get(part.module) or real_load(part))
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (plain / "config.py").write_text(f'KEY = "{AWS_KEY}"\n')
+    try:
+        findings, skipped, _, _ = audit_cli.audit(Options(repo=plain))
+    finally:
+        release.set()
+    assert [f.id for f in findings] == ["secret-in-tree"]
+    assert skipped["broken"] == ["failed: RuntimeError: resolver exploded"]
+    assert skipped["stuck"] == ["did not finish within its 0.2 s budget"]

@@ -28,6 +28,7 @@ point. Protocol versions, ciphers, OCSP and CT are not checked.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import socket
 import ssl
 import urllib.parse
@@ -71,11 +72,21 @@ def https_origin(options: Options, fetcher: Fetcher) -> tuple[str, int] | None:
 def hosts_for(options: Options, host: str) -> list[str]:
     """The URL's host, and the apex and www of each --domain (or of the URL's host)."""
     names = [host]
+    if not options.domains and _is_ip(host):
+        return names  # an IP address has no apex or www
     apexes = list(options.domains) or [host.removeprefix("www.")]
     for apex in apexes:
         if host == apex or host.endswith("." + apex) or not options.domains:
             names += [apex, f"www.{apex}"]
     return list(dict.fromkeys(n for n in names if n))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def _connect(
