@@ -5,6 +5,7 @@ credentials, and the regexes and helpers for `key=value` pairs.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
 from typing import Final
 
 from launchready_sdk.redaction._markers import MARKER_RE, marker_for
@@ -39,6 +40,8 @@ KV_VALUE_RE: Final = re.compile(
     r"""(?:"((?:[^"\\\n]|\\.){0,4096})"|'([^'\n]{0,4096})'|\\"((?:[^"\\]|\\[^"]){0,4096})\\"|"""
     r"""([^\s&,;"'<>]{1,4096}))"""
 )
+# Searched in the text with every digit turned into `0`, so that the search starts from a literal.
+_UNKNOWN: Final = object()
 SAFE_VALUES: Final = frozenset(("true", "false", "null", "none", ""))  # cannot hide a secret
 
 
@@ -51,7 +54,7 @@ def may_hold_pair(text: str) -> bool:
     return ": " in text or ('"' in text and '":' in text) or ("'" in text and "':" in text)
 
 
-def _looks_like_credential(value: str) -> bool:
+def looks_like_credential(value: str) -> bool:
     """Whether the word after `Bearer`/`Basic` is a credential rather than English."""
     value = value.rstrip(".")
     if len(value) >= 24:
@@ -61,7 +64,7 @@ def _looks_like_credential(value: str) -> bool:
 
 def replace_auth(m: re.Match[str]) -> str:
     value = m.group(3)
-    if not _looks_like_credential(value):
+    if not looks_like_credential(value):
         return m.group()
     rule = "bearer" if m.group(1).lower() == "bearer" else "basic_auth"
     return f"{m.group(1)}{m.group(2)}{marker_for(rule)}"
@@ -99,3 +102,45 @@ PYDANTIC_VALUE_RE: Final = re.compile(r"input_value=(.{0,8192}?)(?=, input_type=
 # The first word of an authorization value that is a scheme (`Bot`, `ApiKey`, `SSWS`,
 # `Negotiate`, `AWS4-HMAC-SHA256`), not a credential.
 AUTH_SCHEME_RE: Final = re.compile(r"[A-Za-z][A-Za-z\-]{0,39}|AWS4-HMAC-SHA[0-9]{3}")
+
+
+def sensitive_pairs(
+    text: str, rule_of: Callable[[str], object], known: Mapping[object, object] | None = None
+) -> list[tuple[int, int, str]]:
+    """(start, end, rule) of each value in `key=value`, `key: value` or `"key": "value"` pairs
+    whose key `rule_of` gives a rule (None: not sensitive); `true`, `null`, `""` and markers
+    are skipped. `known` holds verdicts already made (looked up first, inline).
+
+    Separators and their keys are found in one search over the reversed text; only the
+    pairs whose key is sensitive reach Python, then values are matched left to right.
+    """
+    n = len(text)
+    spans: list[tuple[int, int, str]] = []
+    pos = 0
+    cache = known if known is not None else {}
+    for m in reversed(list(KV_REVERSED_RE.finditer(text[::-1]))):
+        key = m.group(m.lastindex or 0)[::-1]
+        rule = cache.get(key, _UNKNOWN)
+        if rule is _UNKNOWN:
+            rule = rule_of(key)
+        if rule is None or n - m.end(1) < pos:
+            continue
+        value = KV_VALUE_RE.match(text, n - m.start(1))
+        if value is None:
+            continue
+        pos = value.end()
+        group = value.lastindex or 0
+        start, end = value.start(group), value.end(group)
+        if group == 4 and rule == "authorization" and AUTH_SCHEME_RE.fullmatch(text, start, end):
+            token = AUTH_TOKEN_RE.match(text, end)  # `Bot <token>`: the scheme is kept
+            if token is not None:
+                start, end = token.start(1), token.end(1)
+                pos = end
+        elif group == 4 and rule == "cookie":  # every cookie of the line, not the first
+            rest = COOKIE_REST_RE.match(text, end)
+            if rest is not None:
+                end = pos = rest.end()
+        inner = text[start:end]
+        if inner.lower() not in SAFE_VALUES and not MARKER_RE.fullmatch(inner):
+            spans.append((start, end, str(rule)))
+    return spans

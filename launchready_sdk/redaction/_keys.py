@@ -162,7 +162,7 @@ def _is_exempt(words: tuple[str, ...]) -> bool:
 
 
 @functools.lru_cache(maxsize=_KEY_CACHE_SIZE)
-def _classify_key(key: str) -> str | None:
+def classify_key(key: str) -> str | None:
     """The built-in category of a sensitive key, or None."""
     words = key_words(key)
     for i in range(len(words)):
@@ -189,7 +189,7 @@ class KeyRules:
             return None
         if len(name) > 256 or type(key) is bytearray:  # too big to cache, or unhashable
             return self._uncached_key_rule(name)
-        rule = _classify_key(name)
+        rule = classify_key(name)
         if rule is None and self._extra_keys:
             rule = self._extra_key_rule(key_words(name))
         if len(self._keys) >= _KEY_CACHE_SIZE:
@@ -201,7 +201,7 @@ class KeyRules:
         return rule
 
     def _uncached_key_rule(self, name: str) -> str | None:
-        rule = _classify_key.__wrapped__(name)
+        rule = classify_key.__wrapped__(name)
         if rule is None and self._extra_keys:
             rule = self._extra_key_rule(key_words.__wrapped__(name))
         return rule

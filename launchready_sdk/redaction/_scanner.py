@@ -12,27 +12,22 @@ from typing import Final
 import orjson
 
 from launchready_sdk.redaction._credentials import (
-    AUTH_SCHEME_RE,
-    AUTH_TOKEN_RE,
     BASIC_RE,
     BEARER_RE,
     CLI_FLAG_RE,
-    COOKIE_REST_RE,
     JWT_RE,
-    KV_REVERSED_RE,
-    KV_VALUE_RE,
     MYSQL_PASSWORD_RE,
     PEM_RE,
     PYDANTIC_VALUE_RE,
-    SAFE_VALUES,
     USERINFO_RE,
     XML_ELEMENT_RE,
     may_hold_pair,
     replace_auth,
     replace_jwt,
     replace_userinfo,
+    sensitive_pairs,
 )
-from launchready_sdk.redaction._keys import MISSING, KeyRules
+from launchready_sdk.redaction._keys import KeyRules
 from launchready_sdk.redaction._markers import (
     EMAIL_MARKER,
     MARKER_RE,
@@ -256,42 +251,11 @@ class TextScanner(KeyRules):
         return "\n".join(lines) if changed else text
 
     def _pairs(self, text: str) -> str:
-        """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule.
-
-        Separators and their keys are found in one search over the reversed text; only the
-        pairs whose key is sensitive reach Python, then values are matched left to right.
-        """
-        n, keys = len(text), self._keys
-        spans: list[tuple[int, int, str]] = []
-        pos = 0
-        for m in reversed(list(KV_REVERSED_RE.finditer(text[::-1]))):
-            key = m.group(m.lastindex or 0)[::-1]
-            rule = keys.get(key, MISSING)
-            if rule is MISSING:
-                rule = self._key_rule(key)
-            if rule is None or n - m.end(1) < pos:
-                continue
-            value = KV_VALUE_RE.match(text, n - m.start(1))
-            if value is None:
-                continue
-            pos = value.end()
-            group = value.lastindex or 0
-            start, end = value.start(group), value.end(group)
-            if (
-                group == 4
-                and rule == "authorization"
-                and AUTH_SCHEME_RE.fullmatch(text, start, end)
-            ):
-                token = AUTH_TOKEN_RE.match(text, end)  # `Bot <token>`: the scheme is kept
-                if token is not None:
-                    start, end = token.start(1), token.end(1)
-                    pos = end
-            elif group == 4 and rule == "cookie":  # every cookie of the line, not the first
-                end = pos = COOKIE_REST_RE.match(text, end).end()  # type: ignore[union-attr]
-            inner = text[start:end]
-            if inner.lower() not in SAFE_VALUES and not MARKER_RE.fullmatch(inner):
-                spans.append((start, end, marker_for(str(rule))))
-        return splice(text, spans) if spans else text
+        """`key=value`, `key: value` and `"key": "value"` with the value masked by key rule."""
+        spans = sensitive_pairs(text, self._key_rule, self._keys)
+        if not spans:
+            return text
+        return splice(text, [(start, end, marker_for(rule)) for start, end, rule in spans])
 
     def _emails(self, text: str) -> str:
         """Addresses found from their `@`; the local part is read backwards from it."""

@@ -18,9 +18,10 @@ _DIGIT: Final = 2  # the match must contain a digit
 class _TokenRule:
     """A credential format: a literal-prefixed pattern run only when one of its hints occurs."""
 
-    __slots__ = ("flags", "hints", "marker", "pattern")
+    __slots__ = ("flags", "hints", "marker", "pattern", "rule")
 
     def __init__(self, rule: str, hints: tuple[str, ...], pattern: str, flags: int = 0) -> None:
+        self.rule = rule
         self.marker = marker_for(rule)
         self.hints = hints
         self.pattern = re.compile(pattern, re.ASCII)
@@ -29,13 +30,15 @@ class _TokenRule:
     def apply(self, text: str) -> str:
         return self.pattern.sub(self._replace, text)
 
-    def _replace(self, m: re.Match[str]) -> str:
+    def accepts(self, m: re.Match[str]) -> bool:
+        """Whether a match of the pattern is a token (not glued to a word; digits if needed)."""
         start = m.start()
         if self.flags & _LEFT and start and m.string[start - 1].isalnum():
-            return m.group()
-        if self.flags & _DIGIT and not any(c.isdigit() for c in m.group()):
-            return m.group()
-        return self.marker
+            return False
+        return not (self.flags & _DIGIT and not any(c.isdigit() for c in m.group()))
+
+    def _replace(self, m: re.Match[str]) -> str:
+        return self.marker if self.accepts(m) else m.group()
 
 
 _END: Final = r"(?![A-Za-z0-9])"
