@@ -247,7 +247,14 @@ class LaunchReady:
         return instrument_sqlalchemy(engine, stats=self.db_stats, tracker=self.latency)
 
     def wrap(self, app: ASGIApp) -> ASGIApp:
-        """Return `app` inside the SDK's middleware stack (the order is in this module's doc)."""
+        """Put the SDK's middleware stack around `app` (the order is in this module's doc).
+
+        A Starlette or FastAPI app is returned as the same object, with the stack installed
+        outside its own middleware (its error handler included), so `fastapi run`,
+        `app.state`, `dependency_overrides` and `url_path_for` keep working and its 500s carry
+        the request ID. Any other ASGI callable (Django's handler, a bare function) comes back
+        wrapped.
+        """
         s = self.settings
         self.app = app
         if s.configure_logging:
@@ -255,6 +262,32 @@ class LaunchReady:
             # back its console and mail_admins handlers); take their lines back now, since a
             # server that does not speak lifespan never runs the start-up hook.
             adopt_foreign_loggers(access_log=s.access_log)
+        if _builds_its_own_stack(app):
+            installed: ASGIApp = self._install(app)
+            return installed
+        return self.stack(app)
+
+    def _install(self, app: Any) -> Any:
+        """Make a Starlette app build its middleware stack inside the SDK's."""
+        if getattr(app, "_launchready", None) is not None:
+            _log.warning("launchready.already_installed", detail="wrap() was called twice")
+            return app
+        build = app.build_middleware_stack
+
+        def build_with_launchready() -> ASGIApp:
+            return self.stack(build())
+
+        app.build_middleware_stack = build_with_launchready
+        app.middleware_stack = None  # rebuilt, with the SDK outside, on the next call
+        app._launchready = self
+        self._discover_routes()
+        return app
+
+    def stack(self, inner: ASGIApp) -> ASGIApp:
+        """The SDK's middleware stack around `inner` (what `wrap` returns for a plain ASGI
+        app, and what a Starlette app builds around its own stack)."""
+        s = self.settings
+        app = inner
         stack: ASGIApp = app
         tables: list[PatternTable[Any]] = []  # the routes the layers below act on
         if self.cache.routes:
@@ -438,6 +471,15 @@ class PathDispatch:
 
 
 _MAX_REMEMBERED_PATH = 256
+
+
+def _builds_its_own_stack(app: object) -> bool:
+    """A Starlette (or FastAPI) app: it builds its middleware stack at its first call."""
+    return (
+        callable(getattr(app, "build_middleware_stack", None))
+        and hasattr(app, "middleware_stack")
+        and hasattr(app, "router")
+    )
 
 
 def _covered(path: str, tables: Iterable[PatternTable[Any]]) -> bool:

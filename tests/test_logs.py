@@ -121,7 +121,7 @@ def _find(app: Any, kind: type) -> list[Any]:
         if isinstance(obj, kind):
             found.append(obj)
             continue
-        for attr in ("app", "layers", "_access_log"):
+        for attr in ("app", "layers", "_access_log", "middleware_stack"):
             if hasattr(obj, attr):
                 todo.append(getattr(obj, attr))
         for cell in getattr(obj, "__closure__", None) or ():
