@@ -8,7 +8,8 @@ A request that fails on a reused connection before a single response byte arrive
 closed an idle keep-alive connection) is retried once on a fresh one.
 
 Not supported, on purpose: pipelining, `Expect: 100-continue`, upgrades, proxies, redirects,
-cookies, compression. Every failure is a `ClientError` whose `kind` names it for reports.
+cookies, compression. Every failure is a `ClientError` whose `kind` names it for reports
+("internal" when the fault is the client's own, not the server's).
 """
 
 from __future__ import annotations
@@ -66,6 +67,9 @@ class _Connection(asyncio.Protocol):
             response = parser.feed(data)
         except ClientError as exc:
             self._fail(exc)
+            return
+        except Exception as exc:  # a fault of the parser: one error, never a loop traceback
+            self._fail(ClientError(f"the response parser failed: {exc!r}", "internal"))
             return
         if response is not None:
             if not parser.keep_alive or parser.leftover:
