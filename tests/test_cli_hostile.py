@@ -23,6 +23,7 @@ import pytest
 
 from launchready_sdk.cli import main
 from launchready_sdk.cli.client import Origin, Pool
+from launchready_sdk.cli.html import render_html
 from launchready_sdk.cli.scenario import Step
 from launchready_sdk.cli.stats import percentile
 from launchready_sdk.cli.wire import MAX_HEAD_BYTES, ClientError, ResponseParser
@@ -531,6 +532,7 @@ def test_an_internal_error_is_never_a_pass_and_has_its_own_exit_status(
     assert route["error_kinds"] == {"internal error": route["count"]}
     assert "ZeroDivisionError: a fault of the bench" in report["generator"]["first_internal_error"]
     assert "NO VERDICT" in captured.out
+    assert "NO VERDICT" in render_html(report)
     assert "PASS" not in captured.out.splitlines()[-1]
     errors = [line for line in captured.err.splitlines() if "internal error" in line]
     assert len(errors) == 1
