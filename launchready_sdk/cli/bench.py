@@ -200,6 +200,12 @@ def run(
                 raise BenchError(problem)
             server = AppServer(args.app, args.server_log or default_log_path())
             print(f"launchready bench: starting {args.app}; its log: {server.log_path}", file=err)
+            if server.shop_dev_mode:
+                print(
+                    "launchready bench: the bundled shop runs in development mode "
+                    "(SHOP_DEV_MODE=1: development secrets, fake payment provider)",
+                    file=err,
+                )
             server.start()
         url = server.url if server else args.url
         report = _run_async(args, scenario, plan, url, server, err)
