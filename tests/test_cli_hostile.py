@@ -554,3 +554,44 @@ def test_an_internal_error_in_setup_is_one_line_and_exit_3(
     assert errors[0].startswith("launchready bench: internal error: the setup failed")
     assert "ZeroDivisionError" in errors[0]
     assert "Traceback" not in captured.err
+
+
+_HISTOGRAM = "launchready_http_request_duration_seconds"
+_DB_HISTOGRAM = "launchready_db_query_duration_seconds"
+_HEAD = f"# TYPE {_HISTOGRAM} histogram\n# TYPE {_DB_HISTOGRAM} histogram\n".encode()
+NON_FINITE_METRICS = f"""\
+# TYPE {_HISTOGRAM} histogram
+{_HISTOGRAM}_bucket{{method="GET",route="/x",le="0.005"}} NaN
+{_HISTOGRAM}_bucket{{method="GET",route="/x",le="+Inf"}} +Inf
+{_HISTOGRAM}_bucket{{method="GET",route="/x",le="nan"}} 3
+# TYPE {_DB_HISTOGRAM} histogram
+{_DB_HISTOGRAM}_bucket{{statement="SELECT 1",le="+Inf"}} +Inf
+""".encode()
+MALFORMED_METRICS = NON_FINITE_METRICS + f'{_HISTOGRAM}_bucket{{method="GET" no end\n'.encode()
+
+
+@pytest.mark.parametrize("metrics", [NON_FINITE_METRICS, MALFORMED_METRICS])
+def test_hostile_metrics_leave_the_run_without_server_figures(
+    tmp_path: Path, metrics: bytes
+) -> None:
+    """A /metrics of NaN, infinite or malformed samples: the run is judged on what the bench
+    measured, without server-side figures, never as an internal error."""
+    scrapes = 0
+
+    async def hostile(writer: asyncio.StreamWriter, path: str, body: bytes) -> bool:
+        nonlocal scrapes
+        scrapes += 1  # the first scrape looks sane; the one after the run does not
+        sane = f'{_DB_HISTOGRAM}_bucket{{statement="SELECT 1",le="+Inf"}} 1\n'.encode()
+        return await answer(metrics if scrapes > 1 else _HEAD + sane)(writer, path, body)
+
+    routes = {"/x": answer(b"ok"), "/metrics": hostile}
+    with LoopbackServer(routes) as s:
+        status, output, report = bench(
+            tmp_path, s.url, ONE_ROUTE, "--rate 20 --users 2 --duration 1 --warmup 0"
+        )
+    assert status == 0, output
+    assert "Traceback" not in output
+    assert report["routes"]["GET /x"]["server_p95_ms"] is None
+    assert report["queries"] == {}
+    if metrics is MALFORMED_METRICS:
+        assert any("no server-side figures" in w for w in report["warnings"])
