@@ -24,6 +24,7 @@ from examples.shopcore import (
 )
 from examples.shopinput import SIGNUP, Invalid, read
 from tests.conftest import ROOT, Server
+from tests.shopflows import postgres_database
 
 SHOPS = {
     "fastapi": "examples.fastapi_shop.app:app",
@@ -286,3 +287,34 @@ def test_a_fresh_token_is_random(tmp_path: Path) -> None:
     b = config(tmp_path / "b", SHOP_DEV_MODE="1").admin_token
     assert a != b
     assert a.startswith("adm_")
+
+
+# --- 64-bit money columns in a database an older version created ------------------------------
+
+
+async def test_the_fastapi_shop_widens_an_older_postgresql_database() -> None:
+    """A PostgreSQL database whose money columns are 32-bit (as older versions made them) is
+    widened at start-up, so a total over 2**31 cents fits; a second start changes nothing."""
+    from examples.fastapi_shop.db import create_and_seed, make_engine
+
+    money = (("products", "price_cents"), ("orders", "total_cents"), ("order_items", "price_cents"))
+    query = (
+        "SELECT table_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = current_schema() AND column_name IN ('price_cents', 'total_cents')"
+    )
+    with postgres_database() as url:
+        engine = make_engine(url)
+        try:
+            await create_and_seed(engine, "demo-password")
+            async with engine.begin() as conn:
+                for table, column in money:
+                    await conn.exec_driver_sql(
+                        f"ALTER TABLE {table} ALTER COLUMN {column} TYPE INTEGER"
+                    )
+            for _ in range(2):
+                await create_and_seed(engine, "demo-password")
+                async with engine.connect() as conn:
+                    kinds = dict((await conn.exec_driver_sql(query)).all())
+                assert kinds == dict.fromkeys(("products", "orders", "order_items"), "bigint")
+        finally:
+            await engine.dispose()
