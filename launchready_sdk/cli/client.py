@@ -28,13 +28,19 @@ __all__ = ["ClientError", "Origin", "Pool", "Response"]
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
+READ_BYTES = 64 * 1024  # per read: bounds the parsing work one event-loop callback does
 
 
 # --- connections ------------------------------------------------------------------------------
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP connection carrying one request at a time."""
+class _Connection(asyncio.BufferedProtocol):
+    """One TCP connection carrying one request at a time.
+
+    It reads into a buffer of its own of `READ_BYTES`, so a server sending a large body in
+    tiny chunks is parsed in short steps, between which the event loop runs the timers (the
+    `--timeout` of every request) and the other connections.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -43,9 +49,16 @@ class _Connection(asyncio.Protocol):
         self.used = False
         self._parser: ResponseParser | None = None
         self._waiter: asyncio.Future[Response] | None = None
+        self._read = memoryview(bytearray(READ_BYTES))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._read[:nbytes]))
 
     def send(self, data: bytes, head_only: bool) -> asyncio.Future[Response]:
         assert self.transport is not None

@@ -60,6 +60,7 @@ _STATUS = re.compile(rb"HTTP/1\.[01] ([0-9]{3})(?: [^\r\n]*)?")
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 _DECIMAL = re.compile(r"[0-9]{1,18}")
 _HEX = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_CHUNK_LINE = re.compile(rb"([0-9A-Fa-f]{1,16})(?:;[^\r\n]{0,4000})?\r\n")
 
 
 class ResponseParser:
@@ -122,6 +123,7 @@ class ResponseParser:
                 del buf[: self._remaining]
                 return self._finish()
             elif state == _CHUNK_SIZE:
+                self._whole_chunks()
                 end = self._line_end(b"\r\n", MAX_CHUNK_LINE_BYTES, "chunk size line too long")
                 if end < 0:
                     return None
@@ -244,6 +246,28 @@ class ResponseParser:
     def _until_close(self) -> None:
         self.keep_alive = False
         self._state = _UNTIL_CLOSE
+
+    def _whole_chunks(self) -> None:
+        """Take every complete, well-formed chunk at the start of the buffer in one pass (a
+        regular expression reads each size line), deleting the consumed bytes once. What it
+        cannot decide (a partial chunk, the last chunk, anything malformed) is left to the
+        general path."""
+        buf = self._buf
+        match = _CHUNK_LINE.match
+        chunks = self._chunks
+        pos, length = 0, len(buf)
+        while (line := match(buf, pos)) is not None:
+            size = int(line.group(1), 16)
+            start = line.end()
+            stop = start + size
+            if size == 0 or stop + 2 > length or buf[stop : stop + 2] != b"\r\n":
+                break
+            self._grow(size)
+            chunks.append(bytes(buf[start:stop]))
+            pos = stop + 2
+        if pos:
+            del buf[:pos]
+            self._scan = 0
 
     def _read_chunk_size(self, line: bytes) -> None:
         digits = line.split(b";", 1)[0].strip(b" \t")
