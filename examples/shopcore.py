@@ -1,16 +1,33 @@
 """What the FastAPI and Django shops share: seed data, passwords, session tokens, webhook
-signatures and configuration read from the environment. Framework-free on purpose."""
+signatures and configuration read from the environment. Framework-free on purpose.
+
+Security stance: outside development mode (`SHOP_DEV_MODE=1`) a shop refuses to start on the
+public development secrets or with the in-process fake payment provider, which confirms every
+order. A secret variable that is set must hold at least 16 characters: an empty or
+whitespace-only one is a mistake, never "use the default". The admin token is never compared
+against an empty or short secret; a generated one is written to its file atomically (a
+temporary file renamed over it, under a lock), so a crash or two workers starting together never
+leave an empty token that an empty `Authorization` header would match. A payment event changes
+an order only when its amount, currency and charge id are the order's.
+
+Limits, candidly: development mode is one variable; a deploy that sets it runs on public
+secrets again, and the shop logs a warning at every start to say so.
+"""
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
 import os
 import secrets
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -25,16 +42,26 @@ DEMO_EMAIL = "demo@example.com"
 TOKEN_LIFETIME_S = 7 * 24 * 3600
 WEBHOOK_TOLERANCE_S = 300
 
-# Development defaults, for a laptop and the bundled bench only. Set the variables in production.
+# Development defaults, for a laptop and the bundled bench only: used in development mode
+# (SHOP_DEV_MODE=1) alone. Outside it the shop refuses to start without the variables.
+DEV_MODE_VAR = "SHOP_DEV_MODE"
 DEV_SECRET_KEY = "dev-only-secret-key-change-me"
 DEV_WEBHOOK_SECRET = "whsec_dev_only_change_me"
 DEV_DEMO_PASSWORD = "demo-password-123"
+MIN_SECRET_CHARS = 16  # session key, webhook secret, admin token
+MIN_PASSWORD_CHARS = 8
+SHOP_CURRENCY = "usd"
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
 
 _ADJECTIVES = ("Classic", "Compact", "Deluxe", "Everyday", "Rugged", "Smart", "Urban", "Vintage")
 _NOUNS = ("Kit", "Set", "Pack", "Edition", "Bundle", "Model", "Series", "Collection")
 
 
 log = get_logger("shop")
+
+
+class ShopConfigError(Exception):
+    """The shop's environment is unsafe or wrong; the message names each variable."""
 
 
 class Problem(Exception):
@@ -69,35 +96,98 @@ class ShopConfig:
     payment_url: str | None
     email_url: str | None
     using_dev_secrets: bool
+    dev_mode: bool = False
 
     @classmethod
-    def from_env(cls, name: str) -> ShopConfig:
-        """`name` names the shop's files under `.launchready/` in the current directory."""
-        env = os.environ
-        admin = env.get("SHOP_ADMIN_TOKEN") or _generated_admin_token(name)
-        payment = env.get("PAYMENT_URL") or None
+    def from_env(cls, name: str, environ: Mapping[str, str] | None = None) -> ShopConfig:
+        """`name` names the shop's files under `.launchready/` in the current directory.
+
+        Raises `ShopConfigError` naming every variable that is wrong: set but empty, too short,
+        or (outside development mode) missing where only a public development default exists.
+        """
+        env = os.environ if environ is None else environ
+        dev = dev_mode(env)
+        problems: list[str] = []
+
+        def secret(var: str, default: str, min_chars: int = MIN_SECRET_CHARS) -> str:
+            value = (env.get(var) or "").strip()
+            if var not in env:
+                if not dev:
+                    problems.append(f"{var} is not set")
+                return default
+            if not value:
+                problems.append(f"{var} is set but empty (unset it or give it a value)")
+            elif len(value) < min_chars:
+                problems.append(f"{var} is shorter than {min_chars} characters")
+            return value
+
+        secret_key = secret("SHOP_SECRET_KEY", DEV_SECRET_KEY)
+        webhook_secret = secret("SHOP_WEBHOOK_SECRET", DEV_WEBHOOK_SECRET)
+        demo_password = secret("SHOP_DEMO_PASSWORD", DEV_DEMO_PASSWORD, MIN_PASSWORD_CHARS)
+        admin = secret("SHOP_ADMIN_TOKEN", "") if "SHOP_ADMIN_TOKEN" in env else None
+        payment = _url(env, "PAYMENT_URL", problems)
+        email = _url(env, "EMAIL_URL", problems) or payment
+        if payment is None and not dev:
+            problems.append(
+                "PAYMENT_URL is not set (the in-process fake provider confirms every order)"
+            )
+        if problems:
+            raise ShopConfigError(
+                "; ".join(problems) + f". Outside development mode ({DEV_MODE_VAR}=1, for a "
+                "laptop or the bench) the shop runs only on secrets and providers of its own; "
+                "see examples/README.md"
+            )
         return cls(
-            database_url=env.get("DATABASE_URL") or f"sqlite:///{_data_dir() / name}.sqlite3",
-            secret_key=env.get("SHOP_SECRET_KEY") or DEV_SECRET_KEY,
-            webhook_secret=env.get("SHOP_WEBHOOK_SECRET") or DEV_WEBHOOK_SECRET,
-            admin_token=admin,
-            demo_password=env.get("SHOP_DEMO_PASSWORD") or DEV_DEMO_PASSWORD,
-            payment_url=payment.rstrip("/") if payment else None,
-            email_url=(env.get("EMAIL_URL") or payment or "").rstrip("/") or None,
-            using_dev_secrets=not env.get("SHOP_SECRET_KEY") or not env.get("SHOP_WEBHOOK_SECRET"),
+            database_url=env.get("DATABASE_URL") or f"sqlite:///{_data_dir(env) / name}.sqlite3",
+            secret_key=secret_key,
+            webhook_secret=webhook_secret,
+            admin_token=admin if admin is not None else _generated_admin_token(name, env),
+            demo_password=demo_password,
+            payment_url=payment,
+            email_url=email,
+            using_dev_secrets=secret_key == DEV_SECRET_KEY
+            or webhook_secret == DEV_WEBHOOK_SECRET
+            or demo_password == DEV_DEMO_PASSWORD,
+            dev_mode=dev,
         )
 
 
-def _generated_admin_token(name: str) -> str:
-    """A development admin token, kept in a private file so every worker and restart shares it."""
-    path = _data_dir() / f"{name}.admin-token"
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_text().strip()
-    token = "adm_" + secrets.token_urlsafe(24)
-    with os.fdopen(fd, "w") as f:
-        f.write(token)
+def dev_mode(env: Mapping[str, str]) -> bool:
+    """Whether `SHOP_DEV_MODE` turns development mode on; ShopConfigError for a typo."""
+    value = env.get(DEV_MODE_VAR, "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ShopConfigError(f"{DEV_MODE_VAR} must be 1 or 0, not {env[DEV_MODE_VAR]!r}")
+
+
+def _url(env: Mapping[str, str], var: str, problems: list[str]) -> str | None:
+    if var not in env:
+        return None
+    value = env[var].strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        problems.append(f"{var} must be an http:// or https:// URL")
+        return None
+    return value
+
+
+def _generated_admin_token(name: str, env: Mapping[str, str] | None = None) -> str:
+    """An admin token kept in a private file, so every worker and restart shares it.
+
+    Under an exclusive lock: a valid token in the file is used; a missing, empty, whitespace or
+    short one (a crash, a full disk) is replaced by a new token, written to a temporary file
+    that is then renamed over the old one, so no reader ever sees half a token.
+    """
+    folder = _data_dir(env)
+    path = folder / f"{name}.admin-token"
+    with _locked(folder / f"{name}.admin-token.lock"):
+        with contextlib.suppress(FileNotFoundError):
+            existing = path.read_text(encoding="utf-8", errors="replace").strip()
+            if len(existing) >= MIN_SECRET_CHARS:
+                return existing
+        token = "adm_" + secrets.token_urlsafe(24)
+        _write_atomically(path, token)
     # Shown once on a terminal, never through the application log nor into a log file.
     if sys.stderr.isatty():
         print(f"shop: admin token: {token} (kept in {path}; set SHOP_ADMIN_TOKEN)", file=sys.stderr)
@@ -109,8 +199,35 @@ def _generated_admin_token(name: str) -> str:
     return token
 
 
-def _data_dir() -> Path:
-    folder = Path(os.environ.get("SHOP_DATA_DIR") or Path.cwd() / ".launchready")
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a private temporary file beside `path`, flush it to disk, then rename
+    it over `path`: readers see the old file or the whole new one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:  # mkstemp makes it 0600
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _data_dir(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    folder = Path(env.get("SHOP_DATA_DIR") or Path.cwd() / ".launchready")
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
@@ -247,9 +364,15 @@ def customer_of(config: ShopConfig, authorization: str | None) -> int:
 
 
 def require_admin(config: ShopConfig, authorization: str | None) -> None:
-    """Refuse (401) anything but the admin token, compared in constant time."""
-    token = bearer(authorization) or ""
-    if not hmac.compare_digest(token.encode(), config.admin_token.encode()):
+    """Refuse (401) anything but the admin token, compared in constant time, and everything
+    when the configured token is empty or short: an empty secret matches an empty header."""
+    token = bearer(authorization)
+    expected = config.admin_token.strip()
+    if (
+        not token
+        or len(expected) < MIN_SECRET_CHARS
+        or not hmac.compare_digest(token.encode(), expected.encode())
+    ):
         raise Problem(401, "Admin token required")
 
 
@@ -259,6 +382,9 @@ class PaymentEvent(NamedTuple):
     id: str
     kind: str
     order_id: str
+    charge_id: str
+    amount_cents: int
+    currency: str
 
     @property
     def once_key(self) -> str:
@@ -286,12 +412,44 @@ def payment_event(config: ShopConfig, raw: bytes, signature: str | None) -> Paym
         raise Problem(400, "Invalid webhook signature")
     try:
         event = json.loads(raw)
-        fields = (event["id"], event["type"], event["data"]["order_id"])
+        data = event["data"]
+        texts = (event["id"], event["type"], data["order_id"], data["charge_id"])
+        amount, currency = data["amount_cents"], data["currency"]
     except (ValueError, KeyError, TypeError, RecursionError):
         raise Problem(422, "Invalid webhook event") from None
-    if not all(isinstance(v, str) and 0 < len(v) <= 128 for v in fields):
+    if not all(isinstance(v, str) and 0 < len(v) <= 128 for v in texts):
         raise Problem(422, "Invalid webhook event")
-    return PaymentEvent(*fields)
+    if isinstance(amount, bool) or not isinstance(amount, int) or not 0 <= amount < 2**63:
+        raise Problem(422, "Invalid webhook event", "amount_cents must be a whole number.")
+    if not isinstance(currency, str) or not 0 < len(currency) <= 8:
+        raise Problem(422, "Invalid webhook event", "currency must be a currency code.")
+    return PaymentEvent(*texts, amount, currency.lower())
+
+
+def check_payment(event: PaymentEvent, total_cents: int, charge_id: str | None) -> None:
+    """Refuse an event that does not describe the order's own charge: 409 while the checkout
+    has not stored the charge id yet (the provider delivers it again), 422 when its charge id,
+    amount or currency differ from the order's."""
+    if charge_id is None:
+        raise Problem(
+            409, "Payment not recorded yet", "The order's charge is still being recorded; retry."
+        )
+    wrong = [
+        field
+        for field, ok in (
+            ("charge_id", hmac.compare_digest(event.charge_id.encode(), charge_id.encode())),
+            ("amount_cents", event.amount_cents == total_cents),
+            ("currency", event.currency == SHOP_CURRENCY),
+        )
+        if not ok
+    ]
+    if wrong:
+        log.warning("payment.mismatch", order_id=event.order_id, fields=wrong, event_id=event.id)
+        raise Problem(
+            422,
+            "Webhook event does not match the order",
+            f"Its {', '.join(wrong)} differ from the order's; the order is unchanged.",
+        )
 
 
 def new_order_id() -> str:
@@ -340,7 +498,7 @@ def charge_request(order_id: str, total_cents: int, webhook_url: str) -> dict[st
     return {
         "json": {
             "amount_cents": total_cents,
-            "currency": "usd",
+            "currency": SHOP_CURRENCY,
             "order_id": order_id,
             "webhook_url": webhook_url,
         },

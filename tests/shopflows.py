@@ -23,11 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
-from examples.shopcore import DEMO_EMAIL, DEV_DEMO_PASSWORD, sign_webhook
+from examples.shopcore import DEMO_EMAIL, sign_webhook
+from examples.shopinput import MAX_LINE_QUANTITY, MAX_ORDER_TOTAL_CENTS, MAX_PRICE_CENTS
 from tests.conftest import Server
 
 ADMIN_TOKEN = "adm_test_" + uuid.uuid4().hex
 WEBHOOK_SECRET = "whsec_test_" + uuid.uuid4().hex
+DEMO_PASSWORD = "demo-" + uuid.uuid4().hex
 _addresses = itertools.count(1)
 
 
@@ -42,6 +44,7 @@ class Shop:
     url: str
     server: Server
     providers: Server
+    env: dict[str, str]  # what the shop was started with: production-like, no development mode
 
     def client(self, ip: str | None = None, token: str | None = None) -> httpx.Client:
         headers = {"X-Forwarded-For": ip or new_ip()}
@@ -81,7 +84,10 @@ def postgres_database() -> Iterator[str]:
 
 @contextlib.contextmanager
 def running_shop(spec: str, folder: Path, database_url: str | None) -> Iterator[Shop]:
-    """The fake providers and the shop `spec`, each under its own uvicorn, on loopback."""
+    """The fake providers and the shop `spec`, each under its own uvicorn, on loopback.
+
+    The shop runs as in production: its own secrets and a payment URL, no development mode.
+    """
     folder.mkdir(parents=True, exist_ok=True)
     provider_env = {"SHOP_WEBHOOK_SECRET": WEBHOOK_SECRET, "PROVIDER_WEBHOOK_DELAY_MS": "20"}
     providers = Server("examples.providers.app:app", provider_env, folder / "providers.log")
@@ -93,6 +99,8 @@ def running_shop(spec: str, folder: Path, database_url: str | None) -> Iterator[
             "SHOP_ADMIN_TOKEN": ADMIN_TOKEN,
             "SHOP_SECRET_KEY": "test-secret-" + uuid.uuid4().hex,
             "SHOP_WEBHOOK_SECRET": WEBHOOK_SECRET,
+            "SHOP_DEMO_PASSWORD": DEMO_PASSWORD,
+            "SHOP_DEV_MODE": "0",
             "PAYMENT_URL": providers.url,
             "EMAIL_URL": providers.url,
             "LAUNCHREADY_TRUSTED_PROXIES": "127.0.0.1/32",
@@ -103,7 +111,7 @@ def running_shop(spec: str, folder: Path, database_url: str | None) -> Iterator[
             env["DATABASE_URL"] = database_url
         shop_server = Server(spec, env, folder / "shop.log")
         shop_server.wait_ready("/readyz", timeout_s=60)
-        yield Shop(shop_server.url, shop_server, providers)
+        yield Shop(shop_server.url, shop_server, providers, env)
     finally:
         if shop_server is not None:
             shop_server.stop()
@@ -119,6 +127,20 @@ def assert_problem(response: httpx.Response, status: int | tuple[int, ...]) -> d
     assert body["status"] == response.status_code
     assert body["request_id"] == response.headers["x-request-id"]
     return body
+
+
+def checkout(shop: Shop, *lines: tuple[int, int]) -> tuple[str, dict[str, Any]]:
+    """A new customer's order of `lines`, its webhook held back: (email, the checkout's body)."""
+    shop.control(webhook_delay_ms=600_000)  # the provider's own delivery stays out of the way
+    try:
+        email, token = signup(shop)
+        with shop.client(token=token) as c:
+            fill_cart(c, *lines)
+            placed = c.post("/checkout")
+        assert placed.status_code == 201, placed.text
+        return email, placed.json()
+    finally:
+        shop.control(webhook_delay_ms=20)
 
 
 def signup(shop: Shop, ip: str | None = None) -> tuple[str, str]:
@@ -156,15 +178,29 @@ def wait_for(condition: Any, timeout_s: float = 10.0) -> Any:
 
 
 def signed_event(
-    order_id: str, event_id: str | None = None, *, age_s: int = 0
+    order: dict[str, Any], event_id: str | None = None, *, age_s: int = 0, **data: Any
 ) -> tuple[bytes, str]:
+    """A signed charge.succeeded event for a checkout's `order` (its charge, amount and
+    currency unless `data` says otherwise; a value of None leaves the field out)."""
+    fields = {
+        "charge_id": order["charge_id"],
+        "order_id": order["order_id"],
+        "amount_cents": order["total_cents"],
+        "currency": "usd",
+        **data,
+    }
     event = {
         "id": event_id or "evt_" + uuid.uuid4().hex,
         "type": "charge.succeeded",
-        "data": {"charge_id": "ch_test", "order_id": order_id, "amount_cents": 100},
+        "data": {k: v for k, v in fields.items() if v is not None},
     }
     raw = json.dumps(event).encode()
     return raw, sign_webhook(WEBHOOK_SECRET, raw, int(time.time()) - age_s)
+
+
+def order_status(shop: Shop, email: str) -> str:
+    status: str = orders_of(shop, email)[0]["status"]
+    return status
 
 
 class ShopFlows:
@@ -237,15 +273,8 @@ class ShopFlows:
                 assert c.get("/cart").json()["items"] == []
 
     def test_concurrent_duplicate_webhooks_pay_the_order_once(self, shop: Shop) -> None:
-        shop.control(webhook_delay_ms=600_000)  # the provider's own delivery stays out of the way
-        try:
-            email, token = signup(shop)
-            with shop.client(token=token) as c:
-                fill_cart(c, (11, 1))
-                order_id = c.post("/checkout").json()["order_id"]
-        finally:
-            shop.control(webhook_delay_ms=20)
-        raw, signature = signed_event(order_id)
+        email, order = checkout(shop, (11, 1))
+        raw, signature = signed_event(order)
 
         async def deliver_all() -> list[httpx.Response]:
             headers = {"Payment-Signature": signature, "Content-Type": "application/json"}
@@ -299,7 +328,7 @@ class ShopFlows:
         assert refused["request_id"]
         assert int(answers[-1].headers["retry-after"]) >= 1
         with shop.client() as other:  # another client is unaffected
-            ok = other.post("/login", json={"email": DEMO_EMAIL, "password": DEV_DEMO_PASSWORD})
+            ok = other.post("/login", json={"email": DEMO_EMAIL, "password": DEMO_PASSWORD})
         assert ok.status_code == 200
         assert ok.json()["token"]
 
@@ -360,16 +389,9 @@ class ShopFlows:
         assert_problem(response, status)
 
     def test_bad_webhooks_are_refused_and_change_nothing(self, shop: Shop) -> None:
-        shop.control(webhook_delay_ms=600_000)
-        try:
-            email, token = signup(shop)
-            with shop.client(token=token) as c:
-                fill_cart(c, (13, 1))
-                order_id = c.post("/checkout").json()["order_id"]
-        finally:
-            shop.control(webhook_delay_ms=20)
-        raw, good = signed_event(order_id)
-        stale_raw, stale = signed_event(order_id, age_s=3600)  # a replay from an hour ago
+        email, order = checkout(shop, (13, 1))
+        raw, good = signed_event(order)
+        stale_raw, stale = signed_event(order, age_s=3600)  # a replay from an hour ago
         forged = good.replace("v1=", "v1=0")
         cases = [
             (raw, {}),
@@ -420,3 +442,142 @@ class ShopFlows:
         errors = [line for line in shop.access_lines() if line.get("status", 0) >= 500]
         expected = [line for line in errors if line.get("route") == "/checkout"]
         assert errors == expected, errors
+
+    # --- what a founder who copies the shop must not inherit -----------------------------------
+
+    def test_forged_or_mismatched_payment_events_leave_the_order_unpaid(self, shop: Shop) -> None:
+        """A signed event whose amount, currency or charge id is not the order's is refused and
+        changes nothing; the order's own event, even under a refused event's id, pays it."""
+        email, order = checkout(shop, (14, 2))
+        _, other = checkout(shop, (15, 1))
+        event_id = "evt_" + uuid.uuid4().hex
+        forged = [
+            signed_event(order, event_id, amount_cents=1),
+            signed_event(order, event_id, amount_cents=order["total_cents"] + 1),
+            signed_event(order, event_id, charge_id=other["charge_id"]),
+            signed_event(order, event_id, currency="eur"),
+            signed_event(order, event_id, currency=None),
+            signed_event(order, event_id, amount_cents=str(order["total_cents"])),
+            signed_event(order, event_id, amount_cents=True),
+        ]
+        with shop.client() as c:
+            for raw, signature in forged:
+                response = c.post(
+                    "/webhooks/payment", content=raw, headers={"Payment-Signature": signature}
+                )
+                assert_problem(response, 422)
+            assert order_status(shop, email) == "awaiting_payment"
+            raw, signature = signed_event(order, event_id)
+            response = c.post(
+                "/webhooks/payment", content=raw, headers={"Payment-Signature": signature}
+            )
+        assert response.json() == {"status": "processed"}
+        assert order_status(shop, email) == "paid"
+
+    def test_concurrent_adds_to_one_cart_line_lose_nothing(self, shop: Shop) -> None:
+        """20 parallel adds of 3 to a line holding 1 leave 61, on every database."""
+        _, token = signup(shop)
+        with shop.client(token=token) as c:
+            fill_cart(c, (60, 1))
+
+        async def add_all() -> list[httpx.Response]:
+            headers = {"Authorization": f"Bearer {token}", "X-Forwarded-For": new_ip()}
+            body = {"product_id": 60, "quantity": 3}
+            async with httpx.AsyncClient(base_url=shop.url, timeout=60) as client:
+                return await asyncio.gather(
+                    *(client.post("/cart/items", json=body, headers=headers) for _ in range(20))
+                )
+
+        answers = asyncio.run(add_all())
+        assert [r.status_code for r in answers] == [201] * 20, [r.text for r in answers]
+        with shop.client(token=token) as c:
+            items = c.get("/cart").json()["items"]
+        assert [(i["product_id"], i["quantity"]) for i in items] == [(60, 61)]
+
+    def test_prices_quantities_and_totals_are_bounded(self, shop: Shop) -> None:
+        """Out-of-range prices and stock are 422s; a cart over 2**31 cents checks out (64-bit
+        money columns); a full line or an order over the maximum is a 422, never a 500."""
+        with shop.admin() as admin:
+            for change in (
+                {"price_cents": 2**63},
+                {"price_cents": 2**64 + 1},
+                {"price_cents": MAX_PRICE_CENTS + 1},
+                {"price_cents": -1},
+                {"price_cents": 12.5},
+                {"price_cents": True},
+                {"price_cents": "100"},
+                {"stock": 2**31},
+                {"stock": -1},
+            ):
+                assert_problem(admin.patch("/admin/products/230", json=change), 422)
+            assert admin.patch("/admin/products/231", json={"price_cents": 10**7}).is_success
+            assert admin.patch(
+                "/admin/products/232", json={"price_cents": MAX_PRICE_CENTS}
+            ).is_success
+        email, order = checkout(shop, (231, 100), (231, 100), (231, 100))
+        assert order["total_cents"] == 3 * 10**9 > 2**31
+        assert orders_of(shop, email)[0]["total_cents"] == 3 * 10**9
+        _, token = signup(shop)
+        with shop.client(token=token) as c:
+            full = fill_cart(c, *[(232, 100)] * (MAX_LINE_QUANTITY // 100))
+            assert full["total_cents"] == MAX_ORDER_TOTAL_CENTS
+            assert_problem(c.post("/cart/items", json={"product_id": 232, "quantity": 1}), 422)
+            fill_cart(c, (1, 1))
+            too_large = c.post("/checkout")
+            assert_problem(too_large, 422)
+            cart = c.get("/cart").json()
+        assert [(i["product_id"], i["quantity"]) for i in cart["items"]] == [(1, 1), (232, 1000)]
+
+    @pytest.mark.parametrize(
+        "variant",
+        ["{}\n", "{}\r\n", " {}", "{}\t", "{}\x00", "{}\u2028", "{}\u0085", "\n{}", "{}\x0b"],
+    )
+    def test_an_email_with_a_line_break_is_not_a_second_account(
+        self, shop: Shop, variant: str
+    ) -> None:
+        """`victim@x.io` plus a newline, a space or a control character is refused at sign-up,
+        so it cannot become a second account beside the victim's."""
+        email, _ = signup(shop)
+        with shop.client() as c:
+            response = c.post(
+                "/signup", json={"email": variant.format(email), "password": "long enough pw"}
+            )
+        body = assert_problem(response, 422)
+        assert body["errors"][0]["loc"] == ["body", "email"]
+
+    @pytest.mark.parametrize(
+        ("method", "path", "body"),
+        [
+            ("POST", "/signup", b'{"email": "n@example.com", "password": "x\\u0000long enough"}'),
+            ("POST", "/signup", b'{"email": "n@x.io", "password": "12345678", "name": "\\ud800"}'),
+            ("POST", "/login", b'{"email": "a\\u0000@example.com", "password": "long enough"}'),
+            ("GET", "/products?category=%00", None),
+            ("GET", "/products?page=%C2%B2", None),
+            ("GET", "/products?page=99999999999999999999999", None),
+            ("GET", "/products/%C2%B2", None),
+            ("GET", "/admin/orders?status=%00", None),
+        ],
+    )  # fmt: skip
+    def test_text_postgresql_cannot_store_is_a_422(
+        self, shop: Shop, method: str, path: str, body: bytes | None
+    ) -> None:
+        """NUL characters, unpaired surrogates and non-ASCII digits are refused as bad input on
+        both shops and both databases, never passed on to become a 500."""
+        with shop.admin() as c:
+            response = c.request(
+                method, path, content=body, headers={"Content-Type": "application/json"}
+            )
+        assert_problem(response, 422)
+
+    def test_the_admin_token_is_never_empty(self, shop: Shop) -> None:
+        """An empty, blank or missing bearer token never reaches the admin routes."""
+        for header in (
+            "Bearer",
+            "bearer",
+            "",
+            "Basic " + ADMIN_TOKEN,
+            "Bearer " + ADMIN_TOKEN[:-1],
+        ):
+            with shop.client() as c:
+                response = c.get("/admin/orders", headers={"Authorization": header})
+            assert_problem(response, 401)

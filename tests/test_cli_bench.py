@@ -241,6 +241,18 @@ def test_scenario_typo_names_line_and_key(tmp_path: Path) -> None:
     )
 
 
+def test_an_infinite_weight_is_refused_before_any_load(tmp_path: Path) -> None:
+    """`weight = inf` (which used to spin an open-model run at 100 % CPU) stops the bench at
+    load time: exit 2, the file, the line and the key."""
+    scenario = write(tmp_path, "s.toml", '[[flow]]\npath = "/"\nweight = inf\n')
+    result = bench(f"--app {APP} --rate 50 --duration 1", "--scenario", scenario)
+    assert result.returncode == 2
+    assert result.stderr.strip() == (
+        f"launchready bench: error: {scenario}:3: 'weight' in flow #1: "
+        "must be a number above 0 and at most 1,000,000, got float inf"
+    )
+
+
 def test_unknown_option_is_a_usage_error() -> None:
     """argparse refuses unknown options with exit 2."""
     result = bench(f"--app {APP} --rps 10")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import re
 from pathlib import Path
 
@@ -206,3 +207,69 @@ def test_route_override_must_name_a_route() -> None:
         parse_scenario(text, "s.toml")
     assert str(info.value).startswith("s.toml:5: 'p95_ms' in [routes.\"GET /prodcts\"]")
     assert "did you mean 'GET /products'" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("line_no", "new", "key"),
+    [
+        (15, "weight = inf", "weight"),
+        (15, "weight = +inf", "weight"),
+        (15, "weight = -inf", "weight"),
+        (15, "weight = nan", "weight"),
+        (15, "weight = -nan", "weight"),
+        (15, "weight = 1e308", "weight"),
+        (15, "weight = 1E7", "weight"),
+        (15, "weight = 1e-400", "weight"),  # TOML reads it as 0.0
+        (15, "weight = 0", "weight"),
+        (15, "weight = -3", "weight"),
+        (15, "weight = 99999999999999999999999", "weight"),
+        (15, "weight = true", "weight"),
+        (33, "p95_ms = inf", "p95_ms"),
+        (33, "p95_ms = nan", "p95_ms"),
+        (33, "p95_ms = 1e308", "p95_ms"),
+        (33, "p95_ms = -250", "p95_ms"),
+        (33, "max_error_rate = nan", "max_error_rate"),
+        (33, "max_error_rate = inf", "max_error_rate"),
+        (33, "max_error_rate = -0.5", "max_error_rate"),
+        (15, "max_per_user_per_minute = 99999999999999999999999", "max_per_user_per_minute"),
+        (15, "max_per_user_per_minute = 1e3", "max_per_user_per_minute"),
+        (15, "max_per_user_per_minute = -1", "max_per_user_per_minute"),
+        (26, 'json = { quantity = nan, note = "x{vu}" }', "json"),
+        (26, 'json = { quantity = [1, { deep = -inf }], note = "x" }', "json"),
+    ],
+)
+def test_numbers_must_be_finite_and_sane(tmp_path: Path, line_no: int, new: str, key: str) -> None:
+    """NaN, infinities, huge, negative and exponent-form numbers are refused at load time, with
+    the file, the line and the key (an infinite weight used to hang an open-model run)."""
+    path = tmp_path / "s.toml"
+    path.write_text(with_line(GOOD, line_no, new))
+    with pytest.raises(ScenarioError) as info:
+        load_scenario(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:{line_no}: "), message
+    assert repr(key) in message
+
+
+@pytest.mark.parametrize(
+    "new", ["weight = 1_000_000", "weight = 0.001", "weight = 2.5e3", "weight = 0x10"]
+)
+def test_sane_numbers_in_any_spelling_are_accepted(new: str) -> None:
+    """Exponents, underscores and hex are fine when the value is finite and in range."""
+    scenario = parse_scenario(with_line(GOOD, 15, new), "s.toml")
+    weight = scenario.flows[0].weight
+    assert 0 < weight <= 1_000_000
+    assert 0 < scenario.mean_requests_per_flow < 3  # finite: the open model can schedule it
+
+
+def test_big_json_integers_are_compiled_exactly() -> None:
+    """An integer over 64 bits in a JSON body is sent digit for digit, constant or rendered."""
+    big = 2**64 + 7
+    text = with_line(GOOD, 26, f'json = {{ quantity = {big}, note = "x{{vu}}" }}')
+    text = with_line(text, 9, f"json = {{ id = {big} }}")
+    s = parse_scenario(text, "s.toml")
+    values = {"vu": 7, "ip": "10.0.0.7", "run": "r", "token": "T"}
+    _, _, constant = s.setup[0].build(values)
+    assert constant == b'{"id":%d}' % big
+    _, _, rendered = s.flows[1].steps[0].build(values)
+    assert rendered is not None
+    assert json.loads(rendered) == {"quantity": big, "note": "x7"}

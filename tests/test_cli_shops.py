@@ -27,12 +27,9 @@ def test_default_scenario_passes_against_the_shop(shop: str, tmp_path: Path) -> 
     if importlib.util.find_spec(module.rsplit(".", 1)[0]) is None:
         pytest.skip(f"{module} is not in this checkout")
     out_json, out_html = tmp_path / "r.json", tmp_path / "r.html"
-    env = {
-        **os.environ,
-        "SHOP_DATA_DIR": str(tmp_path / "data"),
-        "SHOP_ADMIN_TOKEN": "bench-test-admin-token",
-        "SHOP_SECRET_KEY": "bench-test-secret",
-    }
+    # A fresh machine: no SHOP_* variable at all; the bench puts the shop in development mode.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOP_")}
+    env["SHOP_DATA_DIR"] = str(tmp_path / "data")
     options = ["--quiet", "--rate", "30", "--users", "6", "--duration", "3", "--warmup", "1"]
     paths = ["--json", out_json, "--html", out_html, "--server-log", tmp_path / "shop.log"]
     command = [sys.executable, "-m", "launchready_sdk.cli", "bench", "--app", spec, *options]
@@ -41,6 +38,7 @@ def test_default_scenario_passes_against_the_shop(shop: str, tmp_path: Path) -> 
         command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False
     )
     assert result.returncode == 0, result.stdout + result.stderr
+    assert "runs in development mode (SHOP_DEV_MODE=1" in result.stderr
     report = json.loads(out_json.read_text())
     assert report["passed"] is True
     assert report["setup"]["users_ready"] == 6

@@ -201,6 +201,45 @@ async def test_plain_wrap_of_django_handler_works(django_settings: Any, log_stre
         assert logging.getLogger(name).propagate
 
 
+def test_a_converted_error_page_keeps_its_cookies_and_headers(django_settings: Any) -> None:
+    """A view that saves the session and answers a 400 HTML page: the problem+json that replaces
+    the page keeps the session's Set-Cookie and every header but those of the old body."""
+    from django.contrib.sessions.backends.signed_cookies import SessionStore
+    from django.contrib.sessions.middleware import SessionMiddleware
+    from django.http import HttpRequest, HttpResponse, HttpResponseBadRequest
+    from django.test import RequestFactory, override_settings
+
+    from launchready_sdk.django import LaunchReadyDjangoMiddleware
+
+    def view(request: HttpRequest) -> HttpResponse:
+        request.session["cart"] = [42]
+        response = HttpResponseBadRequest("<h1>Bad request</h1>")  # text/html
+        response["X-Shop"] = "kept"
+        response["Vary"] = "Accept-Language"
+        response["ETag"] = '"html-page"'
+        response["Content-Language"] = "en"
+        response["Content-Length"] = str(len(response.content))
+        response.set_cookie("theme", "dark")
+        return response
+
+    engine = "django.contrib.sessions.backends.signed_cookies"
+    with override_settings(SESSION_ENGINE=engine):
+        stack = LaunchReadyDjangoMiddleware(SessionMiddleware(view))
+        response = stack(RequestFactory().post("/cart", HTTP_ACCEPT="application/json"))
+        session = SessionStore(session_key=response.cookies["sessionid"].value).load()
+    assert response.status_code == 400
+    assert response["Content-Type"] == "application/problem+json"
+    assert json.loads(response.content)["status"] == 400
+    assert session == {"cart": [42]}
+    assert response.cookies["theme"].value == "dark"
+    assert response["X-Shop"] == "kept"
+    assert {v.strip() for v in response["Vary"].split(",")} == {"Accept-Language", "Cookie"}
+    assert response["Cache-Control"] == "no-store"
+    assert not response.has_header("ETag")
+    assert not response.has_header("Content-Language")
+    assert not response.has_header("Content-Length")  # the HTML page's, set by the view
+
+
 # --- through uvicorn --------------------------------------------------------------------------
 
 

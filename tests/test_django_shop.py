@@ -23,8 +23,6 @@ from tests.conftest import ROOT
 from tests.shopflows import Shop, ShopFlows, postgres_database, running_shop, wait_for
 
 SPEC = "examples.django_shop.asgi:application"
-# Where each running shop keeps its data: its SHOP_DATA_DIR and DATABASE_URL.
-_DATA: dict[str, dict[str, str]] = {}
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -34,21 +32,19 @@ def shop(
     folder: Path = tmp_path_factory.mktemp(f"django-shop-{request.param}")
     if request.param == "sqlite":
         with running_shop(SPEC, folder, None) as shop:
-            _DATA[shop.url] = {"SHOP_DATA_DIR": str(folder)}
             yield shop
     else:
         with postgres_database() as url, running_shop(SPEC, folder, url) as shop:
-            _DATA[shop.url] = {"SHOP_DATA_DIR": str(folder), "DATABASE_URL": url}
             yield shop
 
 
 def manage(shop: Shop, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """Run a Django management command against the shop's database."""
+    """Run a Django management command with the shop's own environment."""
     full = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
         "DJANGO_SETTINGS_MODULE": "examples.django_shop.settings",
-        **_DATA[shop.url],
+        **shop.env,
         **env,
     }
     return subprocess.run(
@@ -176,6 +172,7 @@ def test_two_processes_starting_together_migrate_and_seed_once(tmp_path: Path) -
         "PYTHONPATH": str(ROOT),
         "SHOP_DATA_DIR": str(tmp_path),
         "SHOP_ADMIN_TOKEN": "adm_" + uuid.uuid4().hex,
+        "SHOP_DEV_MODE": "1",
         "PAYMENT_URL": "http://127.0.0.1:9",
         "LAUNCHREADY_ACCESS_LOG": "false",
     }
@@ -218,10 +215,15 @@ def test_two_processes_starting_together_migrate_and_seed_once(tmp_path: Path) -
 
 
 def test_the_shop_starts_with_its_own_fake_providers(tmp_path: Path, serve: object) -> None:
-    """With no PAYMENT_URL the shop runs the fake providers itself and can take an order."""
+    """In development mode, with no PAYMENT_URL, the shop runs the fake providers itself and
+    can take an order."""
     server = serve(  # type: ignore[operator]
         SPEC,
-        {"SHOP_DATA_DIR": str(tmp_path), "SHOP_ADMIN_TOKEN": "adm_" + uuid.uuid4().hex},
+        {
+            "SHOP_DATA_DIR": str(tmp_path),
+            "SHOP_ADMIN_TOKEN": "adm_" + uuid.uuid4().hex,
+            "SHOP_DEV_MODE": "1",
+        },
         ready="/readyz",
     )
     with httpx.Client(base_url=server.url, timeout=20) as c:

@@ -27,5 +27,9 @@ if _prepared.seeded:
     _log.info("shop.seeded")
 if _prepared.fake_providers:
     _log.info("shop.fake_providers", url=_prepared.payment_url)
-if django.conf.settings.SHOP.using_dev_secrets:
-    _log.warning("shop.dev_secrets", hint="set SHOP_SECRET_KEY and SHOP_WEBHOOK_SECRET")
+if django.conf.settings.SHOP.using_dev_secrets or _prepared.fake_providers:
+    _log.warning(
+        "shop.dev_mode",
+        hint="development mode: public secrets or the fake payment provider; "
+        "set SHOP_SECRET_KEY, SHOP_WEBHOOK_SECRET, SHOP_DEMO_PASSWORD and PAYMENT_URL",
+    )

@@ -4,8 +4,10 @@
 
 Catalog and home are cached (and invalidated when an admin edits a product); sign-up, login,
 password reset and the payment webhook are rate-limited; checkout is idempotent and calls the
-payment provider through `lr.http_client()`; the webhook is verified, applied once per event,
-and confirms the order by email. The HTTP contract is in `examples/README.md`.
+payment provider through `lr.http_client()`; the webhook is verified, checked against the
+order's charge, applied once per event, and confirms the order by email. Every input is checked
+by the rules both shops share (`examples/shopinput.py`), which also describe it in OpenAPI. The
+HTTP contract is in `examples/README.md`.
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
 import httpx
-from fastapi import Depends, FastAPI, Header, Path, Query, Request
+from fastapi import Depends, FastAPI, Header, Path, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import case, delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -45,6 +47,7 @@ from examples.shopcore import (
     ShopConfig,
     charge_id_of,
     charge_request,
+    check_payment,
     confirmation_subject,
     customer_of,
     dummy_password_hash,
@@ -63,9 +66,27 @@ from examples.shopcore import (
     sign_token,
     verify_password,
 )
+from examples.shopinput import (
+    ADMIN_ORDERS_QUERY,
+    CART_ITEM,
+    LOGIN,
+    MAX_LINE_QUANTITY,
+    MAX_ORDER_TOTAL_CENTS,
+    ORDER_PATH,
+    PASSWORD_RESET,
+    PRODUCT_PATCH,
+    PRODUCTS_QUERY,
+    SIGNUP,
+    Invalid,
+    Schema,
+    json_object,
+    openapi_body,
+    openapi_query,
+    path_id,
+    read,
+)
 from launchready_sdk import LaunchReady, Settings, get_logger
 
-MAX_ID = 2**31 - 1  # ids are 32-bit in every database the shop runs on
 config = ShopConfig.from_env("fastapi_shop")
 lr = LaunchReady(Settings.from_env(**sdk_overrides("fastapi-shop")))
 log = get_logger("shop")
@@ -96,8 +117,12 @@ lr.add_health_check("db", database_ready)
 async def lifespan(_: FastAPI) -> AsyncIterator[None]:
     if await create_and_seed(engine, config.demo_password):
         log.info("shop.seeded", database=engine.dialect.name)
-    if config.using_dev_secrets:
-        log.warning("shop.dev_secrets", hint="set SHOP_SECRET_KEY and SHOP_WEBHOOK_SECRET")
+    if config.using_dev_secrets or config.payment_url is None:
+        log.warning(
+            "shop.dev_mode",
+            hint="development mode: public secrets or the fake payment provider; "
+            "set SHOP_SECRET_KEY, SHOP_WEBHOOK_SECRET, SHOP_DEMO_PASSWORD and PAYMENT_URL",
+        )
     payment_url, email_url = config.payment_url, config.email_url
     server = None
     if payment_url is None:
@@ -132,15 +157,24 @@ async def _problem(_: Request, exc: Problem) -> JSONResponse:
     return problem(exc.status, exc.title, exc.detail)
 
 
+def invalid(errors: list[dict[str, Any]]) -> JSONResponse:
+    return problem(
+        422, "Invalid request", "The request body or parameters are invalid.", errors=errors
+    )
+
+
+@api.exception_handler(Invalid)
+async def _invalid(_: Request, exc: Invalid) -> JSONResponse:
+    return invalid(exc.errors)
+
+
 @api.exception_handler(RequestValidationError)
-async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+async def _unparsed(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [
         {"loc": [str(p) for p in e.get("loc", ())], "msg": str(e.get("msg", ""))}
         for e in exc.errors()
     ]
-    return problem(
-        422, "Invalid request", "The request body or parameters are invalid.", errors=errors
-    )
+    return invalid(errors)
 
 
 @api.exception_handler(StarletteHTTPException)
@@ -148,34 +182,27 @@ async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail))
 
 
-# Bodies.
+# Inputs: the rules both shops share (examples/shopinput.py), read as dependencies.
+
+Fields = dict[str, Any]
 
 
-class SignupIn(BaseModel):
-    email: str = Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")
-    password: str = Field(min_length=8, max_length=1024)
-    name: str = Field(default="", max_length=200)
+def body(schema: Schema) -> Any:
+    """A dependency: the JSON body checked against `schema` (Invalid, a 422, otherwise)."""
+
+    async def fields(request: Request) -> Fields:
+        return read(schema, json_object(await request.body()), "body")
+
+    return Depends(fields)
 
 
-class LoginIn(BaseModel):
-    email: str = Field(max_length=254)
-    password: str = Field(max_length=1024)
+def query(schema: Schema) -> Any:
+    """A dependency: the query parameters checked against `schema`."""
 
+    async def fields(request: Request) -> Fields:
+        return read(schema, request.query_params, "query")
 
-class ResetIn(BaseModel):
-    email: str = Field(max_length=254)
-
-
-class CartItemIn(BaseModel):
-    product_id: int = Field(ge=1, le=MAX_ID)
-    quantity: int = Field(ge=1, le=100)
-
-
-class ProductPatch(BaseModel):
-    name: str | None = Field(default=None, min_length=1, max_length=200)
-    description: str | None = Field(default=None, max_length=5000)
-    price_cents: int | None = Field(default=None, ge=0)
-    stock: int | None = Field(default=None, ge=0)
+    return Depends(fields)
 
 
 # Who is asking.
@@ -202,28 +229,24 @@ async def home() -> dict[str, Any]:
         return {"featured": [product_body(p) for p in featured], "categories": list(CATEGORIES)}
 
 
-@api.get("/products")
-async def list_products(
-    category: Annotated[str | None, Query(max_length=40)] = None,
-    page: Annotated[int, Query(ge=1, le=10_000)] = 1,
-    per_page: Annotated[int, Query(ge=1, le=100)] = 20,
-) -> dict[str, Any]:
-    query = select(Product)
+@api.get("/products", openapi_extra=openapi_query(PRODUCTS_QUERY))
+async def list_products(params: Annotated[Fields, query(PRODUCTS_QUERY)]) -> dict[str, Any]:
+    category, page, per_page = params["category"], params["page"], params["per_page"]
+    listing = select(Product)
     counted = select(func.count()).select_from(Product)
     if category is not None:
-        query = query.where(Product.category == category)
+        listing = listing.where(Product.category == category)
         counted = counted.where(Product.category == category)
-    query = query.order_by(Product.id).limit(per_page).offset((page - 1) * per_page)
+    listing = listing.order_by(Product.id).limit(per_page).offset((page - 1) * per_page)
     async with Session() as s:
-        items = [product_body(p) for p in await s.scalars(query)]
+        items = [product_body(p) for p in await s.scalars(listing)]
         total = await s.scalar(counted)
     return {"items": items, "page": page, "per_page": per_page, "total": total}
 
 
 @api.get("/products/{id}")
-async def get_product(
-    product_id: Annotated[int, Path(alias="id", ge=1, le=MAX_ID)],
-) -> dict[str, Any]:
+async def get_product(raw_id: Annotated[str, Path(alias="id")]) -> dict[str, Any]:
+    product_id = path_id(raw_id)
     async with Session() as s:
         product = await s.get(Product, product_id)
     if product is None:
@@ -234,10 +257,10 @@ async def get_product(
 # Accounts (rate-limited by the SDK's defaults).
 
 
-@api.post("/signup", status_code=201)
-async def signup(body: SignupIn) -> dict[str, Any]:
-    hashed = await asyncio.to_thread(hash_password, body.password)
-    user = User(email=body.email.lower(), password_hash=hashed, name=body.name)
+@api.post("/signup", status_code=201, openapi_extra=openapi_body(SIGNUP))
+async def signup(fields: Annotated[Fields, body(SIGNUP)]) -> dict[str, Any]:
+    hashed = await asyncio.to_thread(hash_password, fields["password"])
+    user = User(email=fields["email"].lower(), password_hash=hashed, name=fields["name"])
     async with Session() as s:
         s.add(user)
         try:
@@ -248,22 +271,22 @@ async def signup(body: SignupIn) -> dict[str, Any]:
     return {"id": user.id, "email": user.email, "token": sign_token(config.secret_key, user.id)}
 
 
-@api.post("/login")
-async def login(body: LoginIn) -> dict[str, str]:
+@api.post("/login", openapi_extra=openapi_body(LOGIN))
+async def login(fields: Annotated[Fields, body(LOGIN)]) -> dict[str, str]:
     async with Session() as s:
-        user = await s.scalar(select(User).where(User.email == body.email.lower()))
+        user = await s.scalar(select(User).where(User.email == fields["email"].lower()))
     stored = user.password_hash if user is not None else dummy_password_hash()
-    valid = await asyncio.to_thread(verify_password, body.password, stored)
+    valid = await asyncio.to_thread(verify_password, fields["password"], stored)
     if user is None or not valid:
         raise Problem(401, "Invalid email or password")
     log.info("user.logged_in", user_id=user.id)
     return {"token": sign_token(config.secret_key, user.id)}
 
 
-@api.post("/password-reset", status_code=202)
-async def password_reset(body: ResetIn) -> dict[str, str]:
+@api.post("/password-reset", status_code=202, openapi_extra=openapi_body(PASSWORD_RESET))
+async def password_reset(fields: Annotated[Fields, body(PASSWORD_RESET)]) -> dict[str, str]:
     async with Session() as s:
-        user = await s.scalar(select(User).where(User.email == body.email.lower()))
+        user = await s.scalar(select(User).where(User.email == fields["email"].lower()))
     if user is not None:
         reset = sign_token(config.secret_key + ":reset", user.id)
         await send_email(user.email, "Reset your password", f"Your reset code: {reset}")
@@ -306,21 +329,38 @@ def cart_body(lines: list[tuple[CartItem, Product]]) -> dict[str, Any]:
     return {"items": items, "total_cents": sum(i["quantity"] * i["price_cents"] for i in items)}
 
 
-@api.post("/cart/items", status_code=201)
-async def add_to_cart(body: CartItemIn, user_id: User_) -> dict[str, Any]:
+def add_line(user_id: int, product_id: int, quantity: int, *, clamp: bool = False) -> Any:
+    """One statement that creates the cart line or adds to it, atomically, so concurrent adds
+    never lose a quantity. It returns the new quantity, or no row when the line would pass
+    `MAX_LINE_QUANTITY` (with `clamp`, the line is filled to the cap instead)."""
+    dialect = postgresql if engine.dialect.name == "postgresql" else sqlite
+    insert = dialect.insert(CartItem).values(
+        user_id=user_id, product_id=product_id, quantity=quantity
+    )
+    added = CartItem.quantity + insert.excluded.quantity
+    new_quantity = case((added > MAX_LINE_QUANTITY, MAX_LINE_QUANTITY), else_=added)
+    return insert.on_conflict_do_update(
+        index_elements=[CartItem.user_id, CartItem.product_id],
+        set_={"quantity": new_quantity if clamp else added},
+        where=None if clamp else added <= MAX_LINE_QUANTITY,
+    ).returning(CartItem.quantity)
+
+
+@api.post("/cart/items", status_code=201, openapi_extra=openapi_body(CART_ITEM))
+async def add_to_cart(fields: Annotated[Fields, body(CART_ITEM)], user_id: User_) -> dict[str, Any]:
+    product_id, quantity = fields["product_id"], fields["quantity"]
     async with Session() as s:
-        if await s.get(Product, body.product_id) is None:
+        if await s.get(Product, product_id) is None:
             raise Problem(404, "No such product")
-        item = await s.get(CartItem, (user_id, body.product_id))
-        if item is None:
-            s.add(CartItem(user_id=user_id, product_id=body.product_id, quantity=body.quantity))
-        else:
-            item.quantity = min(item.quantity + body.quantity, 1000)
-        try:
-            await s.commit()
-        except IntegrityError:
-            raise Problem(409, "The cart changed; try again") from None
+        added = (await s.execute(add_line(user_id, product_id, quantity))).first()
+        await s.commit()
+        if added is None:
+            raise Invalid([{"loc": ["body", "quantity"], "msg": line_cap_message()}])
         return cart_body(await cart_lines(s, user_id))
+
+
+def line_cap_message() -> str:
+    return f"a cart line holds at most {MAX_LINE_QUANTITY} of a product"
 
 
 @api.get("/cart")
@@ -337,6 +377,8 @@ async def checkout(request: Request, user_id: User_) -> dict[str, Any]:
         raise Problem(409, "The cart is empty")
     order_id = new_order_id()
     total = sum(item.quantity * p.price_cents for item, p in lines)
+    if total > MAX_ORDER_TOTAL_CENTS:
+        raise Problem(422, "Order too large", f"An order totals at most {MAX_ORDER_TOTAL_CENTS}.")
     # One transaction moves the lines from the cart into a new order, so the provider's
     # webhook always finds the order and a second checkout of the same cart (another tab,
     # a double click without an Idempotency-Key) finds the lines gone. If the charge fails,
@@ -386,11 +428,7 @@ async def undo_order(user_id: int, order_id: str, lines: list[tuple[int, int]]) 
         await s.execute(delete(OrderItem).where(OrderItem.order_id == order_id))
         await s.execute(delete(Order).where(Order.id == order_id))
         for product_id, quantity in lines:
-            item = await s.get(CartItem, (user_id, product_id))
-            if item is None:
-                s.add(CartItem(user_id=user_id, product_id=product_id, quantity=quantity))
-            else:
-                item.quantity = min(item.quantity + quantity, 1000)
+            await s.execute(add_line(user_id, product_id, quantity, clamp=True))
 
 
 def webhook_url(request: Request) -> str:
@@ -409,8 +447,9 @@ async def create_charge(order_id: str, total: int, hook: str) -> str:
 
 @api.get("/orders/{order_id}")
 async def get_order(
-    order_id: Annotated[str, Path(max_length=64)], user_id: User_
+    raw_id: Annotated[str, Path(alias="order_id")], user_id: User_
 ) -> dict[str, Any]:
+    order_id = read(ORDER_PATH, {"order_id": raw_id}, "path")["order_id"]
     async with Session() as s:
         order = await s.get(Order, order_id)
         if order is None or order.user_id != user_id:
@@ -435,13 +474,19 @@ async def payment_webhook(
     new_status = event.order_status
     if order is None or new_status is None:
         return {"status": "ignored"}
+    check_payment(event, order.total_cents, order.charge_id)
     if not await lr.idempotency.once(event.once_key, ttl_s=EVENT_TTL_S):
         return {"status": "duplicate"}
     try:
         async with Session.begin() as s:
             changed = await s.execute(
                 update(Order)
-                .where(Order.id == event.order_id, Order.status == "awaiting_payment")
+                .where(
+                    Order.id == event.order_id,
+                    Order.status == "awaiting_payment",
+                    Order.charge_id == event.charge_id,
+                    Order.total_cents == event.amount_cents,
+                )
                 .values(status=new_status)
             )
     except BaseException:
@@ -457,17 +502,19 @@ async def payment_webhook(
 # Staff.
 
 
-@api.get("/admin/orders", dependencies=[Depends(admin)])
-async def admin_orders(
-    status: Annotated[str | None, Query(max_length=20)] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
-) -> dict[str, Any]:
-    query = select(Order, User.email).join(User, User.id == Order.user_id)
+@api.get(
+    "/admin/orders",
+    dependencies=[Depends(admin)],
+    openapi_extra=openapi_query(ADMIN_ORDERS_QUERY),
+)
+async def admin_orders(params: Annotated[Fields, query(ADMIN_ORDERS_QUERY)]) -> dict[str, Any]:
+    status, limit = params["status"], params["limit"]
+    listing = select(Order, User.email).join(User, User.id == Order.user_id)
     if status is not None:
-        query = query.where(Order.status == status)
-    query = query.order_by(Order.created_at.desc()).limit(limit)
+        listing = listing.where(Order.status == status)
+    listing = listing.order_by(Order.created_at.desc()).limit(limit)
     async with Session() as s:
-        rows = (await s.execute(query)).all()
+        rows = (await s.execute(listing)).all()
         ids = [order.id for order, _ in rows]
         items: dict[str, list[OrderItem]] = {i: [] for i in ids}
         if ids:
@@ -480,11 +527,16 @@ async def admin_orders(
     }
 
 
-@api.patch("/admin/products/{id}", dependencies=[Depends(admin)])
+@api.patch(
+    "/admin/products/{id}",
+    dependencies=[Depends(admin)],
+    openapi_extra=openapi_body(PRODUCT_PATCH),
+)
 async def edit_product(
-    product_id: Annotated[int, Path(alias="id", ge=1, le=MAX_ID)], body: ProductPatch
+    raw_id: Annotated[str, Path(alias="id")], fields: Annotated[Fields, body(PRODUCT_PATCH)]
 ) -> dict[str, Any]:
-    changes = body.model_dump(exclude_none=True)
+    product_id = path_id(raw_id)
+    changes = {k: v for k, v in fields.items() if v is not None}
     async with Session.begin() as s:
         product = await s.get(Product, product_id)
         if product is None:

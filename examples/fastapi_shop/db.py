@@ -1,4 +1,9 @@
-"""The shop's tables (SQLAlchemy 2, async), its engine, and the first-start seed."""
+"""The shop's tables (SQLAlchemy 2, async), its engine, and the first-start seed.
+
+Money is in 64-bit columns (`BigInteger`): a large cart passes 2**31 cents. The shop has no
+migration tool, so `create_and_seed` widens the money columns of a PostgreSQL database that an
+older version created as 32-bit `integer`s.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import datetime as dt
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     DateTime,
     ForeignKey,
     Index,
@@ -14,6 +20,7 @@ from sqlalchemy import (
     event,
     func,
     select,
+    text,
 )
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -45,7 +52,7 @@ class Product(Base):
     sku: Mapped[str] = mapped_column(String(32), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     category: Mapped[str] = mapped_column(String(40))
-    price_cents: Mapped[int]
+    price_cents: Mapped[int] = mapped_column(BigInteger)
     stock: Mapped[int]
     featured: Mapped[bool] = mapped_column(default=False)
     description: Mapped[str] = mapped_column(Text, default="")
@@ -69,7 +76,7 @@ class Order(Base):
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     status: Mapped[str] = mapped_column(String(20))
-    total_cents: Mapped[int]
+    total_cents: Mapped[int] = mapped_column(BigInteger)
     charge_id: Mapped[str | None] = mapped_column(String(64), default=None)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
@@ -89,7 +96,7 @@ class OrderItem(Base):
     product_id: Mapped[int] = mapped_column(ForeignKey("products.id"), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     quantity: Mapped[int]
-    price_cents: Mapped[int]
+    price_cents: Mapped[int] = mapped_column(BigInteger)
 
 
 def async_url(url: str) -> str:
@@ -136,6 +143,8 @@ async def create_and_seed(engine: AsyncEngine, demo_password: str) -> bool:
             await conn.run_sync(Base.metadata.create_all)
     except (IntegrityError, OperationalError):
         pass  # another worker created them at the same moment
+    if engine.dialect.name == "postgresql":
+        await _widen_money_columns(engine)
     sessions = async_sessionmaker(engine, expire_on_commit=False)
     async with sessions() as session:
         count = await session.scalar(select(func.count()).select_from(Product))
@@ -155,3 +164,25 @@ async def create_and_seed(engine: AsyncEngine, demo_password: str) -> bool:
                 "(SELECT MAX(id) FROM products))"
             )
     return True
+
+
+_MONEY_COLUMNS = (
+    ("products", "price_cents"),
+    ("orders", "total_cents"),
+    ("order_items", "price_cents"),
+)
+
+
+async def _widen_money_columns(engine: AsyncEngine) -> None:
+    """Turn 32-bit money columns of an older database into 64-bit ones (once; a no-op after)."""
+    async with engine.begin() as conn:
+        for table, column in _MONEY_COLUMNS:
+            kind = await conn.scalar(
+                text(
+                    "SELECT data_type FROM information_schema.columns "
+                    "WHERE table_schema = current_schema() AND table_name = :t AND column_name = :c"
+                ),
+                {"t": table, "c": column},
+            )
+            if kind == "integer":
+                await conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE BIGINT")

@@ -1,8 +1,10 @@
 """`launchready bench`: boot or target an app, drive a scenario, judge it against the launch bar.
 
 Exit status: 0 when every route is within its p95 budget and error-rate limit, 1 when the bar
-is missed, 2 for usage errors and when the app cannot be booted, reached or set up, 130 when
-interrupted. The table goes to stdout; progress, notices and errors to stderr.
+is missed, 2 for usage errors and when the app cannot be booted, reached or set up, 3 when the
+bench itself failed (a fault of its own, never the app's: the figures cannot be trusted, so
+the run is neither a pass nor a miss), 130 when interrupted. The table goes to stdout;
+progress, notices and errors to stderr.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any, TextIO
 
 from launchready_sdk.cli.client import ClientError, Origin, Pool
 from launchready_sdk.cli.html import render_html
-from launchready_sdk.cli.loadgen import GeneratorHealth, LoadGenerator, LoadPlan
+from launchready_sdk.cli.loadgen import GeneratorHealth, LoadGenerator, LoadPlan, describe_fault
 from launchready_sdk.cli.metrics import Buckets, delta, query_p95, scrape, server_p95
 from launchready_sdk.cli.progress import Progress
 from launchready_sdk.cli.report import (
@@ -41,7 +43,8 @@ DEFAULT_DURATION_S = 30.0
 DEFAULT_WARMUP_S = 5.0
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_BOOT_TIMEOUT_S = 60.0
-EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_PASS, EXIT_FAIL, EXIT_ERROR, EXIT_INTERNAL, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+_INTERNAL_HINT = "this is a fault of launchready bench, not of the app; please report it"
 
 
 class BenchError(Exception):
@@ -50,6 +53,10 @@ class BenchError(Exception):
     def __init__(self, message: str, detail: str = "") -> None:
         super().__init__(message)
         self.detail = detail
+
+
+class InternalError(Exception):
+    """The bench failed on its own account (exit 3): its figures cannot be trusted."""
 
 
 def _number(kind: Callable[[str], float], low: float, inclusive: bool, what: str) -> Any:
@@ -80,7 +87,8 @@ def add_parser(commands: Any) -> None:
         help="load-test an app against the launch bar (p95, error rate)",
         description="Boot an app (--app) or target a running one (--url), drive a scenario "
         "and judge every route against the launch bar. Exits 0 on PASS, 1 on FAIL, "
-        "2 when the app cannot be booted or reached. The scenario format: see the README.",
+        "2 when the app cannot be booted or reached, 3 when the bench itself failed. "
+        "The scenario format: see the README.",
     )
     target = p.add_mutually_exclusive_group(required=True)
     target.add_argument("--app", metavar="MODULE:ATTR", help="boot this ASGI app under uvicorn")
@@ -192,6 +200,12 @@ def run(
                 raise BenchError(problem)
             server = AppServer(args.app, args.server_log or default_log_path())
             print(f"launchready bench: starting {args.app}; its log: {server.log_path}", file=err)
+            if server.shop_dev_mode:
+                print(
+                    "launchready bench: the bundled shop runs in development mode "
+                    "(SHOP_DEV_MODE=1: development secrets, fake payment provider)",
+                    file=err,
+                )
             server.start()
         url = server.url if server else args.url
         report = _run_async(args, scenario, plan, url, server, err)
@@ -206,13 +220,25 @@ def run(
     except KeyboardInterrupt:
         print("\nlaunchready bench: interrupted", file=err)
         return EXIT_INTERRUPTED
+    except InternalError as exc:
+        print(f"launchready bench: internal error: {exc}", file=err)
+        print(f"hint: {_INTERNAL_HINT}", file=err)
+        return EXIT_INTERNAL
+    except Exception as exc:  # never a raw traceback, never the exit status of a missed bar
+        print(f"launchready bench: internal error: {describe_fault(exc)}", file=err)
+        print(f"hint: {_INTERNAL_HINT}", file=err)
+        return EXIT_INTERNAL
     finally:
         if server is not None:
             server.stop()
-    if args.json:
-        write_json(report, args.json)
-    if args.html:
-        write_text(args.html, render_html(report))
+    try:
+        if args.json:
+            write_json(report, args.json)
+        if args.html:
+            write_text(args.html, render_html(report))
+    except OSError as exc:
+        print(f"launchready bench: error: cannot write the report: {exc}", file=err)
+        return EXIT_ERROR
     try:
         print(render_table(report), file=out, flush=True)
         if server is not None and report["server"]["exited"] is not None:
@@ -223,7 +249,20 @@ def run(
                 print(f"{label} report: {path}", file=err)
     except BrokenPipeError:  # `launchready bench ... | head`: the verdict is in the exit status
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    if report["generator"]["internal_errors"]:
+        print(f"launchready bench: internal error: {_internal_summary(report)}", file=err)
+        print(f"hint: {_INTERNAL_HINT}", file=err)
+        return EXIT_INTERNAL
     return EXIT_PASS if report["passed"] else EXIT_FAIL
+
+
+def _internal_summary(report: dict[str, Any]) -> str:
+    generator = report["generator"]
+    n = generator["internal_errors"]
+    return (
+        f"{n} request{'s' if n != 1 else ''} failed inside the bench, so this run is "
+        f"neither a pass nor a miss; the first: {generator['first_internal_error']}"
+    )
 
 
 def _check_writable(path: Path) -> None:
@@ -309,6 +348,10 @@ async def _measure(
     if scenario.setup:
         print(f"launchready bench: setting up {plan.users} virtual users", file=err)
     users, setup_errors = await generator.setup_users(plan.users)
+    if generator.health.internal_errors:
+        raise InternalError(
+            f"the setup failed inside the bench: {generator.health.first_internal_error}"
+        )
     if not users:
         reason, _ = setup_errors.most_common(1)[0]
         raise BenchError(f"setup failed for every virtual user: {reason}", _setup_hint(reason))
@@ -353,7 +396,7 @@ async def _measure(
         },
         "warnings": _warnings(health, setup_errors, len(users), plan, server, before, after, args),
     }
-    return build_report(
+    report = build_report(
         recorder=recorder,
         scenario=scenario,
         thresholds=Thresholds(args.p95_ms, args.max_error_rate, args.db_p95_ms),
@@ -362,6 +405,10 @@ async def _measure(
         duration_s=plan.duration_s,
         meta=meta,
     )
+    if health.internal_errors:  # what the bench could not measure is never a pass
+        report["failures"].append(_internal_summary(report))
+        report["passed"] = report["overall"]["passed"] = False
+    return report
 
 
 async def _scrape_later(pool: Pool, path: str, delay_s: float) -> Buckets | None:
@@ -390,6 +437,12 @@ def _warnings(
     args: argparse.Namespace,
 ) -> list[str]:
     out = []
+    if health.protocol_errors:
+        n = health.protocol_errors
+        out.append(
+            f"{n} response{'s' if n != 1 else ''} broke HTTP/1.1 framing and counted as "
+            f"errors of kind 'protocol'; the first: {health.first_protocol_error}"
+        )
     if health.saturated:
         out.append(
             "the load generator could not keep up, so these figures include its own delays: "

@@ -8,7 +8,8 @@ A request that fails on a reused connection before a single response byte arrive
 closed an idle keep-alive connection) is retried once on a fresh one.
 
 Not supported, on purpose: pipelining, `Expect: 100-continue`, upgrades, proxies, redirects,
-cookies, compression. Every failure is a `ClientError` whose `kind` names it for reports.
+cookies, compression. Every failure is a `ClientError` whose `kind` names it for reports
+("internal" when the fault is the client's own, not the server's).
 """
 
 from __future__ import annotations
@@ -27,13 +28,19 @@ __all__ = ["ClientError", "Origin", "Pool", "Response"]
 
 DEFAULT_TIMEOUT_S = 10.0
 DEFAULT_MAX_CONNECTIONS = 100
+READ_BYTES = 64 * 1024  # per read: bounds the parsing work one event-loop callback does
 
 
 # --- connections ------------------------------------------------------------------------------
 
 
-class _Connection(asyncio.Protocol):
-    """One TCP connection carrying one request at a time."""
+class _Connection(asyncio.BufferedProtocol):
+    """One TCP connection carrying one request at a time.
+
+    It reads into a buffer of its own of `READ_BYTES`, so a server sending a large body in
+    tiny chunks is parsed in short steps, between which the event loop runs the timers (the
+    `--timeout` of every request) and the other connections.
+    """
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
@@ -42,9 +49,16 @@ class _Connection(asyncio.Protocol):
         self.used = False
         self._parser: ResponseParser | None = None
         self._waiter: asyncio.Future[Response] | None = None
+        self._read = memoryview(bytearray(READ_BYTES))
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._read
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.data_received(bytes(self._read[:nbytes]))
 
     def send(self, data: bytes, head_only: bool) -> asyncio.Future[Response]:
         assert self.transport is not None
@@ -66,6 +80,9 @@ class _Connection(asyncio.Protocol):
             response = parser.feed(data)
         except ClientError as exc:
             self._fail(exc)
+            return
+        except Exception as exc:  # a fault of the parser: one error, never a loop traceback
+            self._fail(ClientError(f"the response parser failed: {exc!r}", "internal"))
             return
         if response is not None:
             if not parser.keep_alive or parser.leftover:

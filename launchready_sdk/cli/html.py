@@ -248,6 +248,9 @@ def _summary(report: Mapping[str, Any]) -> str:
 def render_html(report: Mapping[str, Any]) -> str:
     """The report as one HTML document."""
     verdict = "PASS" if report["passed"] else "FAIL"
+    state = verdict.lower()
+    if (report.get("generator") or {}).get("internal_errors"):
+        verdict = "NO VERDICT"  # the bench failed on its own account (exit status 3)
     budget_ms = float(report["thresholds"]["p95_ms"])
     lines = [
         "<!DOCTYPE html>",
@@ -255,7 +258,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>launchready bench: {verdict}</title>",
         f"<style>{_CSS}</style></head><body>",
-        f'<h1>launchready bench <span class="verdict {verdict.lower()}">{verdict}</span></h1>',
+        f'<h1>launchready bench <span class="verdict {state}">{verdict}</span></h1>',
         f'<p class="muted">{_e(_summary(report))}</p>',
     ]
     for warning in report.get("warnings", []):

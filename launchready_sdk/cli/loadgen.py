@@ -15,6 +15,11 @@ Closed model (`users`): every user sends its flows back to back; latency is from
 The generator watches itself: how late arrivals are dispatched, how late the event loop wakes,
 and how much CPU it uses. `GeneratorHealth.reasons` lists why its figures may describe the
 generator rather than the server.
+
+Every request ends in the results, whatever happens to it: a response that breaks HTTP/1.1
+framing is an error of kind "protocol", and a fault of the bench itself (a request it could not
+encode, a parser bug) is an error of kind "internal error". Both are counted per request and
+described once, by their first occurrence, in `GeneratorHealth`.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import asyncio
 import bisect
 import dataclasses
 import itertools
+import json
 import random
 import time
 from collections import Counter, deque
@@ -47,6 +53,7 @@ _MONITOR_INTERVAL_S = 0.02
 _now = time.perf_counter  # the clock of every timestamp; the loop's may tick in whole ms
 _FAILED_FLOW_PAUSE_S = 0.01
 _CATCH_UP_BATCH = 64
+INTERNAL_ERROR = "internal error"  # the error kind of a request the bench itself failed
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -79,6 +86,22 @@ class GeneratorHealth:
     waited_for_user: int = 0
     not_sent: int = 0
     reasons: list[str] = dataclasses.field(default_factory=list)
+    protocol_errors: int = 0  # responses that broke HTTP/1.1 framing
+    first_protocol_error: str | None = None
+    internal_errors: int = 0  # requests the bench itself failed: never a pass
+    first_internal_error: str | None = None
+
+    def note_protocol(self, route: str, message: str) -> None:
+        self.protocol_errors += 1
+        if self.first_protocol_error is None:
+            self.first_protocol_error = f"{route}: {message}"
+
+    def note_internal(self, route: str, exc: BaseException) -> str:
+        """Count a fault of the bench's own; the error kind to record."""
+        self.internal_errors += 1
+        if self.first_internal_error is None:
+            self.first_internal_error = f"{route}: {describe_fault(exc)}"
+        return INTERNAL_ERROR
 
     @property
     def saturated(self) -> bool:
@@ -140,8 +163,14 @@ class LoadGenerator:
 
     # --- requests ------------------------------------------------------------------------------
 
+    @property
+    def health(self) -> GeneratorHealth:
+        """What the generator noticed so far (setup included)."""
+        return self._health
+
     async def _send(self, user: VirtualUser, step: Step) -> tuple[int, str | None]:
-        """(status, error) of one step for `user`; captures land in `user.values`."""
+        """(status, error) of one step for `user`; captures land in `user.values`. Never
+        raises (but for cancellation): whatever goes wrong is an error of the step."""
         try:
             target, headers, body = step.build(user.values)
             data = encode_request(
@@ -153,14 +182,25 @@ class LoadGenerator:
             )
         except (TemplateError, ValueError) as exc:
             return 0, f"request not built: {exc}"
+        except Exception as exc:
+            return 0, self._health.note_internal(step.route, exc)
         try:
             response = await self.pool.send(data, head_only=step.method == "HEAD")
         except ClientError as exc:
+            if exc.kind == "internal":
+                return 0, self._health.note_internal(step.route, exc)
+            if exc.kind == "protocol":
+                self._health.note_protocol(step.route, str(exc))
             return 0, exc.kind
+        except Exception as exc:
+            return 0, self._health.note_internal(step.route, exc)
         if response.status not in step.expect:
             return response.status, f"status {response.status}"
         if step.capture:
-            return response.status, _capture(user.values, step.capture, response)
+            try:
+                return response.status, _capture(user.values, step.capture, response)
+            except Exception as exc:
+                return response.status, self._health.note_internal(step.route, exc)
         return response.status, None
 
     def _headers(self, user: VirtualUser, own: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -178,6 +218,8 @@ class LoadGenerator:
         except asyncio.CancelledError:  # cut off when the run ended: an unanswered request
             self.recorder.add(step.route, start, _now(), 0, "timeout")
             raise
+        except Exception as exc:  # never a request that vanishes from the results
+            status, error = 0, self._health.note_internal(step.route, exc)
         self.recorder.add(step.route, start, _now(), status, error)
         return error is None, status != 0
 
@@ -358,10 +400,26 @@ def _capture(values: dict[str, Any], capture: Mapping[str, str], response: Respo
                     return f"capture {name}: the response is not JSON"
                 parsed = True
             value = _dig(document, where)
+            if isinstance(value, float):  # orjson reads integers over 64 bits as floats
+                value = _dig(json.loads(response.body), where)
         if value is None:
             return f"capture {name}: {where} not in the response"
         values[name] = value
     return None
+
+
+def describe_fault(exc: BaseException) -> str:
+    """`Type: message (file:line)` of an exception's innermost frame, for a bug report."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = ""
+    if tb is not None:
+        code = tb.tb_frame.f_code
+        where = f" ({code.co_filename.rsplit('/', 2)[-1]}:{tb.tb_lineno} in {code.co_name})"
+    text = str(exc)
+    text = text if len(text) <= 200 else text[:199] + "\u2026"
+    return f"{type(exc).__name__}: {text}{where}" if text else type(exc).__name__ + where
 
 
 def _dig(document: Any, path: str) -> Any:

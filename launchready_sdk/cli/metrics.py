@@ -11,6 +11,9 @@ millisecond. Requests other clients sent in the same window are counted too.
 The SQL statements the app timed (`launchready_db_query_duration_seconds`, labelled by
 fingerprint, from `lr.instrument_sqlalchemy` or the Django integration) are read the same way,
 for the launch bar's "core queries p95 < 100 ms".
+
+The metrics come from the server: text that does not parse, or counts that are not finite,
+leave the run without server-side figures (a warning), never a failure of the bench.
 """
 
 from __future__ import annotations
@@ -47,6 +50,8 @@ def parse_buckets(text: str) -> Buckets:
             else:
                 key = f"{labels.get('method', '')} {labels.get('route', '')}"
             bound = float(labels["le"])
+            if math.isnan(bound) or not math.isfinite(sample.value) or sample.value < 0:
+                continue  # not a count a histogram can hold: the server's figure is unusable
             route = out.setdefault(key, {})
             route[bound] = route.get(bound, 0.0) + sample.value
     return out
@@ -135,5 +140,5 @@ async def scrape(pool: Pool, path: str) -> Buckets | None:
         return None
     try:
         return parse_buckets(response.body.decode("utf-8", "replace"))
-    except (ValueError, KeyError):
+    except Exception:  # whatever a server sends as metrics, it is not the bench's fault
         return None

@@ -229,7 +229,9 @@ def _footer(report: Mapping[str, Any]) -> Sequence[str]:
         out.append(f"WARNING: {warning}")
     for failure in report["failures"]:
         out.append(f"FAIL  {failure}")
-    if report["passed"]:
+    if generator.get("internal_errors"):
+        out.append("NO VERDICT: the bench itself failed on some requests (exit status 3)")
+    elif report["passed"]:
         out.append("PASS: every route is within its p95 budget and error-rate limit")
         if report.get("queries"):
             out[-1] += ", every SQL statement within its p95 budget"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import hmac
+import json
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -26,6 +27,16 @@ SIGN_VARS = frozenset({"timestamp", "body", "signature"})
 
 class ScenarioError(ValueError):
     """A scenario that cannot be used; the message names the file, line and key."""
+
+
+def dump_json(value: Any) -> bytes:
+    """A JSON body. Integers of any size are written exactly (orjson stops at 64 bits, so
+    such a body goes through the standard library); NaN and infinities raise ValueError."""
+    try:
+        return orjson.dumps(value)
+    except orjson.JSONEncodeError:
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return text.encode()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -67,7 +78,7 @@ class Step:
         if self._constant_body is not None:
             body = self._constant_body
         elif self.json is not None:
-            body = orjson.dumps(render_json(self.json, values))
+            body = dump_json(render_json(self.json, values))
         elif self.body is not None:
             body = self.body.render(values).encode()
         if self.json is not None:

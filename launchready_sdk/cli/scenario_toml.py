@@ -33,11 +33,17 @@ Placeholders are described in `template.py`. A typo is a `ScenarioError` naming 
 the key (`tomllib` gives no key positions, so `tomlpos.py` searches the text); this module
 checks names, types, ranges, that every variable a template reads is defined before it is
 used, and that every per-route budget names a route a step reports.
+
+Numbers are checked for what a run can survive: a weight is finite, above 0 and at most
+1,000,000 (TOML also spells `inf`, `nan`, `1e308` and `1e-400`, which reads as 0); a p95
+budget is finite and at most an hour; a JSON body holds no NaN or infinity (JSON has none).
+Integers in JSON bodies are sent exactly, however many digits they have.
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import tomllib
@@ -45,8 +51,6 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from launchready_sdk.cli.scenario import (
     SIGN_VARS,
@@ -57,6 +61,7 @@ from launchready_sdk.cli.scenario import (
     ScenarioError,
     Sign,
     Step,
+    dump_json,
 )
 from launchready_sdk.cli.template import (
     BUILTIN_VARS,
@@ -119,23 +124,31 @@ def _is_table_of_str(v: Any) -> str | None:
     return None if ok else "a table of strings"
 
 
-def _is_number(low: float, high: float | None = None) -> Checker:
+MAX_WEIGHT = 1_000_000
+MAX_P95_MS = 3_600_000  # an hour
+MAX_PER_MINUTE = 1_000_000
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_number(low: float, high: float) -> Checker:
     def check(v: Any) -> str | None:
-        ok = isinstance(v, int | float) and not isinstance(v, bool)
-        if ok and v > low and (high is None or v <= high):
+        if _finite(v) and low < v <= high:
             return None
-        return f"a number above {low:g}" + (f" and at most {high:g}" if high is not None else "")
+        return f"a number above {low:g} and at most {high:,.0f}"
 
     return check
 
 
 def _is_rate(v: Any) -> str | None:
-    ok = isinstance(v, int | float) and not isinstance(v, bool) and 0 <= v <= 1
-    return None if ok else "a number from 0 to 1"
+    return None if _finite(v) and 0 <= v <= 1 else "a number from 0 to 1"
 
 
 def _is_count(v: Any) -> str | None:
-    return None if isinstance(v, int) and not isinstance(v, bool) and v >= 1 else "an integer >= 1"
+    ok = isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_PER_MINUTE
+    return None if ok else f"an integer from 1 to {MAX_PER_MINUTE:,}"
 
 
 def _is_bool(v: Any) -> str | None:
@@ -174,7 +187,7 @@ _TYPES: dict[str, Checker] = {
     "headers": _is_table_of_str,
     "capture": _is_table_of_str,
     "forwarded_for": _is_bool,
-    "weight": _is_number(0),
+    "weight": _is_number(0, MAX_WEIGHT),
     "max_per_user_per_minute": _is_count,
     "expect": _is_expect,
     "json": _is_json,
@@ -183,7 +196,7 @@ _TYPES: dict[str, Checker] = {
     "step": _is_array_of_tables,
     "routes": _is_table,
     "sign": _is_table,
-    "p95_ms": _is_number(0),
+    "p95_ms": _is_number(0, MAX_P95_MS),
     "max_error_rate": _is_rate,
     "header": _is_str,
     "secret": _is_str,
@@ -306,6 +319,9 @@ class _Compiler:
         headers = self.headers(table.get("headers", {}), path, known)
         json_value = None
         if "json" in table:
+            bad = _non_finite(table["json"], "json")
+            if bad is not None:
+                raise self.error(path, "json", f"{bad}: JSON has no NaN or infinity")
             try:
                 json_value = compile_json(table["json"], self.environ)
             except TemplateError as exc:
@@ -320,7 +336,7 @@ class _Compiler:
         expect = table.get("expect")
         constant: bytes | None = None
         if json_value is not None and json_constant(json_value):
-            constant = orjson.dumps(render_json(json_value, {}))
+            constant = dump_json(render_json(json_value, {}))
         elif body is not None and body.constant:
             constant = body.render({}).encode()
         return Step(
@@ -377,6 +393,19 @@ class _Compiler:
             problem = f"uses {{{missing[0]}}}, which is not defined before it"
             problem += " (define it in [vars] or capture it in an earlier step)"
             raise self.error(path, key, problem)
+
+
+def _non_finite(value: Any, where: str) -> str | None:
+    """The dotted place of the first NaN or infinity in a JSON value, with its value."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"{where} is {value!r}"
+    if isinstance(value, dict | list):
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            found = _non_finite(item, f"{where}.{key}")
+            if found is not None:
+                return found
+    return None
 
 
 def _as_list(value: int | list[int]) -> list[int]:

@@ -5,6 +5,11 @@ would for `uvicorn`), with `--no-proxy-headers` so uvicorn leaves `X-Forwarded-F
 SDK, and with `LAUNCHREADY_TRUSTED_PROXIES` set to the loopback addresses unless the caller
 set it: the bench is then the trusted proxy in front of many clients. Its output goes to a
 log file that outlives the run. `stop()` sends SIGTERM, then SIGKILL after a grace period.
+
+The bundled example shops (`examples.fastapi_shop`, `examples.django_shop`) refuse to start on
+their development secrets and fake payment provider unless `SHOP_DEV_MODE=1`; for them, and
+only for them, the child gets `SHOP_DEV_MODE=1` unless the caller set the variable, so
+`launchready bench --app examples.fastapi_shop.app:app` works on a fresh machine.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from pathlib import Path
 from launchready_sdk.cli.client import ClientError, Origin, Pool
 
 TRUSTED_LOOPBACK = "127.0.0.1/32,::1/128"
+BUNDLED_SHOPS = ("examples.fastapi_shop.", "examples.django_shop.")
+SHOP_DEV_MODE = "SHOP_DEV_MODE"
 STOP_GRACE_S = 10.0
 _SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 
@@ -86,6 +93,9 @@ class AppServer:
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ if environ is None else environ)
         env.setdefault("LAUNCHREADY_TRUSTED_PROXIES", TRUSTED_LOOPBACK)
+        self.shop_dev_mode = spec.startswith(BUNDLED_SHOPS) and SHOP_DEV_MODE not in env
+        if self.shop_dev_mode:
+            env[SHOP_DEV_MODE] = "1"
         self._env = env
         self.proc: subprocess.Popen[bytes] | None = None
 

@@ -1,4 +1,11 @@
-"""`LaunchReadyDjangoMiddleware`: the route template into the scope, problem+json error pages."""
+"""`LaunchReadyDjangoMiddleware`: the route template into the scope, problem+json error pages.
+
+An HTML error page becomes a problem+json body; everything else the response carried stays:
+its cookies (a session saved by a view that answered 400 is still saved), `Vary`, `Allow`,
+`Retry-After`, `WWW-Authenticate`, `Location` and any header of the app's own. Only the headers
+that describe the replaced body are dropped (`Content-Type`, `Content-Length`, `ETag`, ...).
+The problem is `Cache-Control: no-store` unless the response chose its own caching.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +20,25 @@ from launchready_sdk.routing import SCOPE_ROUTE
 MIDDLEWARE_PATH = "launchready_sdk.django.LaunchReadyDjangoMiddleware"
 _PROBLEM_TYPE = "application/problem+json"
 _SERVER_ERROR = "The server failed to handle this request."
+# Headers that describe the HTML body being replaced, not the response: never carried over.
+_BODY_HEADERS = frozenset(
+    {
+        "content-type",
+        "content-length",
+        "content-encoding",
+        "content-language",
+        "content-location",
+        "content-range",
+        "content-disposition",
+        "content-md5",
+        "content-digest",
+        "repr-digest",
+        "digest",
+        "etag",
+        "last-modified",
+        "transfer-encoding",
+    }
+)
 
 
 def ensure_middleware(handler: object = None) -> None:
@@ -90,9 +116,10 @@ def _problem_for(response: Any) -> Any:
     problem = problem_response(status, detail)
     # Django logged the page it made; the replacement must not be logged a second time.
     problem._has_been_logged = getattr(response, "_has_been_logged", False)
-    for header in ("Allow", "Retry-After", "WWW-Authenticate"):
-        if response.has_header(header):
-            problem[header] = response[header]
+    for name, value in response.items():
+        if name.lower() not in _BODY_HEADERS:
+            problem[name] = value
+    problem.cookies = response.cookies
     return problem
 
 

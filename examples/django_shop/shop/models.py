@@ -1,9 +1,16 @@
-"""The shop's tables: the same shape as the FastAPI shop's, the Django way."""
+"""The shop's tables: the same shape as the FastAPI shop's, the Django way.
+
+Money is in 64-bit columns (a large cart passes 2**31 cents); prices and stock carry the
+bounds the API checks (`examples/shopinput.py`), so the admin's forms refuse what the API does.
+"""
 
 from __future__ import annotations
 
+from django.core.validators import MaxValueValidator
 from django.db import models
 from django.utils import timezone
+
+from examples.shopinput import MAX_PRICE_CENTS, MAX_STOCK
 
 
 class Customer(models.Model):
@@ -22,8 +29,8 @@ class Product(models.Model):
     sku = models.CharField(max_length=32, unique=True)
     name = models.CharField(max_length=200)
     category = models.CharField(max_length=40)
-    price_cents = models.PositiveIntegerField()
-    stock = models.PositiveIntegerField()
+    price_cents = models.PositiveBigIntegerField(validators=[MaxValueValidator(MAX_PRICE_CENTS)])
+    stock = models.PositiveIntegerField(validators=[MaxValueValidator(MAX_STOCK)])
     featured = models.BooleanField(default=False)
     description = models.TextField(blank=True, default="")
 
@@ -58,7 +65,7 @@ class Order(models.Model):
     id = models.CharField(max_length=32, primary_key=True)
     customer = models.ForeignKey(Customer, on_delete=models.PROTECT)
     status = models.CharField(max_length=20, choices=STATUSES)
-    total_cents = models.PositiveIntegerField()
+    total_cents = models.PositiveBigIntegerField()
     charge_id = models.CharField(max_length=64, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
@@ -79,7 +86,7 @@ class OrderItem(models.Model):
     product = models.ForeignKey(Product, on_delete=models.PROTECT)
     name = models.CharField(max_length=200)
     quantity = models.PositiveIntegerField()
-    price_cents = models.PositiveIntegerField()
+    price_cents = models.PositiveBigIntegerField()
 
     class Meta:
         constraints = (

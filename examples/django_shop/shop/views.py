@@ -3,6 +3,7 @@
 Sync views use the ORM, as most Django code does; checkout and the password reset call the
 providers through `lr.http_client_sync()`. The payment webhook is an async view: it awaits
 `lr.idempotency.once()` and the async email client, and runs its queries in a worker thread.
+Every input is checked by the rules both shops share (`examples/shopinput.py`).
 """
 
 from __future__ import annotations
@@ -15,19 +16,12 @@ import httpx
 from asgiref.sync import async_to_sync, iscoroutinefunction, sync_to_async
 from django.core.exceptions import RequestDataTooBig
 from django.db import IntegrityError, transaction
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from examples.django_shop.shop.models import CartItem, Customer, Order, OrderItem, Product
 from examples.django_shop.shop.services import config, log, lr, providers
-from examples.django_shop.shop.validation import (
-    EMAIL,
-    MAX_ID,
-    Fields,
-    Invalid,
-    json_object,
-    path_id,
-)
 from examples.shopcore import (
     CATEGORIES,
     CHARGE_PATH,
@@ -35,9 +29,11 @@ from examples.shopcore import (
     EMAIL_PATH,
     EVENT_TTL_S,
     PROVIDER_ERRORS,
+    PaymentEvent,
     Problem,
     charge_id_of,
     charge_request,
+    check_payment,
     confirmation_subject,
     customer_of,
     dummy_password_hash,
@@ -54,6 +50,23 @@ from examples.shopcore import (
     require_admin,
     sign_token,
     verify_password,
+)
+from examples.shopinput import (
+    ADMIN_ORDERS_QUERY,
+    CART_ITEM,
+    LOGIN,
+    MAX_LINE_QUANTITY,
+    MAX_ORDER_TOTAL_CENTS,
+    ORDER_PATH,
+    PASSWORD_RESET,
+    PRODUCT_PATCH,
+    PRODUCTS_QUERY,
+    SIGNUP,
+    Invalid,
+    Schema,
+    json_object,
+    path_id,
+    read,
 )
 
 # --- errors: every one is problem+json carrying the request id ------------------------------
@@ -125,8 +138,9 @@ def customer_id(request: HttpRequest) -> int:
     return customer_of(config(), request.headers.get("Authorization"))
 
 
-def body_of(request: HttpRequest) -> Fields:
-    return Fields(json_object(request.body), "body")
+def body_of(request: HttpRequest, schema: Schema) -> dict[str, Any]:
+    """The JSON body checked against `schema` (Invalid, a 422, otherwise)."""
+    return read(schema, json_object(request.body), "body")
 
 
 # --- catalog (cached by the SDK) --------------------------------------------------------------
@@ -142,11 +156,8 @@ def home(request: HttpRequest) -> JsonResponse:
 
 @endpoint("GET")
 def list_products(request: HttpRequest) -> JsonResponse:
-    query = Fields(request.GET, "query")
-    category = query.text("category", required=False, max_length=40)
-    page = query.integer("page", required=False, default=1, ge=1, le=10_000) or 1
-    per_page = query.integer("per_page", required=False, default=20, ge=1, le=100) or 20
-    query.check()
+    params = read(PRODUCTS_QUERY, request.GET, "query")
+    category, page, per_page = params["category"], params["page"], params["per_page"]
     products = Product.objects.order_by("id")
     if category is not None:
         products = products.filter(category=category)
@@ -170,12 +181,12 @@ def get_product(request: HttpRequest, id: str) -> JsonResponse:
 
 @endpoint("POST")
 def signup(request: HttpRequest) -> JsonResponse:
-    body = body_of(request)
-    email = body.required_text("email", min_length=3, max_length=254, pattern=EMAIL)
-    password = body.required_text("password", min_length=8, max_length=1024)
-    name = body.text("name", required=False, default="", max_length=200)
-    body.check()
-    customer = Customer(email=email.lower(), password_hash=hash_password(password), name=name)
+    fields = body_of(request, SIGNUP)
+    customer = Customer(
+        email=fields["email"].lower(),
+        password_hash=hash_password(fields["password"]),
+        name=fields["name"],
+    )
     try:
         with transaction.atomic():
             customer.save()
@@ -188,13 +199,10 @@ def signup(request: HttpRequest) -> JsonResponse:
 
 @endpoint("POST")
 def login(request: HttpRequest) -> JsonResponse:
-    body = body_of(request)
-    email = body.required_text("email", max_length=254)
-    password = body.required_text("password", max_length=1024)
-    body.check()
-    customer = Customer.objects.filter(email=email.lower()).first()
+    fields = body_of(request, LOGIN)
+    customer = Customer.objects.filter(email=fields["email"].lower()).first()
     stored = customer.password_hash if customer is not None else dummy_password_hash()
-    valid = verify_password(password, stored)
+    valid = verify_password(fields["password"], stored)
     if customer is None or not valid:
         raise Problem(401, "Invalid email or password")
     log.info("user.logged_in", user_id=customer.id)
@@ -203,10 +211,8 @@ def login(request: HttpRequest) -> JsonResponse:
 
 @endpoint("POST")
 def password_reset(request: HttpRequest) -> JsonResponse:
-    body = body_of(request)
-    email = body.required_text("email", max_length=254)
-    body.check()
-    customer = Customer.objects.filter(email=email.lower()).first()
+    fields = body_of(request, PASSWORD_RESET)
+    customer = Customer.objects.filter(email=fields["email"].lower()).first()
     if customer is not None:
         reset = sign_token(config().secret_key + ":reset", customer.id)
         send_email(customer.email, "Reset your password", f"Your reset code: {reset}")
@@ -249,25 +255,37 @@ def cart_body(lines: list[CartItem]) -> dict[str, Any]:
 @endpoint("POST")
 def add_to_cart(request: HttpRequest) -> JsonResponse:
     user_id = customer_id(request)
-    body = body_of(request)
-    product_id = body.required_integer("product_id", ge=1, le=MAX_ID)
-    quantity = body.required_integer("quantity", ge=1, le=100)
-    body.check()
+    fields = body_of(request, CART_ITEM)
+    product_id, quantity = fields["product_id"], fields["quantity"]
     if not Product.objects.filter(pk=product_id).exists():
         raise Problem(404, "No such product")
-    try:
-        with transaction.atomic():
-            line = CartItem.objects.filter(customer_id=user_id, product_id=product_id).first()
-            if line is None:
-                CartItem.objects.create(
-                    customer_id=user_id, product_id=product_id, quantity=quantity
-                )
-            else:
-                line.quantity = min(line.quantity + quantity, 1000)
-                line.save(update_fields=["quantity"])
-    except IntegrityError:
-        raise Problem(409, "The cart changed; try again") from None
+    if not add_line(user_id, product_id, quantity):
+        message = f"a cart line holds at most {MAX_LINE_QUANTITY} of a product"
+        raise Invalid([{"loc": ["body", "quantity"], "msg": message}])
     return JsonResponse(cart_body(cart_lines(user_id)), status=201)
+
+
+def add_line(user_id: int, product_id: int, quantity: int, *, clamp: bool = False) -> bool:
+    """Create the cart line or add to it with an atomic `quantity = quantity + n` UPDATE, so
+    concurrent adds never lose a quantity. False when the line would pass the cap (with
+    `clamp`, it is filled to the cap instead)."""
+    line = CartItem.objects.filter(customer_id=user_id, product_id=product_id)
+    room = MAX_LINE_QUANTITY - quantity
+    with transaction.atomic():
+        for _ in range(2):
+            if line.filter(quantity__lte=room).update(quantity=F("quantity") + quantity):
+                return True
+            if line.exists():  # full
+                return clamp and bool(line.update(quantity=MAX_LINE_QUANTITY))
+            try:
+                with transaction.atomic():  # a savepoint: a concurrent insert may win
+                    CartItem.objects.create(
+                        customer_id=user_id, product_id=product_id, quantity=quantity
+                    )
+                return True
+            except IntegrityError:
+                continue  # the line exists now: add to it
+    return False
 
 
 @endpoint("GET")
@@ -283,6 +301,8 @@ def checkout(request: HttpRequest) -> JsonResponse:
         raise Problem(409, "The cart is empty")
     order_id = new_order_id()
     total = sum(line.quantity * line.product.price_cents for line in lines)
+    if total > MAX_ORDER_TOTAL_CENTS:
+        raise Problem(422, "Order too large", f"An order totals at most {MAX_ORDER_TOTAL_CENTS}.")
     # One transaction moves the lines from the cart into a new order, so the provider's
     # webhook always finds the order and a second checkout of the same cart (another tab,
     # a double click without an Idempotency-Key) finds the lines gone. If the charge fails,
@@ -329,12 +349,7 @@ def undo_order(user_id: int, order_id: str, lines: list[tuple[int, int]]) -> Non
     with transaction.atomic():
         Order.objects.filter(id=order_id).delete()
         for product_id, quantity in lines:
-            line, created = CartItem.objects.select_for_update().get_or_create(
-                customer_id=user_id, product_id=product_id, defaults={"quantity": quantity}
-            )
-            if not created:
-                line.quantity = min(line.quantity + quantity, 1000)
-                line.save(update_fields=["quantity"])
+            add_line(user_id, product_id, quantity, clamp=True)
 
 
 def webhook_url(request: HttpRequest) -> str:
@@ -352,8 +367,7 @@ def create_charge(order_id: str, total: int, hook: str) -> str:
 @endpoint("GET")
 def get_order(request: HttpRequest, order_id: str) -> JsonResponse:
     user_id = customer_id(request)
-    if len(order_id) > 64:
-        raise Invalid([{"loc": ["path", "order_id"], "msg": "at most 64 characters"}])
+    order_id = read(ORDER_PATH, {"order_id": order_id}, "path")["order_id"]
     order = Order.objects.filter(id=order_id, customer_id=user_id).first()
     if order is None:
         raise Problem(404, "No such order")
@@ -366,14 +380,16 @@ def get_order(request: HttpRequest, order_id: str) -> JsonResponse:
 @endpoint("POST")
 async def payment_webhook(request: HttpRequest) -> JsonResponse:
     event = payment_event(config(), request.body, request.headers.get("Payment-Signature"))
-    email = await sync_to_async(_order_email)(event.order_id)
+    order = await sync_to_async(_order_of)(event.order_id)
     new_status = event.order_status
-    if email is None or new_status is None:
+    if order is None or new_status is None:
         return JsonResponse({"status": "ignored"})
+    email, total_cents, charge_id = order
+    check_payment(event, total_cents, charge_id)
     if not await lr().idempotency.once(event.once_key, ttl_s=EVENT_TTL_S):
         return JsonResponse({"status": "duplicate"})
     try:
-        changed = await sync_to_async(_settle)(event.order_id, new_status)
+        changed = await sync_to_async(_settle)(event, new_status)
     except BaseException:
         await lr().idempotency.forget(event.once_key)  # the provider's retry applies it
         raise
@@ -384,15 +400,28 @@ async def payment_webhook(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "processed"})
 
 
-def _order_email(order_id: str) -> str | None:
-    """The ordering customer's email ("" if none), or None when there is no such order."""
-    found = Order.objects.filter(id=order_id).values_list("customer__email", flat=True).first()
-    return None if found is None else str(found or "")
+def _order_of(order_id: str) -> tuple[str, int, str | None] | None:
+    """(customer email, total, charge id) of an order, or None when there is no such order."""
+    found = (
+        Order.objects.filter(id=order_id)
+        .values_list("customer__email", "total_cents", "charge_id")
+        .first()
+    )
+    if found is None:
+        return None
+    email, total, charge_id = found
+    return str(email or ""), int(total), charge_id
 
 
-def _settle(order_id: str, status: str) -> bool:
-    # A conditional update: of any number of concurrent deliveries, one changes the order.
-    changed = Order.objects.filter(id=order_id, status="awaiting_payment").update(status=status)
+def _settle(event: PaymentEvent, status: str) -> bool:
+    # A conditional update: of any number of concurrent deliveries, one changes the order,
+    # and only while it is the order's own charge.
+    changed = Order.objects.filter(
+        id=event.order_id,
+        status="awaiting_payment",
+        charge_id=event.charge_id,
+        total_cents=event.amount_cents,
+    ).update(status=status)
     return bool(changed == 1)
 
 
@@ -413,10 +442,8 @@ async def send_email_async(to: str, subject: str, text: str) -> bool:
 @endpoint("GET")
 def admin_orders(request: HttpRequest) -> JsonResponse:
     require_admin(config(), request.headers.get("Authorization"))
-    query = Fields(request.GET, "query")
-    status = query.text("status", required=False, max_length=20)
-    limit = query.integer("limit", required=False, default=50, ge=1, le=500) or 50
-    query.check()
+    params = read(ADMIN_ORDERS_QUERY, request.GET, "query")
+    status, limit = params["status"], params["limit"]
     orders = Order.objects.select_related("customer").order_by("-created_at")
     if status is not None:
         orders = orders.filter(status=status)
@@ -433,15 +460,8 @@ def admin_orders(request: HttpRequest) -> JsonResponse:
 def edit_product(request: HttpRequest, id: str) -> JsonResponse:
     require_admin(config(), request.headers.get("Authorization"))
     product_id = path_id(id)
-    body = body_of(request)
-    changes = {
-        "name": body.text("name", required=False, min_length=1, max_length=200),
-        "description": body.text("description", required=False, max_length=5000),
-        "price_cents": body.integer("price_cents", required=False, ge=0, le=MAX_ID),
-        "stock": body.integer("stock", required=False, ge=0, le=MAX_ID),
-    }
-    body.check()
-    changes = {k: v for k, v in changes.items() if v is not None}
+    fields = body_of(request, PRODUCT_PATCH)
+    changes = {k: v for k, v in fields.items() if v is not None}
     with transaction.atomic():
         product = Product.objects.select_for_update().filter(pk=product_id).first()
         if product is None:
