@@ -256,9 +256,9 @@ class RequestContextMiddleware:
                     send,
                     500,
                     "The server failed to handle this request.",
+                    scope=scope,
                     request_id=ctx.request_id,
                     headers=[header],
-                    head=scope.get("method") == "HEAD",
                 )
             elif not complete:
                 raise

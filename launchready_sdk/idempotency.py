@@ -363,14 +363,13 @@ class IdempotencyMiddleware:
         if found is None or not keys:
             await self.app(scope, receive, send)
             return
-        request_id = scope.get("launchready.request_id")
         if len(keys) > 1 or not valid_key(keys[0]):
             detail = "Idempotency-Key must be one value of 1 to 255 visible ASCII characters."
-            await send_problem(send, 400, detail, request_id=request_id)
+            await send_problem(send, 400, detail, scope=scope)
             return
         body = await read_body(scope, receive, self.idem.max_body_bytes)
         if body is None:
-            await send_problem(send, 413, "The request body is too large.", request_id=request_id)
+            await send_problem(send, 413, "The request body is too large.", scope=scope)
             return
         key = "req:" + digest(found[0], self.identity(scope), keys[0])
         fingerprint = digest(path, scope.get("query_string", b""), body)
@@ -380,16 +379,13 @@ class IdempotencyMiddleware:
         self, scope: Scope, receive: Receive, send: Send, key: str, fingerprint: str
     ) -> None:
         """Claim the key, then run the app and settle, or answer from the record in the way."""
-        request_id = scope.get("launchready.request_id")
         pending = orjson.dumps({"s": "p", "f": fingerprint, "t": secrets.token_hex(8)})
         try:
             record = await self._claim(key, pending)
         except StoreUnavailable:
             if self.idem.fail == "refuse":
                 detail = "Idempotency protection is unavailable; retry shortly."
-                await send_problem(
-                    send, 503, detail, request_id=request_id, headers=self._retry_after
-                )
+                await send_problem(send, 503, detail, scope=scope, headers=self._retry_after)
                 return
             self.idem.warn_unprotected("request")
             await self.app(scope, receive, send)
@@ -398,10 +394,10 @@ class IdempotencyMiddleware:
             await self._run(scope, receive, send, key, pending, fingerprint)
         elif record.fingerprint != fingerprint:
             detail = "This Idempotency-Key was used with a different request."
-            await send_problem(send, 422, detail, request_id=request_id)
+            await send_problem(send, 422, detail, scope=scope)
         elif record.status == 0:
             detail = "A request with this Idempotency-Key is still in progress."
-            await send_problem(send, 409, detail, request_id=request_id)
+            await send_problem(send, 409, detail, scope=scope)
         else:
             await _send_replay(send, record)
 

@@ -110,6 +110,14 @@ def route_counts(server: Server) -> dict[tuple[str, str], float]:
     return counts
 
 
+def assert_safe_page(response: httpx.Response, status: int) -> None:
+    """The SDK's plain HTML error page: the status and the request id, nothing else."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["x-request-id"] in response.text
+    assert len(response.text) < 1000
+
+
 def lines_of(server: Server, request_id: str) -> list[dict[str, Any]]:
     return [r for r in server.log_lines() if r.get("request_id") == request_id]
 
@@ -277,18 +285,25 @@ def test_a_cache_route_keeps_its_template_on_miss_and_hit(proj: Server) -> None:
 
 
 def test_unmatched_paths_are_problems_with_the_request_id(proj: Server) -> None:
-    """An unknown path is a 404 problem+json, never Django's debug page listing the URLconf."""
+    """An unknown path (DEBUG on) is never Django's debug page listing the URLconf: a browser
+    gets the SDK's plain page, an API client a 404 problem+json, both with the request id."""
     response = get(proj, "/definitely/not/here", Accept="text/html")
-    assert_problem(response, 404)
+    assert_safe_page(response, 404)
     assert "urlpatterns" not in response.text.lower()
+    assert_problem(get(proj, "/definitely/not/here", Accept="application/json"), 404)
     warning = [r for r in lines_of(proj, response.headers["x-request-id"]) if r["level"] != "info"]
     assert warning[0]["logger"] == "django.request"
 
 
 @pytest.mark.parametrize("path", ["/boom", "/boom-sync"])
 def test_a_failing_view_is_a_problem_never_a_debug_page(proj: Server, path: str) -> None:
-    """A view's exception (async or sync, DEBUG on) is a 500 problem+json; the log is redacted."""
-    response = get(proj, path, Accept="text/html,application/xhtml+xml")
+    """A view's exception (async or sync, DEBUG on) is never a debug page: a 500 problem+json
+    for an API client, the SDK's plain page for a browser; the log is redacted."""
+    page = get(proj, path, Accept="text/html,application/xhtml+xml")
+    assert_safe_page(page, 500)
+    assert "Traceback" not in page.text
+    assert "hunter2" not in page.text
+    response = get(proj, path, Accept="application/json")
     body = assert_problem(response, 500)
     assert body["detail"] == "The server failed to handle this request."
     assert "<html" not in response.text.lower()
@@ -384,14 +399,17 @@ def test_postgres_queries_readiness_and_an_outage(proj_pg: tuple[Server, str]) -
     ]
     assert warnings[0]["statement"].endswith('WHERE "django_proj_author"."id" = ? LIMIT ?')
     assert get(server, "/readyz").json()["checks"]["db"]["status"] == "pass"
-    # DEBUG off: a browser gets the site's HTML page, an API client a problem.
+    # DEBUG off: a browser and a client naming no type get the site's own HTML page (so a
+    # test client's template assertions hold), an API client asking for JSON a problem.
     assert get(server, "/nope", Accept="text/html").headers["content-type"].startswith("text/html")
-    assert_problem(get(server, "/nope"), 404)
+    assert "Not Found" in get(server, "/nope").text
+    assert_problem(get(server, "/nope", Accept="application/json"), 404)
     _psql(f"DROP DATABASE {name} WITH (FORCE)")
     ready = wait_for(lambda: (r := get(server, "/readyz")).status_code == 503 and r)
     assert ready, "readiness never failed"
     assert ready.json()["checks"]["db"]["status"] == "fail"
-    assert_problem(get(server, "/books", Accept="text/html"), 500)
+    assert_problem(get(server, "/books", Accept="application/json"), 500)
+    assert get(server, "/books", Accept="text/html").headers["content-type"].startswith("text/html")
 
 
 def test_long_orm_column_lists_keep_queries_distinct() -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from launchready_sdk.context import current
 from launchready_sdk.django._routes import django_route_template
-from launchready_sdk.responses import problem_body
+from launchready_sdk.responses import HTML_TYPE, prefers_html, problem_body, problem_page
 from launchready_sdk.routing import SCOPE_ROUTE
 
 MIDDLEWARE_PATH = "launchready_sdk.django.LaunchReadyDjangoMiddleware"
@@ -91,29 +91,36 @@ def _finish(request: Any, response: Any) -> Any:
         route = getattr(match, "route", None)
         if isinstance(route, str):
             scope[SCOPE_ROUTE] = django_route_template(route)
-    if response.status_code >= 400 and _is_error_page(request, response):
-        return _problem_for(response)
+    if response.status_code >= 400:
+        debug = _debug()
+        if _is_error_page(response, debug):
+            accept = str(request.META.get("HTTP_ACCEPT", "")).encode("latin-1", "replace")
+            if debug or (b"json" in accept.lower() and not prefers_html(accept)):
+                return _problem_for(response, html=prefers_html(accept))
     return response
 
 
-def _is_error_page(request: Any, response: Any) -> bool:
+def _is_error_page(response: Any, debug: bool) -> bool:
+    """A page Django made for an error: HTML, or with DEBUG on the plain-text traceback it
+    shows clients that do not accept HTML (a view's JSON error body is left alone)."""
     if getattr(response, "streaming", False):
         return False
     content_type = str(response.get("Content-Type", "")).lower()
-    if content_type and not content_type.startswith("text/html"):
-        return False
+    if not content_type or content_type.startswith("text/html"):
+        return True
+    return debug and content_type.startswith("text/plain")
+
+
+def _debug() -> bool:
     from django.conf import settings as django_settings
 
-    if response.status_code >= 500 or getattr(django_settings, "DEBUG", False):
-        return True
-    accept = str(request.META.get("HTTP_ACCEPT", "")).lower()
-    return "text/html" not in accept and "application/xhtml" not in accept
+    return bool(getattr(django_settings, "DEBUG", False))
 
 
-def _problem_for(response: Any) -> Any:
+def _problem_for(response: Any, *, html: bool = False) -> Any:
     status = response.status_code
     detail = _SERVER_ERROR if status >= 500 else None
-    problem = problem_response(status, detail)
+    problem = problem_response(status, detail, html=html)
     # Django logged the page it made; the replacement must not be logged a second time.
     problem._has_been_logged = getattr(response, "_has_been_logged", False)
     for name, value in response.items():
@@ -123,12 +130,17 @@ def _problem_for(response: Any) -> Any:
     return problem
 
 
-def problem_response(status: int, detail: str | None = None) -> Any:
-    """An `application/problem+json` `HttpResponse` with the current request id."""
+def problem_response(status: int, detail: str | None = None, *, html: bool = False) -> Any:
+    """An `application/problem+json` `HttpResponse` with the current request id (with
+    `html=True`, the plain HTML page the SDK shows browsers)."""
     from django.http import HttpResponse
 
     ctx = current()
-    body = problem_body(status, detail, ctx.request_id if ctx is not None else None)
-    response = HttpResponse(body, status=status, content_type=_PROBLEM_TYPE)
+    request_id = ctx.request_id if ctx is not None else None
+    if html:
+        body, content_type = problem_page(status, detail, request_id), HTML_TYPE.decode()
+    else:
+        body, content_type = problem_body(status, detail, request_id), _PROBLEM_TYPE
+    response = HttpResponse(body, status=status, content_type=content_type)
     response["Cache-Control"] = "no-store"
     return response

@@ -84,21 +84,18 @@ class RateLimitMiddleware:
         if rule is None and account_rule is None:
             await self.app(scope, receive, send)
             return
-        request_id = scope.get("launchready.request_id")
         decisions: list[Decision] = []
         client = self._identity(scope)
         if rule is not None:
             decision = await self.limiter.hit(rule, client)
             if decision is None or not decision.allowed:
-                await self._refuse(decision, send, request_id)
+                await self._refuse(decision, send, scope)
                 return
             decisions.append(decision)
         if account_rule is not None:
             body = await read_body(scope, receive, self.body_max_bytes)
             if body is None:
-                await send_problem(
-                    send, 413, "The request body is too large.", request_id=request_id
-                )
+                await send_problem(send, 413, "The request body is too large.", scope=scope)
                 return
             receive = replay_body(body, receive)
             # No account named is not "no account limit": such requests share the budget
@@ -106,21 +103,21 @@ class RateLimitMiddleware:
             accounts = accounts_of(_content_type(scope), body) or ["no-account:" + client]
             decision = await self.limiter.hit(account_rule, accounts, "account")
             if decision is None or not decision.allowed:
-                await self._refuse(decision, send, request_id)
+                await self._refuse(decision, send, scope)
                 return
             decisions.append(decision)
         tightest = min(decisions, key=lambda d: d.remaining)
         headers = rate_limit_headers(tightest, self.header_style)
         await self.app(scope, receive, _adding_headers(send, headers))
 
-    async def _refuse(self, decision: Decision | None, send: Send, request_id: str | None) -> None:
+    async def _refuse(self, decision: Decision | None, send: Send, scope: Scope) -> None:
         """Send the 429 of a refusal, or the 503 of a limiter failing closed (None)."""
         if decision is None:
             await send_problem(
                 send,
                 503,
                 "Rate limiting is unavailable; try again shortly.",
-                request_id=request_id,
+                scope=scope,
                 headers=self._closed_headers,
             )
             return
@@ -129,7 +126,7 @@ class RateLimitMiddleware:
             send,
             429,
             f"Too many requests; retry in {decision.retry_after_s} s.",
-            request_id=request_id,
+            scope=scope,
             headers=rate_limit_headers(decision, self.header_style),
         )
 
