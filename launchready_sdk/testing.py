@@ -1,4 +1,18 @@
-"""Helpers for users' own tests of code that makes outbound calls.
+"""Switches and fakes for users' own test suites.
+
+- `rate_limits_off()` (a context manager) and `set_rate_limits(False)` stop the rate limits
+  in the whole process, for Starlette, FastAPI and Django alike, however the app was built:
+  a suite that logs in a hundred times a minute is never throttled. In a `conftest.py`:
+
+      @pytest.fixture(autouse=True)
+      def _no_rate_limits():
+          with rate_limits_off():
+              yield
+
+  To keep the limits and test them instead, give each test client an address of its own:
+  requests without one (Starlette's `TestClient` sends `testclient`) share a single bucket.
+  `TestClient(app, client=("198.51.100.7", 50000))`, or Django's
+  `Client(REMOTE_ADDR="198.51.100.7")`.
 
 - `no_retry_sleeps()` (a context manager) and `set_retry_sleeps(False)` make retries of
   `http_client()`, `http_client_sync()` and `@resilient` immediate: backoff and `Retry-After`
@@ -25,8 +39,30 @@ from contextlib import contextmanager
 import httpx
 
 from launchready_sdk.outbound import set_sleep_scale
+from launchready_sdk.ratelimit import set_enforcement
 
-__all__ = ["FaultTransport", "no_retry_sleeps", "set_retry_sleeps"]
+__all__ = [
+    "FaultTransport",
+    "no_retry_sleeps",
+    "rate_limits_off",
+    "set_rate_limits",
+    "set_retry_sleeps",
+]
+
+
+def set_rate_limits(enabled: bool) -> None:
+    """Enforce rate limits (`True`, the default) or not (`False`) in the whole process."""
+    set_enforcement(enabled)
+
+
+@contextmanager
+def rate_limits_off() -> Iterator[None]:
+    """Within the block, no request is rate-limited (or counted against a budget)."""
+    previous = set_enforcement(False)
+    try:
+        yield
+    finally:
+        set_enforcement(previous)
 
 
 def set_retry_sleeps(enabled: bool) -> None:

@@ -125,7 +125,9 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 class Server:
     """A uvicorn subprocess serving `spec` on a free loopback port, its log kept in a file."""
 
-    def __init__(self, spec: str, env: dict[str, str], log_path: Path) -> None:
+    def __init__(
+        self, spec: str, env: dict[str, str], log_path: Path, args: list[str] | None = None
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -143,6 +145,7 @@ class Server:
                 str(self.port),
                 "--no-proxy-headers",
                 "--no-server-header",
+                *(args or []),
             ],
             stdout=self._log,
             stderr=subprocess.STDOUT,

@@ -34,6 +34,7 @@ from launchready_sdk.ratelimit._limiter import (
     RateLimitFail,
     bucket_key,
     client_key,
+    set_enforcement,
 )
 from launchready_sdk.ratelimit._middleware import RateLimitMiddleware, rate_limit_headers
 from launchready_sdk.ratelimit._rules import (
@@ -65,4 +66,5 @@ __all__ = [
     "parse_rule",
     "rate_limit_headers",
     "route_kind",
+    "set_enforcement",
 ]

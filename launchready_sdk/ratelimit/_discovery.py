@@ -111,6 +111,12 @@ _PHRASES: Mapping[tuple[str, ...], str] = {
         "otp",
     ),
 }
+_STRICTNESS = {
+    kind: i
+    for i, kind in enumerate(
+        ("password", "magic_link", "signup", "otp", "login", "token", "webhook")
+    )
+}
 _WORDS = re.compile(r"[a-z0-9]+")
 _CONVERTOR = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)(?::[^{}]*)?\}")
 _PATH_CONVERTOR = re.compile(r"\{[A-Za-z_][A-Za-z0-9_]*:path\}$")
@@ -127,9 +133,9 @@ class AuthRoute(NamedTuple):
 def route_kind(template: str) -> str | None:
     """The kind of auth route a template looks like (`login`, `password`, ...), or None.
 
-    The last matching segment wins, so `/auth/password/reset` is a password route; a webhook
-    segment anywhere makes a webhook route, so a provider's callbacks are never throttled like
-    a login form.
+    When several segments match, the strictest kind wins, so `/auth/password/reset` is a
+    password route and `/login/access-token` a login one; a webhook segment anywhere makes a
+    webhook route, so a provider's callbacks are never throttled like a login form.
     """
     kind: str | None = None
     for segment in template.lower().split("/"):
@@ -141,7 +147,7 @@ def route_kind(template: str) -> str | None:
         found = _PHRASES.get(words)
         if words == ("reset",) and "{token}" in template:  # Django's reset/<uidb64>/<token>/
             found = "password"
-        if found is not None:
+        if found is not None and (kind is None or _STRICTNESS[found] < _STRICTNESS[kind]):
             kind = found
     return kind
 

@@ -58,6 +58,21 @@ def bucket_key(pattern: str, kind: str, identity: str) -> str:
     return hashlib.blake2b(raw, digest_size=16).hexdigest()
 
 
+class _Enforcement:
+    """The process-wide switch test suites flip (`launchready_sdk.testing.rate_limits_off`)."""
+
+    on = True
+
+
+ENFORCEMENT = _Enforcement()
+
+
+def set_enforcement(enabled: bool) -> bool:
+    """Enforce rate limits in this process (True, the default) or not; returns the old value."""
+    previous, ENFORCEMENT.on = ENFORCEMENT.on, bool(enabled)
+    return previous
+
+
 class RateLimiter:
     """Rules, their backends and the failure policy.
 
@@ -100,11 +115,11 @@ class RateLimiter:
 
     def rule_for(self, method: str, path: str) -> Rule | None:
         """The per-client rule covering this request (method upper-cased), or None."""
-        return lookup(self.table, method, path)
+        return lookup(self.table, method, path) if ENFORCEMENT.on else None
 
     def account_rule_for(self, method: str, path: str) -> Rule | None:
         """The per-account rule covering this request, or None."""
-        return lookup(self.accounts, method, path)
+        return lookup(self.accounts, method, path) if ENFORCEMENT.on else None
 
     async def hit(
         self, rule: Rule, identity: str | Sequence[str], kind: str = "ip"
