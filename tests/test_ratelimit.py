@@ -684,3 +684,49 @@ async def test_startup_report_names_covered_routes_and_warns_on_none(log_stream:
     records = {r["event"]: r for r in log_stream.records() if r["event"].startswith("ratelimit")}
     assert records["ratelimit.protected"]["routes"] == [{"route": "/login", "rate": "5/minute"}]
     assert records["ratelimit.rule_covers_no_route"]["rule"] == "/nothing-here"
+
+
+# --- per-account limits that cannot be walked around ----------------------------------------
+
+
+def _multipart(fields: dict[str, str], boundary: str = "XyZ") -> tuple[bytes, str]:
+    parts = [
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'
+        for k, v in fields.items()
+    ]
+    return (
+        "".join(parts) + f"--{boundary}--\r\n"
+    ).encode(), f"multipart/form-data; boundary={boundary}"
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"username": "decoy", "email": "victim@example.com"}', "application/json"),
+        (b'{"email": "victim@example.com", "password": NaN}', "application/json"),
+        (b'{"email": "victim@example.com", "note": "\\ud800"}', "application/json"),
+        (b'\xef\xbb\xbf{"email": "victim@example.com"}', "application/json"),
+        ('{"email": "victim@example.com"}'.encode("utf-16"), "application/json"),
+        (b'{"email": "victim@example.com"}', "text/plain"),
+        (b'{"email": "victim@example.com"}', ""),
+        (b"username=decoy&email=victim%40example.com", "application/x-www-form-urlencoded"),
+        (b'{"user": {"email": "Victim@Example.com "}}', "application/json"),
+        (*_multipart({"username": "victim@example.com", "password": "x"}),),
+    ],
+)
+async def test_account_limit_cannot_be_walked_around(body: bytes, content_type: str) -> None:
+    """Decoy fields, JSON the strict parser refuses but the app accepts (NaN, lone surrogate,
+    BOM, UTF-16), text/plain or no content type, multipart forms: the victim's budget is
+    spent every time, from whatever address."""
+    counter = Counter()
+    app = wrap(
+        counter, rate_limits={"/login": "1000/minute"}, rate_limit_accounts={"/login": "2/hour"}
+    )
+    warm = [b'{"email": "victim@example.com"}', b'{"email": "victim@example.com"}']
+    async with client(app, ip="203.0.113.50") as c:
+        for w in warm:
+            await c.post("/login", content=w, headers={"content-type": "application/json"})
+    headers = {"content-type": content_type} if content_type else {}
+    async with client(app, ip="203.0.113.51") as c:
+        r = await c.post("/login", content=body, headers=headers)
+    assert r.status_code == 429, (body, r.status_code)
