@@ -108,6 +108,7 @@ class LaunchReady:
         self.redis = self._redis_store()
         self.limiter = RateLimiter(
             s.rate_limits,
+            keys=s.rate_limit_keys,
             account_rules=s.rate_limit_accounts,
             store=self.redis,
             fail=s.rate_limit_fail,
@@ -217,6 +218,36 @@ class LaunchReady:
         if named:
             return "app:" + named
         return default_identity(scope, self.proxy.client_ip)
+
+    def rate_limit_key(
+        self, pattern: str
+    ) -> Callable[[Callable[[Scope], str | None]], Callable[[Scope], str | None]]:
+        """Charge the rule of `pattern` to whom `fn(scope)` names (a user id, a tenant) instead
+        of the client address; None (or an empty name) falls back to the address.
+
+            @lr.rate_limit_key("/api/*")
+            def by_user(scope): return scope.get("state", {}).get("user_id")
+        """
+
+        def register(fn: Callable[[Scope], str | None]) -> Callable[[Scope], str | None]:
+            self.limiter.key_by(pattern, fn)
+            return fn
+
+        return register
+
+    def limit(self, rate: str, *, key: str | Callable[[Scope], str | None] | None = None) -> Any:
+        """A FastAPI dependency limiting the endpoint it sits on to `rate` (`limits` notation):
+        `@app.post("/x", dependencies=[Depends(lr.limit("5/minute"))])`. See
+        `launchready_sdk.ratelimit` for keys and headers."""
+        from launchready_sdk.ratelimit._endpoint import EndpointLimit
+
+        return EndpointLimit(
+            self.limiter,
+            rate,
+            key=key,
+            client_ip=self.proxy.client_ip,
+            header_style=self.settings.rate_limit_headers,
+        )
 
     def idempotency_caller(
         self, fn: Callable[[Scope], str | None]

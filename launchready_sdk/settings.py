@@ -241,6 +241,21 @@ def _check_account_limits(name: str, value: object) -> Mapping[str, str]:
     return _check_rate_limits(name, {} if value is None else value) or _frozen_map({})
 
 
+def _check_rate_limit_keys(name: str, value: object) -> Mapping[str, str]:
+    example = "/api/*=header:X-Api-Key"
+    if not isinstance(value, Mapping):
+        raise SettingsError(name, f"expected a mapping of pattern to key, got {value!r}", example)
+    for spec, source in value.items():
+        _rule_pattern(name, spec, example)
+        try:
+            ratelimit.parse_key_source(source) if isinstance(source, str) else None
+        except ValueError as exc:
+            raise SettingsError(name, f"{spec!r}: {exc}", example) from None
+        if not isinstance(source, str):
+            raise SettingsError(name, f"{spec!r} needs header:<name>, got {source!r}", example)
+    return _frozen_map(value)
+
+
 def _check_routes(name: str, value: object) -> tuple[str, ...]:
     example = "/checkout;/orders/{id}/pay"
     routes = _str_tuple(example)(name, value)
@@ -414,6 +429,11 @@ class Settings:
     rate_limit_accounts: Mapping[str, str] = setting(
         parse=_parse_rate_limits, check=_check_account_limits, factory=dict,
         doc="`{pattern: rate}` budgets per account named in a login body",
+    )  # fmt: skip
+    rate_limit_keys: Mapping[str, str] = setting(
+        parse=_pairs("/api/*=header:X-Api-Key"), check=_check_rate_limit_keys, factory=dict,
+        doc="`{pattern: \"header:X-Api-Key\"}`: a rule charged per header value (hashed), not "
+        "per address",
     )  # fmt: skip
     rate_limit_headers: Literal["separate", "structured"] = setting(
         "separate", parse=_parse_str, check=_choice("separate", "structured"),

@@ -23,6 +23,7 @@ metrics: /metrics covers those); the OTLP exporter package is not a dependency o
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -109,21 +110,18 @@ def _exporter(name: str) -> Any:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter(service_name=None)
-    try:
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found]
-            OTLPSpanExporter,
-        )
-    except ImportError:
+    for transport in ("http", "grpc"):  # whichever OTLP exporter package is installed
         try:
-            from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (  # type: ignore[import-not-found]
-                OTLPSpanExporter,
+            module = importlib.import_module(
+                f"opentelemetry.exporter.otlp.proto.{transport}.trace_exporter"
             )
         except ImportError:
-            raise LaunchReadyError(
-                "otel_exporter='otlp' needs an OTLP exporter: "
-                "pip install opentelemetry-exporter-otlp-proto-http"
-            ) from None
-    return OTLPSpanExporter()
+            continue
+        return module.OTLPSpanExporter()
+    raise LaunchReadyError(
+        "otel_exporter='otlp' needs an OTLP exporter: "
+        "pip install opentelemetry-exporter-otlp-proto-http"
+    )
 
 
 def redacting_processor(inner: Any, redactor: Callable[[object], object] | None = None) -> Any:

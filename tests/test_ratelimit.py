@@ -55,7 +55,7 @@ def shop(counter: Counter) -> Starlette:
             Route("/login", counter.endpoint, methods=["GET", "POST"]),
             Route("/webhooks/{provider}", counter.endpoint, methods=["POST"]),
             Route("/stream", stream, methods=["POST"]),
-            Route("/products", counter.endpoint),
+            Route("/products", counter.endpoint, methods=["GET", "POST"]),
             Route("/otp/{code}", counter.endpoint, methods=["GET"]),
             Mount("/api", app=api),
         ]
@@ -730,3 +730,89 @@ async def test_account_limit_cannot_be_walked_around(body: bytes, content_type: 
     async with client(app, ip="203.0.113.51") as c:
         r = await c.post("/login", content=body, headers=headers)
     assert r.status_code == 429, (body, r.status_code)
+
+
+# --- keys beyond the client address, per-endpoint limits --------------------------------------
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _settings(kind: str, redis_url: str, prefix: str, **values: Any) -> Settings:
+    extra = {"redis_url": redis_url, "redis_prefix": prefix} if kind == "redis" else {}
+    return Settings(configure_logging=False, **extra, **values)
+
+
+async def test_a_header_key_gives_each_value_its_budget(
+    store_kind: str, redis_url: str, redis_prefix: str
+) -> None:
+    """With `header:X-Api-Key`, two keys behind one address each get the whole budget; a
+    missing, empty or 10 KB header is charged to the address, so leaving it out is no bypass."""
+    counter = Counter()
+    lr = LaunchReady(
+        _settings(
+            store_kind, redis_url, redis_prefix,
+            rate_limits={"/products": "2/minute"},
+            rate_limit_keys={"/products": "header:X-Api-Key"},
+        )
+    )  # fmt: skip
+    _opened.append(lr)
+    app = lr.wrap(shop(counter))
+    async with client(app) as c:
+        a = [(await c.post("/products", headers={"X-Api-Key": "A"})).status_code for _ in range(3)]
+        b = [(await c.post("/products", headers={"X-Api-Key": "B"})).status_code for _ in range(3)]
+        odd = [
+            (await c.post("/products", headers=h)).status_code
+            for h in ({}, {"X-Api-Key": ""}, {"X-Api-Key": "x" * 10_240})
+        ]
+    assert a == [200, 200, 429]
+    assert b == [200, 200, 429]
+    assert odd == [200, 200, 429]  # one address budget for all three
+
+
+async def test_a_callable_key_names_the_user(
+    store_kind: str, redis_url: str, redis_prefix: str
+) -> None:
+    """`LaunchReady.rate_limit_key(pattern)` charges a rule to whom the callable names."""
+    lr = LaunchReady(
+        _settings(store_kind, redis_url, redis_prefix, rate_limits={"/products": "1/minute"})
+    )
+    _opened.append(lr)
+
+    @lr.rate_limit_key("/products")
+    def user(scope: Any) -> str | None:
+        return dict(scope["headers"]).get(b"x-user", b"").decode() or None
+
+    app = lr.wrap(shop(Counter()))
+    async with client(app) as c:
+        u1 = [(await c.post("/products", headers={"X-User": "u1"})).status_code for _ in range(2)]
+        u2 = (await c.post("/products", headers={"X-User": "u2"})).status_code
+    assert u1 == [200, 429]
+    assert u2 == 200
+
+
+async def test_a_fastapi_dependency_limits_its_endpoint(
+    store_kind: str, redis_url: str, redis_prefix: str
+) -> None:
+    """`Depends(lr.limit("2/minute"))` sits beside the route it protects: the same rates
+    grammar, the RateLimit headers, a 429 with Retry-After, one Redis round trip each."""
+    from fastapi import Depends, FastAPI
+
+    lr = LaunchReady(_settings(store_kind, redis_url, redis_prefix, rate_limits={}))
+    _opened.append(lr)
+    api = FastAPI()
+
+    @api.post("/reports/{kind}", dependencies=[Depends(lr.limit("2/minute;10/hour"))])
+    async def report(kind: str) -> dict[str, str]:
+        return {"kind": kind}
+
+    app = lr.wrap(api)
+    async with client(app) as c:
+        first = await c.post("/reports/sales")
+        codes = [first.status_code] + [(await c.post("/reports/tax")).status_code for _ in range(3)]
+    assert first.headers["ratelimit-limit"] == "2"
+    assert codes == [200, 200, 429, 429]  # one budget per route template, not per path
+    with pytest.raises(ValueError, match="unreadable rate"):
+        lr.limit("often")

@@ -39,6 +39,7 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_RATE_LIMIT_IPV6_PREFIX": "56",
         "LAUNCHREADY_RATE_LIMIT_ACCOUNTS": "POST /login=10/hour",
         "LAUNCHREADY_RATE_LIMIT_HEADERS": "structured",
+        "LAUNCHREADY_RATE_LIMIT_KEYS": "/api/*=header:X-Api-Key",
         "LAUNCHREADY_CACHE_VERSION": "v42",
         "LAUNCHREADY_IDEMPOTENT_ROUTES": "/checkout;/orders/{id}/pay",
         "LAUNCHREADY_IDEMPOTENCY_TTL_S": "3600",

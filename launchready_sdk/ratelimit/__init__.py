@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from launchready_sdk.ratelimit._backends import Backend, Decision, MemoryBackend, RedisBackend
 from launchready_sdk.ratelimit._discovery import KIND_RATES, AuthRoute, auth_routes, route_kind
+from launchready_sdk.ratelimit._keys import KeySource, header_key, parse_key_source
 from launchready_sdk.ratelimit._limiter import (
     DEFAULT_IPV6_PREFIX,
     RateLimiter,
@@ -53,6 +54,7 @@ __all__ = [
     "AuthRoute",
     "Backend",
     "Decision",
+    "KeySource",
     "MemoryBackend",
     "RateLimitFail",
     "RateLimitMiddleware",
@@ -63,6 +65,8 @@ __all__ = [
     "bucket_key",
     "client_key",
     "compile_rules",
+    "header_key",
+    "parse_key_source",
     "parse_rule",
     "rate_limit_headers",
     "route_kind",

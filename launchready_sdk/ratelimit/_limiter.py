@@ -6,7 +6,7 @@ import functools
 import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Literal
+from typing import Any, Literal
 
 from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.logs import get_logger
@@ -18,6 +18,7 @@ from launchready_sdk.ratelimit._backends import (
     RedisBackend,
 )
 from launchready_sdk.ratelimit._discovery import KIND_RATES, AuthRoute, auth_routes
+from launchready_sdk.ratelimit._keys import MAX_KEY_BYTES, KeySource, parse_key_source
 from launchready_sdk.ratelimit._rules import (
     DEFAULT_RATE_LIMITS,
     WRITE_METHODS,
@@ -99,8 +100,12 @@ class RateLimiter:
         fail: RateLimitFail = "open",
         ipv6_prefix: int = DEFAULT_IPV6_PREFIX,
         memory_max_keys: int = MEMORY_MAX_KEYS,
+        keys: Mapping[str, str | KeySource] | None = None,
     ) -> None:
         self.defaults = rules is None
+        self._keys: dict[str, KeySource] = {}
+        for pattern, source in (keys or {}).items():
+            self.key_by(pattern, source)
         self.rules: dict[str, str] = dict(DEFAULT_RATE_LIMITS if rules is None else rules)
         self._methods = WRITE_METHODS if self.defaults else None
         self.table = compile_rules(self.rules, default_methods=self._methods)
@@ -112,6 +117,26 @@ class RateLimiter:
         self.fail = fail
         self.ipv6_prefix = ipv6_prefix
         self.refused = 0
+
+    def key_by(self, pattern: str, source: str | KeySource) -> None:
+        """Charge the rule of `pattern` to what `source` names (`"header:X-Api-Key"`, or a
+        callable taking the ASGI scope) instead of the client address."""
+        split_methods(pattern)
+        found = parse_key_source(source) if isinstance(source, str) else source
+        self._keys[normalize_path(split_methods(pattern)[1]).lower()] = found
+
+    def identity(self, rule: Rule, scope: Any, client: str) -> str:
+        """Whom a request is charged to under `rule`: its key source's answer, else `client`."""
+        if not self._keys:
+            return client
+        source = self._keys.get(normalize_path(rule.pattern).lower())
+        if source is None:
+            return client
+        try:
+            key = source(scope)
+        except Exception:
+            key = None
+        return client if not key else "k:" + str(key)[:MAX_KEY_BYTES]
 
     def rule_for(self, method: str, path: str) -> Rule | None:
         """The per-client rule covering this request (method upper-cased), or None."""

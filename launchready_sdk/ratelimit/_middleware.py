@@ -87,7 +87,7 @@ class RateLimitMiddleware:
         decisions: list[Decision] = []
         client = self._identity(scope)
         if rule is not None:
-            decision = await self.limiter.hit(rule, client)
+            decision = await self.limiter.hit(rule, self.limiter.identity(rule, scope, client))
             if decision is None or not decision.allowed:
                 await self._refuse(decision, send, scope)
                 return
