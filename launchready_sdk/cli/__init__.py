@@ -16,13 +16,14 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The `launchready` parser with its sub-commands."""
-    from launchready_sdk.cli import bench
+    from launchready_sdk.cli import bench, probe
 
     parser = argparse.ArgumentParser(
         prog="launchready", description="Launch-readiness checks for an ASGI app."
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     bench.add_parser(commands)
+    probe.add_parser(commands)
     return parser
 
 
