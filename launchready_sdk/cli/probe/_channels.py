@@ -335,7 +335,7 @@ async def deliver(
 ) -> bool:
     """Send `alert` through `channel` with retries; True once it got through. Never raises."""
     deadline = clock() + SEND_DEADLINE_S
-    fields = {"channel": channel.label, "event": alert.event, "target": alert.name}
+    fields = {"channel": channel.label, "alert": alert.event, "target": alert.name}
     for attempt in range(1, ATTEMPTS + 1):
         remaining = deadline - clock()
         started = clock()

@@ -253,7 +253,7 @@ class Prober:
             _log.warning(
                 "probe.alert_abandoned",
                 target=target.name,
-                event="up",
+                alert="up",
                 why="the target went down again before its up alert got out",
             )
             watch.closing = None
@@ -346,7 +346,7 @@ class Prober:
             _log.error(
                 "probe.alert_abandoned",
                 target=watch.target.name,
-                event="up",
+                alert="up",
                 rounds=closing.rounds,
             )
         watch.closing = None
@@ -391,7 +391,7 @@ class Prober:
             _log.error(
                 "probe.alert_abandoned",
                 target=incident.key,
-                event=event,
+                alert=event,
                 rounds=incident.rounds,
                 channels=[c.label for c in self._pending(incident, event)],
             )
