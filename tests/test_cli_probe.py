@@ -260,6 +260,29 @@ def test_two_probe_processes_share_one_incident_through_redis(
     for probe in (one, two):
         probe.wait_for(lambda p=probe: sum(c["ok"] for c in p.checks(url)) >= 3, what="uptime")
     assert [e["event"] for e in hook.events()] == ["down", "up"]
+    for probe in (one, two):
+        assert probe.lines("probe.alert_abandoned") == []
+        assert probe.lines("probe.internal_error") == []
+
+
+def test_redis_outage_still_alerts(
+    probes: Any, target: Target, hook: Receiver, private_redis: Any, redis_prefix: str
+) -> None:
+    """With its Redis dead the probe alerts on its own view: one down, one up, logged."""
+    url = f"{target.url}/healthz"
+    env = {"LAUNCHREADY_REDIS_URL": private_redis.url, "LAUNCHREADY_REDIS_PREFIX": redis_prefix}
+    probe = probes(url, *FAST, *channels(hook), env=env)
+    probe.wait_for(lambda: len(probe.checks(url)) >= 2, what="checks")
+    private_redis.kill()
+    target.set("503")
+    probe.wait_for(lambda: hook.posts, what="the down alert")
+    probe.wait_for(lambda: failed_checks(probe, url) >= 6, what="more failed checks")
+    target.set("up")
+    probe.wait_for(lambda: len(hook.posts) == 2, what="the up alert")
+    assert [e["event"] for e in hook.events()] == ["down", "up"]
+    steps = {line["step"] for line in probe.lines("probe.state_unavailable")}
+    assert {"open", "close"} <= steps
+    assert probe.lines("probe.internal_error") == []
 
 
 def test_canary_down_pages_nobody(probes: Any, target: Target, hook: Receiver) -> None:

@@ -377,23 +377,33 @@ class Prober:
         pending = self._pending(incident, event)
         if not pending:
             return
-        incident.rounds += 1
+        tried = False
 
         async def one(channel: Channel) -> None:
-            if not await self.store.claim(incident, event, channel.id):
-                return  # sent already, or being sent by another probe process
+            nonlocal tried
+            claim = await self.store.claim(incident, event, channel.id)
+            if claim in ("sent", "gone"):  # by another process, or the incident moved on
+                incident.sent[event].add(channel.id)
+                return
+            if claim == "busy":  # another probe process is sending it right now
+                return
+            tried = True
             if await deliver(channel, alert):
                 incident.sent[event].add(channel.id)
                 await self.store.delivered(incident, event, channel.id)
 
         await asyncio.gather(*(one(c) for c in pending))
-        if incident.rounds >= MAX_DELIVERY_ROUNDS and self._pending(incident, event):
+        if not tried:
+            return
+        incident.rounds += 1
+        left = self._pending(incident, event)
+        if left and incident.rounds >= MAX_DELIVERY_ROUNDS:
             _log.error(
                 "probe.alert_abandoned",
                 target=incident.key,
                 alert=event,
                 rounds=incident.rounds,
-                channels=[c.label for c in self._pending(incident, event)],
+                channels=[c.label for c in left],
             )
 
     # -- the probe's own heartbeat -------------------------------------------------------------

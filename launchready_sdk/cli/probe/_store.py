@@ -1,10 +1,11 @@
 """Where open incidents and the alerts sent for them are kept: a file, Redis, or memory.
 
 An incident is opened once (`open` returns the one already open, if another process or an
-earlier run opened it), each alert goes to each channel once (`claim` before sending,
-`delivered` after), and it is closed once (`close` returns it only to the caller that closed
-it, with the channels that got its `down`, so `up` goes exactly there). A closed incident is
-kept until its `up` alerts are out (`finish`), so a restart in between still sends them.
+earlier run opened it); each alert goes to each channel once (`claim` before sending, which
+also says when it was sent already or is being sent by another process; `delivered` after);
+and it is closed once (`close` returns it only to the caller that closed it, with the channels
+that got its `down`, so `up` goes exactly there). A closed incident is kept until its `up`
+alerts are out (`finish`), so a restart in between still sends them.
 
 - `FileStore(path)`: a JSON file rewritten atomically (temporary file, fsync, rename) after
   each change, created 0600, locked (`<path>.lock`) so two probes cannot share it. A file that
@@ -36,7 +37,7 @@ import os
 import tempfile
 from collections.abc import Collection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -51,6 +52,11 @@ STORE_TIMEOUT_S = 2.0  # one Redis command of the probe's
 EVENTS = ("down", "up")
 
 _log = get_logger("launchready.probe")
+
+
+# What `claim` answers: send it; it was sent already; another process is sending it now; the
+# incident is no longer this one (closed and replaced).
+Claim = Literal["send", "sent", "busy", "gone"]
 
 
 class StateError(Exception):
@@ -115,7 +121,7 @@ class IncidentStore(Protocol):
 
     async def is_open(self, incident: Incident) -> bool: ...
 
-    async def claim(self, incident: Incident, event: str, channel: str) -> bool: ...
+    async def claim(self, incident: Incident, event: str, channel: str) -> Claim: ...
 
     async def delivered(self, incident: Incident, event: str, channel: str) -> None: ...
 
@@ -225,9 +231,11 @@ class FileStore:
         known = self._incidents.get(incident.key)
         return known is not None and known.id == incident.id and known.closed is None
 
-    async def claim(self, incident: Incident, event: str, channel: str) -> bool:
+    async def claim(self, incident: Incident, event: str, channel: str) -> Claim:
         known = self._incidents.get(incident.key)
-        return known is not None and known.id == incident.id and channel not in known.sent[event]
+        if known is None or known.id != incident.id:
+            return "gone"
+        return "sent" if channel in known.sent[event] else "send"
 
     async def delivered(self, incident: Incident, event: str, channel: str) -> None:
         known = self._incidents.get(incident.key)
@@ -334,8 +342,11 @@ return 0
 )
 _CLAIM = Script(
     """
-if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] or redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
-  return 0
+if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then
+  return 3
+end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then
+  return 2
 end
 local holder = redis.call('GET', KEYS[2])
 if holder and holder ~= ARGV[3] then
@@ -345,6 +356,7 @@ redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[4])
 return 1
 """
 )
+_CLAIMS: dict[int, Claim] = {1: "send", 2: "sent", 3: "gone", 0: "busy"}
 _DELIVERED = Script(
     """
 if redis.call('HGET', KEYS[1], 'id') == ARGV[1] then
@@ -426,14 +438,15 @@ class RedisIncidentStore:
             return True
         return bool(reply)
 
-    async def claim(self, incident: Incident, event: str, channel: str) -> bool:
+    async def claim(self, incident: Incident, event: str, channel: str) -> Claim:
         key = self._key(incident.key)
         claim_key = f"{key}:claim:{incident.id}:{event}:{channel}"
         args = [incident.id, f"sent:{event}:{channel}", self._token, CLAIM_TTL_MS]
         try:
-            return bool(await self._run(_CLAIM, [key, claim_key], args))
+            reply = await self._run(_CLAIM, [key, claim_key], args)
         except StoreUnavailable:
-            return channel not in incident.sent[event]
+            return "sent" if channel in incident.sent[event] else "send"
+        return _CLAIMS.get(reply, "busy")
 
     async def delivered(self, incident: Incident, event: str, channel: str) -> None:
         args = [incident.id, f"sent:{event}:{channel}"]
