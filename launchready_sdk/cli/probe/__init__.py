@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import math
 import os
@@ -216,6 +217,7 @@ def run(
     for name in ("httpx", "httpcore"):  # their request lines carry whole URLs (channel tokens)
         logging.getLogger(name).setLevel(logging.WARNING)
     _raise_file_limit(len(config.targets))
+    _remember_missing_sniffio()
     try:
         with asyncio.Runner(loop_factory=_loop_factory()) as runner:
             return runner.run(_main(args, config, channels_spec, store))
@@ -404,6 +406,14 @@ def _raise_file_limit(targets: int) -> None:
         new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (new, hard))
+
+
+def _remember_missing_sniffio() -> None:
+    """httpcore runs `import sniffio` for every connection; without sniffio installed (recent
+    anyio no longer needs it) each try is a fresh search of sys.path, a third of a check's
+    CPU. Record the miss once, as Python does for a module set to None in sys.modules."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

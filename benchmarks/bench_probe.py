@@ -1,0 +1,182 @@
+"""`launchready probe` at scale: CPU share and schedule drift checking many loopback targets.
+
+One probe process (the real command, `--json` lines to a file) checks N targets on one
+loopback server (a subprocess of its own, answering 200 on every path, so its CPU is not
+counted) every `--interval` seconds. Measured over the window after a warm-up:
+
+- CPU: the probe's user + system CPU time (from /proc) over the window's wall time, as a
+  share of one core;
+- drift: each check's `late_ms` (how long after its due time it started) from the probe's own
+  log lines: p50, p99, max;
+- checks/s against the schedule's rate (N / interval), and the probe's peak RSS.
+
+    python benchmarks/bench_probe.py [--targets 1000] [--interval 60] [--duration 240]
+
+`--interval 6 --targets 100` keeps the same check rate in a tenth of the time.
+Prints markdown ready for benchmarks/RESULTS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SERVER = r"""
+import asyncio, sys
+try:
+    import uvloop
+    uvloop.install()
+except ImportError:
+    pass
+
+async def handle(reader, writer):
+    try:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+        await writer.drain()
+    except Exception:
+        pass
+    finally:
+        writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=2048)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of `pid` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--targets", type=int, default=1000)
+    parser.add_argument("--interval", type=float, default=60.0)
+    parser.add_argument("--duration", type=float, default=240.0, help="measured seconds")
+    parser.add_argument("--warmup", type=float, help="default: one interval")
+    args = parser.parse_args()
+    warmup = args.interval if args.warmup is None else args.warmup
+
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-probe-"))
+    probe: subprocess.Popen[bytes] | None = None
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        targets = tmp / "targets.toml"
+        targets.write_text(
+            "".join(
+                f'[[target]]\nname = "t{i:04d}"\nurl = "http://127.0.0.1:{port}/t/{i}"\n'
+                for i in range(args.targets)
+            )
+        )
+        log_path = tmp / "probe.log"
+        with log_path.open("wb") as log:
+            probe = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "launchready_sdk.cli",
+                    "probe",
+                    "--json",
+                    "--targets",
+                    str(targets),
+                    "--interval",
+                    str(args.interval),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=ROOT,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            time.sleep(warmup)
+            cpu0, wall0 = cpu_seconds(probe.pid), time.monotonic()
+            mark0 = time.time()
+            time.sleep(args.duration)
+            cpu1, wall1 = cpu_seconds(probe.pid), time.monotonic()
+            mark1 = time.time()
+            rss = peak_rss_mb(probe.pid)
+            probe.send_signal(signal.SIGTERM)
+            probe.wait(30)
+        report(args, log_path, (cpu1 - cpu0) / (wall1 - wall0), mark0, mark1, rss, warmup)
+    finally:
+        if probe is not None and probe.poll() is None:
+            probe.kill()
+        server.kill()
+        server.wait()
+
+
+def report(
+    args: argparse.Namespace,
+    log_path: Path,
+    cpu_share: float,
+    mark0: float,
+    mark1: float,
+    rss_mb: float,
+    warmup: float,
+) -> None:
+    late: list[float] = []
+    failed = 0
+    for raw in log_path.read_text().splitlines():
+        try:
+            line = json.loads(raw)
+        except ValueError:
+            continue
+        if line.get("event") != "probe.check":
+            continue
+        stamp = time.mktime(time.strptime(line["timestamp"][:19], "%Y-%m-%dT%H:%M:%S"))
+        stamp -= time.timezone  # the log is UTC
+        if not mark0 <= stamp < mark1:
+            continue
+        late.append(line["late_ms"])
+        failed += not line["ok"]
+    window = mark1 - mark0
+    rate = len(late) / window
+    expected = args.targets / args.interval
+    print(
+        f"probe: {args.targets} targets every {args.interval:g} s, measured {window:.0f} s "
+        f"after a {warmup:g} s warm-up\n"
+    )
+    print(
+        "| targets | interval | checks/s (schedule) | failed | CPU, one core | "
+        "drift p50 | drift p99 | drift max | peak RSS |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    print(
+        f"| {args.targets} | {args.interval:g} s | {rate:.2f} ({expected:.2f}) | {failed} | "
+        f"{cpu_share * 100:.2f} % | {statistics.median(late):.1f} ms | "
+        f"{percentile(late, 0.99):.1f} ms | {max(late):.1f} ms | {rss_mb:.0f} MB |"
+    )
+
+
+if __name__ == "__main__":
+    main()
