@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -133,6 +134,7 @@ def main() -> None:
             probe.kill()
         server.kill()
         server.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def report(

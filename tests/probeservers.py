@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gzip
 import json
 import os
 import signal
@@ -24,6 +25,7 @@ from tests.conftest import ROOT
 
 BIG_BODY_BYTES = 10 * 1024 * 1024
 BIG_BODY_NEEDLE = b"needle"  # the last bytes of the 10 MB body
+BOMB = gzip.compress(b"\0" * BIG_BODY_BYTES + BIG_BODY_NEEDLE)
 
 
 class LoopThread:
@@ -171,6 +173,14 @@ class Target:
             return 503, {}, b"unavailable"
         if mode == "hang":
             return "hang"
+        if mode == "slow":  # 200 after 0.3 s
+            return self._slow
+        if mode == "echo":  # the request, back as the body
+            return 200, {}, f"{method} {body.decode()}".encode()
+        if mode == "gzip":
+            return 200, {"Content-Encoding": "gzip"}, gzip.compress(b"ok: Sign in to the shop")
+        if mode == "bomb":  # 10 MB of zeros in about 10 KB, the needle at the end
+            return 200, {"Content-Encoding": "gzip"}, BOMB
         if mode == "flap":  # every other request fails
             return (503, {}, b"busy") if self.hits[path] % 2 else (200, {}, b"ok")
         if mode == "loop":
@@ -178,6 +188,11 @@ class Target:
         if mode == "big":
             return self._big
         raise AssertionError(f"unknown mode {mode}")
+
+    async def _slow(self, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.3)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
 
     async def _big(self, writer: asyncio.StreamWriter) -> None:
         head = f"HTTP/1.1 200 OK\r\nContent-Length: {BIG_BODY_BYTES}\r\n\r\n"

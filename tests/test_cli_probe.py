@@ -446,6 +446,63 @@ def test_ten_megabyte_body_is_not_read_whole(probes: Any, target: Target, tmp_pa
     assert status_only.wait() == 0
 
 
+def test_compressed_bodies_are_searched_within_the_bound(
+    probes: Any, target: Target, tmp_path: Path
+) -> None:
+    """Text is found in a gzip body; a gzip bomb is inflated only to 1 MiB."""
+    target.set("gzip", "/gzip")
+    target.set("bomb", "/bomb")
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        f'[[target]]\nurl = "{target.url}/gzip"\ntext = "Sign in"\n'
+        f'[[target]]\nurl = "{target.url}/bomb"\ntext = "needle"\n'
+    )
+    probe = probes("--targets", str(targets), "--once", *FAST)
+    assert probe.wait() == 1
+    reasons = {line["target"]: line.get("reason") for line in probe.checks()}
+    assert reasons[f"{target.url}/gzip"] is None
+    assert reasons[f"{target.url}/bomb"] == "expected text not in the first 1 MiB of the body"
+
+
+def test_target_options_from_toml_are_applied(probes: Any, target: Target, tmp_path: Path) -> None:
+    """Method, body, accepted statuses, redirects left unfollowed and a latency limit."""
+    target.set("echo", "/echo")
+    target.set("slow", "/slow")
+    target.set("loop", "/moved")
+    targets = tmp_path / "t.toml"
+    targets.write_text(
+        f"""
+[[target]]
+name = "post"
+url = "{target.url}/echo"
+method = "POST"
+body = "ping=1"
+text = "POST ping=1"
+
+[[target]]
+name = "moved"
+url = "{target.url}/moved"
+status = [301, 302]
+follow_redirects = false
+
+[[target]]
+name = "slow"
+url = "{target.url}/slow"
+max_latency_ms = 100
+""",
+        encoding="utf-8",
+    )
+    probe = probes("--targets", str(targets), "--once", *FAST)
+    assert probe.wait() == 1
+    last = {line["target"]: line for line in probe.checks()}
+    assert last["post"]["ok"]
+    assert last["moved"]["ok"]
+    assert last["moved"]["status"] == 302
+    assert last["slow"]["reason"].startswith("slow: ")
+    assert last["slow"]["reason"].endswith("ms, over 100 ms")
+    assert probe.lines("probe.summary")[0]["down"] == ["slow"]
+
+
 def test_tls_errors_are_failures_and_ca_file_fixes_them(probes: Any, tmp_path: Path) -> None:
     """An untrusted certificate fails the check as TLS; --ca-file makes it pass."""
     ca = trustme.CA()

@@ -13,10 +13,13 @@ Exit status: with `--once`, 0 when every target is up and 1 otherwise; 2 for usa
 start-up errors (bad URL, duplicate target, unwritable or locked state); 130 when interrupted;
 0 after SIGTERM.
 
-Channel URLs are credentials: `--webhook`, `--slack-webhook` and `--smtp-url` can instead come
-from `LAUNCHREADY_PROBE_WEBHOOK`, `LAUNCHREADY_PROBE_SLACK_WEBHOOK` and
-`LAUNCHREADY_PROBE_SMTP_URL` (so they stay out of `ps`), and the webhook's signing secret only
-from `LAUNCHREADY_PROBE_WEBHOOK_SECRET`. They are never logged.
+Security stance: channel URLs are credentials. `--webhook`, `--slack-webhook` and
+`--smtp-url` can instead come from `LAUNCHREADY_PROBE_WEBHOOK`,
+`LAUNCHREADY_PROBE_SLACK_WEBHOOK` and `LAUNCHREADY_PROBE_SMTP_URL` (so they stay out of `ps`),
+the webhook's signing secret only from `LAUNCHREADY_PROBE_WEBHOOK_SECRET`; none is logged or
+echoed in an error, and httpx's own request lines (whole URLs) are kept below the log level.
+
+Limits, candidly: no maintenance windows and no reminders while an incident stays open.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ too, the probe's own network is down: the outcome is "blind", nothing is paged, 
 `--once` runs each target until its state is settled (up; or down with its incident open),
 with the same retries and alerts, then exits 0 when every target is up and 1 otherwise.
 
+Security stance: a failing store, channel or check is logged and the target keeps its
+schedule (an unexpected error costs one retry interval, never the process), and every alert
+is bounded: one `down` and one `up` per incident per channel, plus bounded redelivery.
+
 Limits, candidly: an alert a channel missed is retried at the target's next checks, at most
 `MAX_DELIVERY_ROUNDS` times per incident, then abandoned with an error line; a receiver that
 keeps failing after accepting would otherwise get a copy per check.
@@ -181,6 +185,9 @@ class Prober:
                 step = await self._round(watch, due, retry)
             except Exception:  # a bug or an I/O surprise: log it, keep watching
                 _log.exception("probe.internal_error", target=watch.target.name)
+                if self.config.once:
+                    watch.blind = max(watch.blind, 1)  # unknown: not counted as up
+                    return
                 step = Step(due=self._clock() + self.policy.retry_interval_s, retry=True)
             if self.config.once and (step.settled or watch.blind >= self.policy.failures):
                 return
