@@ -617,6 +617,59 @@ def test_failing_webhook_is_retried_at_the_next_check(
         broken.stop()
 
 
+def test_up_goes_only_where_the_down_went(probes: Any, target: Target, slack: Receiver) -> None:
+    """A channel that never got the down gets no up; the one that did gets both."""
+    broken = Receiver(mode="500")
+    try:
+        target.set("503")
+        probe = probes(
+            f"{target.url}/",
+            *FAST,
+            "--webhook",
+            f"{broken.url}/h",
+            "--slack-webhook",
+            f"{slack.url}/s",
+        )
+        probe.wait_for(lambda: slack.posts and len(broken.posts) >= 3, what="the down")
+        target.set("up")
+        probe.wait_for(lambda: len(slack.posts) == 2, what="the up on Slack")
+        settle(0.5)
+        assert {post["json"]["event"] for post in broken.posts} == {"down"}
+        assert [e["text"][:3] for e in slack.events()] == ["DOW", "UP:"]
+    finally:
+        broken.stop()
+
+
+def test_restart_before_the_up_got_out_still_sends_it(
+    probes: Any, target: Target, hook: Receiver, tmp_path: Path
+) -> None:
+    """Killed after closing the incident but before its up was delivered, the next run
+    sends the up (with the same Idempotency-Key as the try that hung)."""
+    state = tmp_path / "state.json"
+    url = f"{target.url}/healthz"
+    target.set("503")
+    first = probes(url, *FAST, "--state", str(state), *channels(hook))
+    first.wait_for(lambda: recorded_file(state), what="the down recorded")
+    hook.mode = "hang"
+    target.set("up")
+    first.wait_for(lambda: len(hook.posts) == 2, what="the up being tried")
+    first.wait_for(lambda: '"closed": null' not in state.read_text(), what="the close saved")
+    first.kill()
+    hook.mode = "ok"
+    second = probes(url, *FAST, "--state", str(state), *channels(hook))
+    second.wait_for(lambda: len(hook.posts) == 3, what="the up, again")
+    second.wait_for(
+        lambda: "incidents" in state.read_text() and "sent" not in state.read_text(),
+        what="the incident forgotten",
+    )
+    events = [post["json"]["event"] for post in hook.posts]
+    assert events == ["down", "up", "up"]
+    keys = [post["headers"]["idempotency-key"] for post in hook.posts]
+    assert keys[1] == keys[2] != keys[0]
+    settle(0.5)
+    assert len(hook.posts) == 3
+
+
 def test_signed_webhook(probes: Any, target: Target, hook: Receiver) -> None:
     """With LAUNCHREADY_PROBE_WEBHOOK_SECRET the body carries a verifiable HMAC signature."""
     target.set("503")
