@@ -11,14 +11,19 @@ counted) every `--interval` seconds. Measured over the window after a warm-up:
 - checks/s against the schedule's rate (N / interval), and the probe's peak RSS.
 
     python benchmarks/bench_probe.py [--targets 1000] [--interval 60] [--duration 240]
+    python benchmarks/bench_probe.py --per-check 2000
 
-`--interval 6 --targets 100` keeps the same check rate in a tenth of the time.
+`--interval 6 --targets 100` keeps the same check rate in a tenth of the time. `--per-check N`
+instead measures one check's CPU in this process (N checks back to back, rounds interleaved):
+as shipped, and with httpcore's per-connection `import sniffio` search left in (sniffio is not
+installed here), which the command avoids by recording the miss.
 Prints markdown ready for benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -84,7 +89,11 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=60.0)
     parser.add_argument("--duration", type=float, default=240.0, help="measured seconds")
     parser.add_argument("--warmup", type=float, help="default: one interval")
+    parser.add_argument("--per-check", type=int, metavar="N", help="CPU per check, in-process")
     args = parser.parse_args()
+    if args.per_check:
+        per_check(args.per_check)
+        return
     warmup = args.interval if args.warmup is None else args.warmup
 
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
@@ -178,6 +187,57 @@ def report(
         f"{cpu_share * 100:.2f} % | {statistics.median(late):.1f} ms | "
         f"{percentile(late, 0.99):.1f} ms | {max(late):.1f} ms | {rss_mb:.0f} MB |"
     )
+
+
+def per_check(n: int, rounds: int = 5) -> None:
+    """CPU µs per check, with the missing-sniffio miss remembered (as shipped) and not."""
+    import asyncio
+
+    sys.path.insert(0, str(ROOT))
+    from launchready_sdk.cli.probe._check import Checker
+    from launchready_sdk.cli.probe._targets import Target
+
+    server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert server.stdout is not None
+        url = f"http://127.0.0.1:{int(server.stdout.readline())}/t/1"
+        target = Target(name="t", url=url, request_url=url)
+        missing = importlib.util.find_spec("sniffio") is None
+        results: dict[str, list[float]] = {"as shipped": [], "sniffio searched": []}
+
+        async def measure() -> None:
+            checker = Checker(10.0)
+            for _ in range(50):
+                await checker.check(target)
+            for _ in range(rounds):
+                for label in results:
+                    if label == "as shipped" and missing:
+                        sys.modules["sniffio"] = None  # type: ignore[assignment]
+                    else:
+                        sys.modules.pop("sniffio", None)
+                    start = time.process_time()
+                    for _ in range(n):
+                        await checker.check(target)
+                    results[label].append((time.process_time() - start) / n * 1e6)
+            await checker.aclose()
+
+        try:
+            import uvloop
+
+            uvloop.run(measure())
+        except ImportError:
+            asyncio.run(measure())
+    finally:
+        server.kill()
+        server.wait()
+    print(
+        f"CPU per check, {n} checks x {rounds} rounds (median of rounds), sniffio "
+        f"{'not installed' if missing else 'installed'}\n"
+    )
+    print("| variant | CPU µs per check |")
+    print("|---|---|")
+    for label, values in results.items():
+        print(f"| {label} | {statistics.median(values):.0f} |")
 
 
 if __name__ == "__main__":
