@@ -846,6 +846,7 @@ def test_targets_file_errors_name_the_line(
         ),
         ('[[target]]\nurl = "https://shop.test/"\nmethod = "FETCH"\n', f"{path}:3", "method"),
         ("[[target]\n", "not valid TOML", str(path)),
+        ('target = ["https://shop.test/"]\n', "no [[target]] tables", str(path)),
     ]
     for text, where, what in cases:
         path.write_text(text)

@@ -152,7 +152,7 @@ def load_targets(path: Path, environ: Mapping[str, str] | None = None) -> list[T
         line = find_line(text, (), extra[0])
         raise ConfigError(f"{_at(path, line)}: unknown key {extra[0]!r}; targets go in [[target]]")
     tables = data.get("target", [])
-    if not isinstance(tables, list) or not tables:
+    if not isinstance(tables, list) or not tables or not all(isinstance(t, dict) for t in tables):
         raise ConfigError(f"{path}: no [[target]] tables (each needs at least url = ...)")
     return [_target(tables[i], i, path, text, env) for i in range(len(tables))]
 
