@@ -194,8 +194,7 @@ def per_check(n: int, rounds: int = 5) -> None:
     import asyncio
 
     sys.path.insert(0, str(ROOT))
-    from launchready_sdk.cli.probe._check import Checker
-    from launchready_sdk.cli.probe._targets import Target
+    from launchready_sdk.cli.probe import Checker, Target
 
     server = subprocess.Popen([sys.executable, "-c", SERVER], stdout=subprocess.PIPE, text=True)
     try:

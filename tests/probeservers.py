@@ -142,6 +142,7 @@ class Target:
         self.default = "up"
         self.fail_next: dict[str, int] = {}  # path -> 503s to give before the mode applies
         self.hits: dict[str, int] = {}
+        self.requests: list[dict[str, str]] = []  # method, path and headers of each request
         self.server = HttpServer(self._respond, tls)
         self.url = self.server.url
         self.refused = False
@@ -163,6 +164,7 @@ class Target:
 
     def _respond(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Any:
         self.hits[path] = self.hits.get(path, 0) + 1
+        self.requests.append({"method": method, "path": path, **headers})
         if self.fail_next.get(path, 0) > 0:
             self.fail_next[path] -= 1
             return 503, {}, b"busy"

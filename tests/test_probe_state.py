@@ -7,9 +7,9 @@ import itertools
 from hypothesis import given
 from hypothesis import strategies as st
 
-from launchready_sdk.cli.probe import SEND_BUDGET_S
-from launchready_sdk.cli.probe._state import (
+from launchready_sdk.cli.probe import (
     DETECT_WITHIN_S,
+    SEND_BUDGET_S,
     Outcome,
     Phase,
     Policy,

@@ -59,7 +59,14 @@ from launchready_sdk.cli.probe._state import (
     DEFAULT_RETRY_INTERVAL_S,
     DEFAULT_TIMEOUT_S,
     DETECT_WITHIN_S,
+    Outcome,
+    Phase,
     Policy,
+    Step,
+    TargetState,
+    adopted,
+    advance,
+    needs_canary,
 )
 from launchready_sdk.cli.probe._store import (
     STORE_TIMEOUT_S,
@@ -80,7 +87,22 @@ from launchready_sdk.errors import SettingsError
 from launchready_sdk.logs import configure_logging, get_logger
 from launchready_sdk.settings import Settings
 
-__all__ = ["SEND_BUDGET_S", "add_parser", "run"]
+__all__ = [
+    "DETECT_WITHIN_S",
+    "SEND_BUDGET_S",
+    "Checker",
+    "Outcome",
+    "Phase",
+    "Policy",
+    "Step",
+    "Target",
+    "TargetState",
+    "add_parser",
+    "adopted",
+    "advance",
+    "needs_canary",
+    "run",
+]
 
 EXIT_UP, EXIT_DOWN, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 # Opening the incident in the store, claiming the delivery, then the channels' own deadline.
