@@ -16,7 +16,7 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The `launchready` parser with its sub-commands."""
-    from launchready_sdk.cli import audit, bench
+    from launchready_sdk.cli import audit, bench, probe
 
     parser = argparse.ArgumentParser(
         prog="launchready", description="Launch-readiness checks for an ASGI app."
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     bench.add_parser(commands)
     audit.add_parser(commands)
+    probe.add_parser(commands)
     return parser
 
 
