@@ -99,10 +99,28 @@ class LatencyTracker:
         now = time.perf_counter() if perf_now is None else perf_now
         return int((now + self._wall_offset) // _SLOT_S)
 
+    def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """Record one finished request; never raises (a failure is counted in `dropped`).
+
+        `LaunchReady`'s request-context layer calls this after every response except those of
+        its own endpoints (health, readiness, metrics).
+
+        Args:
+            method: the request method (one outside `KNOWN_METHODS` is kept as `OTHER`).
+            route: the route template; None when no route matched (`<unmatched>`).
+            status: the response status; 0 when none was started because the client went
+                away, recorded as 499 (as nginx logs it), which is not a server error.
+            seconds: the request's duration.
+        """
+        try:
+            self.record(method, route, status or 499, seconds, time.perf_counter())
+        except Exception:
+            self.dropped += 1
+
     def record(
         self, method: str, route: str | None, status: int, seconds: float, now: float
     ) -> None:
-        """Record one request: `now` is the `perf_counter` reading at its end."""
+        """Record one request: `now` is the `perf_counter` reading at its end (may raise)."""
         series = self.series.get((method, route or UNMATCHED, status // 100))
         if series is None:
             series = self._new_series((method, route or UNMATCHED, status // 100), now)
