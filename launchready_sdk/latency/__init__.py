@@ -44,9 +44,6 @@ from launchready_sdk.latency.histogram import (
     check_buckets,
     describe_histogram,
 )
-from launchready_sdk.latency.middleware import (
-    LatencyMiddleware,
-)
 from launchready_sdk.latency.prometheus import (
     CollectorKind,
     Sample,
@@ -81,7 +78,6 @@ __all__ = [
     "OVERFLOW",
     "UNMATCHED",
     "CollectorKind",
-    "LatencyMiddleware",
     "LatencyTracker",
     "LogLinearHistogram",
     "MetricsEndpoint",
