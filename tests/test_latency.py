@@ -41,6 +41,29 @@ def metric_samples(text: str) -> dict[str, list[Any]]:
     return out
 
 
+def test_package_exports_what_the_readme_and_dbtiming_use() -> None:
+    """`launchready_sdk.latency` exports the tracker, the layer, Settings' defaults, histograms."""
+    import launchready_sdk.latency as latency
+
+    assert latency.__all__ == [
+        "DEFAULT_BUDGET_MS",
+        "DEFAULT_FLUSH_INTERVAL_S",
+        "DEFAULT_MAX_ROUTES",
+        "DEFAULT_WINDOW_S",
+        "LatencyTracker",
+        "LogLinearHistogram",
+        "MetricsEndpoint",
+        "RollingHistogram",
+        "describe_histogram",
+    ]
+    assert all(hasattr(latency, name) for name in latency.__all__)
+    settings = Settings()
+    assert settings.latency_budget_ms == latency.DEFAULT_BUDGET_MS
+    assert settings.latency_window_s == latency.DEFAULT_WINDOW_S
+    assert settings.latency_max_routes == latency.DEFAULT_MAX_ROUTES
+    assert settings.latency_flush_interval_s == latency.DEFAULT_FLUSH_INTERVAL_S
+
+
 # --- the histogram ----------------------------------------------------------------------------
 
 
