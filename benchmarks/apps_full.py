@@ -105,9 +105,11 @@ def _context() -> Any:
 
 
 def _latency() -> Any:
-    from launchready_sdk.latency import LatencyMiddleware, LatencyTracker
+    """`sdk_context` with latency recorded, as `wrap` records it (from the request context)."""
+    from launchready_sdk import LaunchReady, Settings
 
-    return LatencyMiddleware(build_api(), tracker=LatencyTracker(), metrics_path="/metrics")
+    lr = LaunchReady(Settings(service_name="bench", rate_limits={}, otel_exporter="none"))
+    return lr.wrap(build_api())
 
 
 def _limit(redis: bool) -> Any:

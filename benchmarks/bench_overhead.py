@@ -176,7 +176,7 @@ FULL_ROWS = (
         "sdk_latency",
         "GET",
         "/products",
-        "`LatencyMiddleware` + /metrics alone",
+        "sdk_context with latency recorded (its cost: this row against sdk_context)",
     ),
     Row(
         "sdk_limit_memory",

@@ -46,6 +46,15 @@ from launchready_sdk.latency import (
 )
 from launchready_sdk.logs import get_logger
 
+__all__ = [
+    "DEFAULT_N_PLUS_ONE_THRESHOLD",
+    "DEFAULT_QUERY_BUDGET_MS",
+    "QueryStats",
+    "export_query_stats",
+    "fingerprint",
+    "instrument_sqlalchemy",
+]
+
 _log = get_logger("launchready.db")
 
 DEFAULT_QUERY_BUDGET_MS = 100.0

@@ -17,6 +17,23 @@ from launchready_sdk.latency import LatencyTracker, MetricsEndpoint
 POSTGRES_URL = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
 
+def test_exports_and_the_defaults_settings_take() -> None:
+    """dbtiming exports its API and the defaults of `db_query_budget_ms` and the N+1 threshold."""
+    from launchready_sdk import dbtiming
+
+    assert dbtiming.__all__ == [
+        "DEFAULT_N_PLUS_ONE_THRESHOLD",
+        "DEFAULT_QUERY_BUDGET_MS",
+        "QueryStats",
+        "export_query_stats",
+        "fingerprint",
+        "instrument_sqlalchemy",
+    ]
+    settings = Settings()
+    assert settings.db_query_budget_ms == dbtiming.DEFAULT_QUERY_BUDGET_MS == 100
+    assert settings.db_n_plus_one_threshold == dbtiming.DEFAULT_N_PLUS_ONE_THRESHOLD == 20
+
+
 def test_fingerprints_strip_literals_and_unify_placeholders() -> None:
     """Literals, placeholder styles and list lengths never make two fingerprints of one query."""
     same = [

@@ -1,4 +1,8 @@
-"""Per-route latency: histogram accuracy, templates through uvicorn, budgets, fleet, /metrics."""
+"""Per-route latency: histogram accuracy, and what `LaunchReady().wrap()` records and serves.
+
+Request recording is tested through the stack users run (in process and through uvicorn):
+route templates, exempt endpoints, 499s and 500s, caps, budgets, the fleet merge, /metrics.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +17,13 @@ import httpx
 import pytest
 import structlog
 from prometheus_client.parser import text_string_to_metric_families
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
 
-from launchready_sdk.latency import (
-    DEFAULT_BUCKETS_S,
-    NBINS,
-    OVERFLOW,
-    LatencyMiddleware,
-    LatencyTracker,
-    LogLinearHistogram,
-    RollingHistogram,
-    bin_bounds,
-    bin_index,
-    check_buckets,
-)
-from launchready_sdk.store import RedisStore
+from launchready_sdk import LaunchReady, Settings
+from launchready_sdk.latency import LatencyTracker, LogLinearHistogram, RollingHistogram
 
 APP = "tests.apps.latency_app:app"
 
@@ -42,6 +39,29 @@ def metric_samples(text: str) -> dict[str, list[Any]]:
         for sample in family.samples:
             out.setdefault(sample.name, []).append(sample)
     return out
+
+
+def test_package_exports_what_the_readme_and_dbtiming_use() -> None:
+    """`launchready_sdk.latency` exports the tracker, the layer, Settings' defaults, histograms."""
+    import launchready_sdk.latency as latency
+
+    assert latency.__all__ == [
+        "DEFAULT_BUDGET_MS",
+        "DEFAULT_FLUSH_INTERVAL_S",
+        "DEFAULT_MAX_ROUTES",
+        "DEFAULT_WINDOW_S",
+        "LatencyTracker",
+        "LogLinearHistogram",
+        "MetricsEndpoint",
+        "RollingHistogram",
+        "describe_histogram",
+    ]
+    assert all(hasattr(latency, name) for name in latency.__all__)
+    settings = Settings()
+    assert settings.latency_budget_ms == latency.DEFAULT_BUDGET_MS
+    assert settings.latency_window_s == latency.DEFAULT_WINDOW_S
+    assert settings.latency_max_routes == latency.DEFAULT_MAX_ROUTES
+    assert settings.latency_flush_interval_s == latency.DEFAULT_FLUSH_INTERVAL_S
 
 
 # --- the histogram ----------------------------------------------------------------------------
@@ -61,19 +81,24 @@ def test_percentiles_agree_with_exact_within_two_percent() -> None:
 
 
 def test_every_bin_is_within_the_relative_error() -> None:
-    """Each bin's midpoint is within 1.25 % of any value the bin holds, across the whole range."""
-    for i in range(0, NBINS, 7):
-        low, high = bin_bounds(i)
-        mid = (low + high) / 2
-        assert (mid - low) / low <= 0.0125 + 1e-12
-        assert bin_index(low * (1 + 1e-9)) == i
+    """Across 1 µs..100 s, a value alone in its bin is reported within 1.25 % (bin edges too)."""
+    edges = [10.0**k * (1 + j / 40) / 1e6 for k in range(8) for j in range(360)]
+    rng = random.Random(5)
+    spread = [10 ** rng.uniform(-6, 2) for _ in range(5000)]
+    for value in [*edges, *spread]:
+        h = LogLinearHistogram()
+        h.record(value)
+        h.min, h.max = 0.0, math.inf  # report the bin's midpoint, not the one value clamped
+        got = h.quantile(0.5)
+        assert got is not None
+        assert abs(got - value) / value <= 0.0125 + 1e-12, value
 
 
 def test_prometheus_buckets_are_bin_edges() -> None:
     """Default buckets (0.1, 0.5, 2.5 s among them) are bin edges; other bounds are refused."""
-    assert {0.1, 0.5, 2.5} <= set(check_buckets(DEFAULT_BUCKETS_S))
+    assert {0.1, 0.5, 2.5} <= set(LatencyTracker().buckets_s)
     with pytest.raises(ValueError, match="bin edge"):
-        check_buckets([0.333])
+        LatencyTracker(buckets_s=[0.333])
     h = LogLinearHistogram()
     for v in (0.0999, 0.1001, 0.4999, 0.5001, 2.4, 2.6):
         h.record(v)
@@ -101,7 +126,11 @@ def test_extreme_values_stay_in_range() -> None:
     h = LogLinearHistogram()
     for v in (0.0, -1.0, 1e-9, 3600.0, math.inf):
         h.record(v)
-    assert set(h.bins) <= {0, NBINS - 1}
+    ends = LogLinearHistogram()
+    ends.record(0.5e-6)  # below 1 µs: the first bin
+    ends.record(99.9999)  # just under 100 s: the last bin
+    assert set(h.bins) == set(ends.bins)
+    assert min(h.bins) == 0
 
 
 def test_rolling_window_forgets_old_minutes() -> None:
@@ -124,9 +153,8 @@ def test_known_delays_give_known_percentiles() -> None:
     """Synthetic delays of 10, 20, ..., 1000 ms give p50/p95/p99 within the histogram's error."""
     tracker = LatencyTracker()
     values = [ms / 1000 for ms in range(10, 1001, 10)]
-    now = time.perf_counter()
     for v in values:
-        tracker.record("GET", "/x", 200, v, now)
+        tracker.observe("GET", "/x", 200, v)
     entry = tracker.snapshot()["GET /x"]
     for q, key in ((0.5, "p50_ms"), (0.95, "p95_ms"), (0.99, "p99_ms")):
         want = exact_quantile(values, q) * 1000
@@ -135,25 +163,12 @@ def test_known_delays_give_known_percentiles() -> None:
     assert entry["since_start"]["count"] == 100
 
 
-def test_cardinality_cap_sends_new_routes_to_overflow() -> None:
-    """Past max_routes, new templates share the overflow bucket; unknown methods become OTHER."""
-    tracker = LatencyTracker(max_routes=3)
-    now = time.perf_counter()
-    for i in range(50):
-        tracker.record("GET", f"/r{i}", 200, 0.001, now)
-    tracker.record("BREW", "/r0", 200, 0.001, now)
-    keys = set(tracker.snapshot())
-    assert keys == {"GET /r0", "GET /r1", "GET /r2", f"GET {OVERFLOW}", f"OTHER {OVERFLOW}"}
-    assert tracker.snapshot()[f"GET {OVERFLOW}"]["count"] == 47
-
-
 def test_budget_breach_warns_once_and_shows_in_snapshot() -> None:
     """A p95 over budget is flagged in the snapshot and logged once, naming route, p95, budget."""
     tracker = LatencyTracker(budget_ms=100, budgets={"/fast": 5}, budget_min_samples=3)
-    now = time.perf_counter()
     for _ in range(10):
-        tracker.record("GET", "/fast", 200, 0.050, now)
-        tracker.record("GET", "/slow-ok", 200, 0.050, now)
+        tracker.observe("GET", "/fast", 200, 0.050)
+        tracker.observe("GET", "/slow-ok", 200, 0.050)
     with structlog.testing.capture_logs() as logs:
         snap = tracker.snapshot()
         tracker.snapshot()
@@ -178,6 +193,13 @@ def test_budget_patterns_and_method_keys() -> None:
     assert tracker.budget_for("GET", "/other") == 500
 
 
+# --- LaunchReady().wrap(), in process ---------------------------------------------------------
+
+
+def _sdk(**settings: Any) -> LaunchReady:
+    return LaunchReady(Settings(configure_logging=False, **settings))
+
+
 async def _call(app: Any, path: str, method: str = "GET") -> list[dict[str, Any]]:
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": method,
@@ -200,82 +222,147 @@ async def test_ten_thousand_junk_paths_stay_in_one_bucket() -> None:
     """10 000 distinct junk paths and methods leave a handful of series and bounded memory."""
     from tests.apps.latency_app import build
 
-    tracker = LatencyTracker()
-    app = LatencyMiddleware(build(), tracker=tracker)
+    lr = _sdk(access_log=False)
+    app = lr.wrap(build())
     rng = random.Random(3)
     for i in range(10_000):
         junk = "/" + "/".join(f"{rng.getrandbits(40):x}" for _ in range(rng.randint(1, 4)))
         await _call(app, f"{junk}/{i}", method=rng.choice(["GET", "POST", "XYZ", f"M{i}"]))
-    assert len(tracker.series) <= 4
-    assert {k.split(" ", 1)[1] for k in tracker.snapshot()} == {"<unmatched>"}
-    assert sum(e["count"] for e in tracker.snapshot().values()) == 10_000
+    assert len(lr.latency.series) <= 4
+    assert {k.split(" ", 1)[1] for k in lr.latency.snapshot()} == {"<unmatched>"}
+    assert sum(e["count"] for e in lr.latency.snapshot().values()) == 10_000
 
 
-async def test_named_route_from_an_sdk_layer_wins() -> None:
-    """A layer answering for the app (a cache hit) names the route in the scope."""
+async def test_cardinality_cap_sends_new_routes_to_overflow() -> None:
+    """Past latency_max_routes, new templates share the overflow bucket; unknown methods: OTHER."""
 
-    async def cache_hit(scope: Any, receive: Any, send: Any) -> None:
-        scope["launchready.route"] = "/products/{id}"
-        await send({"type": "http.response.start", "status": 200, "headers": []})
-        await send({"type": "http.response.body", "body": b"{}"})
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
 
-    tracker = LatencyTracker()
-    await _call(LatencyMiddleware(cache_hit, tracker=tracker), "/products/9")
-    assert list(tracker.snapshot()) == ["GET /products/{id}"]
+    lr = _sdk(access_log=False, latency_max_routes=3)
+    app = lr.wrap(Starlette(routes=[Route(f"/r{i}", ok) for i in range(50)]))
+    for i in range(50):
+        assert (await _call(app, f"/r{i}"))[0]["status"] == 200
+    assert (await _call(app, "/r0", method="BREW"))[0]["status"] == 405
+    keys = set(lr.latency.snapshot())
+    assert keys == {"GET /r0", "GET /r1", "GET /r2", "GET <overflow>", "OTHER <overflow>"}
+    assert lr.latency.snapshot()["GET <overflow>"]["count"] == 47
 
 
-async def _no_app(scope: Any, receive: Any, send: Any) -> None:
-    raise AssertionError("not reached")
+async def test_exempt_endpoints_are_not_recorded(asgi_client: Any) -> None:
+    """Health, readiness and metrics (with or without a trailing slash) never reach the figures."""
+
+    async def ok(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    lr = _sdk(health_path="/livez", metrics_path="/prom")
+    client = asgi_client(lr.wrap(Starlette(routes=[Route("/{path:path}", ok)])))
+    for path in ("/livez", "/livez/", "/readyz", "/readyz/", "/prom", "/prom/", "/healthz"):
+        assert (await client.get(path)).status_code == 200
+    assert list(lr.latency.snapshot()) == ["GET /{path:path}"]
+    assert lr.latency.snapshot()["GET /{path:path}"]["count"] == 1
 
 
-async def test_collectors_export_and_a_failing_one_is_skipped() -> None:
+async def test_named_route_from_an_sdk_layer_wins(asgi_client: Any) -> None:
+    """A layer answering for the app (a cache hit) names the route it answered for."""
+    from tests.apps.latency_app import build
+
+    lr = _sdk(cache_routes={"/products/{product_id}": 30})
+    client = asgi_client(lr.wrap(build()))
+    miss, hit = await client.get("/products/9"), await client.get("/products/9")
+    assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+    assert list(lr.latency.snapshot()) == ["GET /products/{product_id}"]
+    assert lr.latency.snapshot()["GET /products/{product_id}"]["count"] == 2
+
+
+async def test_collectors_export_and_a_failing_one_is_skipped(asgi_client: Any) -> None:
     """Registered counters and histograms reach /metrics; a raising collector is skipped."""
-    tracker = LatencyTracker()
+    lr = _sdk()
     hosts = LogLinearHistogram()
     hosts.record(0.2)
 
     def broken() -> int:
         raise RuntimeError("collector bug")
 
-    tracker.add_collector("launchready_ratelimit_refused", lambda: 3, help="429s sent")
-    tracker.add_collector(
-        "launchready_cache_responses",
-        lambda: [({"result": "hit"}, 5), ({"result": "miss"}, 2)],
+    lr.latency.add_collector("shop_refunds", lambda: 3, help="refunds issued")
+    lr.latency.add_collector(
+        "shop_coupon_checks", lambda: [({"result": "hit"}, 5), ({"result": "miss"}, 2)]
     )
-    tracker.add_collector(
-        "launchready_outbound_duration_seconds",
-        lambda: [({"host": "api.stripe.com"}, hosts)],
+    lr.latency.add_collector(
+        "shop_tax_api_duration_seconds",
+        lambda: [({"host": "tax.example"}, hosts)],
         kind="histogram",
     )
-    tracker.add_collector("launchready_broken", broken)
-    endpoint = LatencyMiddleware(_no_app, tracker=tracker, metrics_path="/metrics")
-    sent = await _call(endpoint, "/metrics")
-    samples = metric_samples(sent[1]["body"].decode())
-    assert samples["launchready_ratelimit_refused_total"][0].value == 3
-    cache = {s.labels["result"]: s.value for s in samples["launchready_cache_responses_total"]}
-    assert cache == {"hit": 5, "miss": 2}
-    buckets = {
-        s.labels["le"]: s.value for s in samples["launchready_outbound_duration_seconds_bucket"]
-    }
+    lr.latency.add_collector("shop_broken", broken)
+    reply = await asgi_client(lr.wrap(Starlette())).get("/metrics")
+    samples = metric_samples(reply.text)
+    assert samples["shop_refunds_total"][0].value == 3
+    checks = {s.labels["result"]: s.value for s in samples["shop_coupon_checks_total"]}
+    assert checks == {"hit": 5, "miss": 2}
+    buckets = {s.labels["le"]: s.value for s in samples["shop_tax_api_duration_seconds_bucket"]}
     assert buckets["0.1"] == 0
     assert buckets["0.25"] == 1
-    assert "launchready_broken_total" not in samples
+    assert "shop_broken_total" not in samples
+    assert samples["launchready_ratelimit_refused_total"][0].value == 0
 
 
-async def test_redis_outage_pauses_the_fleet_view_only(private_redis: Any) -> None:
-    """With Redis killed, a flush/merge round returns quietly and local figures keep working."""
-    store = RedisStore(private_redis.url, timeout_s=0.2, cooldown_s=5, prefix="lat-outage")
-    tracker = LatencyTracker(store=store)
-    tracker.record("GET", "/x", 200, 0.01, time.perf_counter())
-    await tracker.tick()
+def _x_app() -> Starlette:
+    async def x(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("x")
+
+    return Starlette(routes=[Route("/x", x)])
+
+
+async def test_redis_outage_pauses_the_fleet_view_only(
+    private_redis: Any, asgi_client: Any
+) -> None:
+    """With Redis killed, requests are served and a flush/merge round returns quietly."""
+    lr = _sdk(
+        redis_url=private_redis.url,
+        redis_prefix="lat-outage",
+        redis_timeout_s=0.2,
+        redis_cooldown_s=5,
+    )
+    client = asgi_client(lr.wrap(_x_app()))
+    assert (await client.get("/x")).status_code == 200
+    await lr.latency.tick()
     private_redis.kill()
-    tracker.record("GET", "/x", 200, 0.01, time.perf_counter())
+    assert (await client.get("/x")).status_code == 200
     started = time.monotonic()
-    await tracker.tick()
-    await tracker.stop()
+    await lr.latency.tick()
+    await lr.latency.stop()
     assert time.monotonic() - started < 2
-    assert tracker.snapshot()["GET /x"]["count"] == 2
-    await store.aclose()
+    assert lr.latency.snapshot()["GET /x"]["count"] == 2
+    await lr.shutdown()
+
+
+async def test_background_task_flushes_on_its_own(
+    redis_url: str, redis_prefix: str, asgi_client: Any
+) -> None:
+    """Start-up runs the flush/merge loop; shutdown stops it and flushes one last time."""
+
+    def worker(flush_s: float) -> LaunchReady:
+        return _sdk(
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            redis_timeout_s=0.5,
+            latency_flush_interval_s=flush_s,
+        )
+
+    serving, watching = worker(60.0), worker(0.05)
+    client = asgi_client(serving.wrap(_x_app()))
+    watching.wrap(_x_app())
+    await serving.startup()
+    await watching.startup()
+    await client.get("/x")
+    await serving.shutdown()  # its loop would flush in a minute: only the last flush sends it
+    deadline = time.monotonic() + 2
+    while watching.latency.snapshot(fleet=True).get("GET /x", {}).get("count") != 1:
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
+    await watching.shutdown()
+    assert watching.latency.snapshot(fleet=True)["GET /x"]["count"] == 1
+    assert "GET /x" not in watching.latency.snapshot()
 
 
 # --- through uvicorn --------------------------------------------------------------------------
@@ -329,7 +416,7 @@ def test_sleeping_route_percentiles_and_budget_warning(serve: Any) -> None:
     """A route sleeping 60 ms reports p50 ≥ 60 ms, breaches its 50 ms budget, and warns once."""
     server = serve(APP)
     with httpx.Client(base_url=server.url, timeout=5) as client:
-        for _ in range(8):
+        for _ in range(20):  # the requests a route needs before its budget is judged
             client.get("/sleep/60")
         client.post("/_tick")
         client.post("/_tick")
@@ -352,7 +439,7 @@ def test_recorder_that_raises_does_not_fail_requests(serve: Any) -> None:
 
 
 def test_client_disconnect_mid_response(serve: Any) -> None:
-    """A client leaving mid-stream is recorded as 499 (not an error) and the server carries on."""
+    """A client leaving mid-stream is recorded once, not as an error; the server carries on."""
     server = serve(APP)
     with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
         sock.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
@@ -366,6 +453,26 @@ def test_client_disconnect_mid_response(serve: Any) -> None:
     assert routes["GET /stream"]["count"] == 1
     assert routes["GET /stream"]["errors"] == 0
     assert httpx.get(f"{server.url}/products/3", timeout=5).status_code == 200
+
+
+def test_client_gone_before_the_response_is_499(serve: Any) -> None:
+    """A client that leaves before any response is recorded as 499: a 4xx, not an error."""
+    server = serve(APP)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+        sock.sendall(b"GET /star/poll HTTP/1.1\r\nHost: x\r\n\r\n")
+    deadline = time.monotonic() + 5
+    while "GET /star/poll" not in (routes := _snapshot(server)["routes"]):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert routes["GET /star/poll"]["count"] == 1
+    assert routes["GET /star/poll"]["errors"] == 0
+    metrics = metric_samples(httpx.get(f"{server.url}/metrics", timeout=5).text)
+    poll = [
+        s.labels["status"]
+        for s in metrics["launchready_http_requests_total"]
+        if s.labels["route"] == "/star/poll"
+    ]
+    assert poll == ["4xx"]
 
 
 def test_metrics_endpoint_parses_with_prometheus_parser(serve: Any) -> None:
@@ -408,18 +515,3 @@ def test_fleet_merge_across_two_processes(serve: Any, redis_url: str, redis_pref
         assert fleet["GET /products/{product_id}"]["since_start"]["count"] == 12
         assert fleet["GET /boom"]["errors"] == 1
     assert _snapshot(a)["routes"]["GET /products/{product_id}"]["count"] == 5
-
-
-async def test_background_task_flushes_on_its_own(redis_url: str, redis_prefix: str) -> None:
-    """start() runs the flush/merge loop; stop() ends it and flushes once more."""
-    store = RedisStore(redis_url, timeout_s=0.5, cooldown_s=1, prefix=redis_prefix)
-    tracker = LatencyTracker(store=store, flush_interval_s=0.05)
-    await tracker.start()
-    tracker.record("GET", "/x", 200, 0.01, time.perf_counter())
-    deadline = time.monotonic() + 2
-    while "GET /x" not in tracker.snapshot(fleet=True) or tracker._fleet is None:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
-    await tracker.stop()
-    assert tracker.snapshot(fleet=True)["GET /x"]["count"] == 1
-    await store.aclose()

@@ -1,4 +1,9 @@
-"""A FastAPI app with plain, included and mounted routes behind the latency layers.
+"""A FastAPI app with plain, included and mounted routes, inside `LaunchReady().wrap()`.
+
+`build()` is the bare app. `app` (built on first access, so importing `build` sets nothing
+up) is that app wrapped by `LaunchReady`, beside two routes the tests read the tracker
+through, `/_snapshot` and `/_tick`, which are answered outside the SDK's stack and so are
+never recorded themselves.
 
 Environment: `LATENCY_REDIS_URL` and `LATENCY_PREFIX` turn on the fleet view;
 `LATENCY_FLUSH_S` sets the flush interval; `LATENCY_BROKEN=1` makes recording raise.
@@ -18,20 +23,21 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from launchready_sdk.context import RequestContextMiddleware
-from launchready_sdk.latency import LatencyMiddleware, LatencyTracker, MetricsEndpoint
-from launchready_sdk.store import RedisStore
+from launchready_sdk import LaunchReady, Settings
 
-
-class BrokenTracker(LatencyTracker):
-    def record(
-        self, method: str, route: str | None, status: int, seconds: float, now: float
-    ) -> None:
-        raise RuntimeError("recorder failure")
+CONTROL_PATHS = frozenset({"/_snapshot", "/_tick"})
 
 
 async def star_item(request: Request) -> PlainTextResponse:
     return PlainTextResponse("star " + request.path_params["id"])
+
+
+class LongPoll:
+    """A raw ASGI endpoint that answers nothing until the client goes away."""
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
 
 
 def build() -> Any:
@@ -80,16 +86,8 @@ def build() -> Any:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @api.get("/_snapshot")
-    async def snapshot(fleet: bool = False) -> dict[str, Any]:
-        return {"routes": tracker.snapshot(fleet=fleet), "dropped": tracker.dropped}
-
-    @api.post("/_tick")
-    async def tick() -> dict[str, bool]:
-        await tracker.tick()
-        return {"ok": True}
-
-    api.mount("/star", Starlette(routes=[Route("/items/{id}", star_item)]))
+    star = Starlette(routes=[Route("/items/{id}", star_item), Route("/poll", LongPoll())])
+    api.mount("/star", star)
     sub = FastAPI()
 
     @sub.get("/things/{thing_id}")
@@ -101,26 +99,53 @@ def build() -> Any:
     return api
 
 
-store = None
-if os.environ.get("LATENCY_REDIS_URL"):
-    store = RedisStore(
-        os.environ["LATENCY_REDIS_URL"],
-        timeout_s=0.5,
-        cooldown_s=1.0,
-        prefix=os.environ.get("LATENCY_PREFIX", "lrtest-latency"),
+def _control(lr: LaunchReady) -> FastAPI:
+    control = FastAPI()
+
+    @control.get("/_snapshot")
+    async def snapshot(fleet: bool = False) -> dict[str, Any]:
+        return {"routes": lr.latency.snapshot(fleet=fleet), "dropped": lr.latency.dropped}
+
+    @control.post("/_tick")
+    async def tick() -> dict[str, bool]:
+        await lr.latency.tick()
+        return {"ok": True}
+
+    return control
+
+
+def _broken(*args: Any) -> None:
+    raise RuntimeError("recorder failure")
+
+
+def serve() -> Any:
+    """The SDK-wrapped app, with the control routes beside it."""
+    redis_url = os.environ.get("LATENCY_REDIS_URL")
+    lr = LaunchReady(
+        Settings(
+            service_name="latency-test",
+            redis_url=redis_url,
+            redis_prefix=os.environ.get("LATENCY_PREFIX", "lrtest-latency"),
+            redis_timeout_s=0.5,
+            latency_flush_interval_s=float(os.environ.get("LATENCY_FLUSH_S", "0.2")),
+            latency_budgets={"GET /sleep/{ms}": 50},
+        )
     )
-tracker_class = BrokenTracker if os.environ.get("LATENCY_BROKEN") else LatencyTracker
-tracker = tracker_class(
-    store=store,
-    flush_interval_s=float(os.environ.get("LATENCY_FLUSH_S", "0.2")),
-    budgets={"GET /sleep/{ms}": 50},
-    budget_min_samples=5,
-)
-exempt = ("/healthz", "/metrics", "/_snapshot", "/_tick")
-app = RequestContextMiddleware(
-    MetricsEndpoint(
-        LatencyMiddleware(build(), tracker=tracker, exempt_paths=exempt), tracker=tracker
-    ),
-    on_startup=tracker.start,
-    on_shutdown=tracker.stop,
-)
+    if os.environ.get("LATENCY_BROKEN"):
+        lr.latency.record = _broken  # type: ignore[method-assign]
+    wrapped, control = lr.wrap(build()), _control(lr)
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] in CONTROL_PATHS:
+            await control(scope, receive, send)
+        else:
+            await wrapped(scope, receive, send)
+
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    if name == "app":
+        globals()["app"] = built = serve()
+        return built
+    raise AttributeError(name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from launchready_sdk.latency.tracker import LatencyTracker
+from launchready_sdk.latency._tracker import LatencyTracker
 from launchready_sdk.types import ASGIApp, Receive, Scope, Send
 
 

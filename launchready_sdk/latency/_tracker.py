@@ -8,21 +8,20 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import orjson
 
 from launchready_sdk.errors import StoreUnavailable
-from launchready_sdk.latency.fleet import _merge_blob, _merge_totals, _pairs
-from launchready_sdk.latency.histogram import (
+from launchready_sdk.latency._histogram import (
     DEFAULT_BUCKETS_S,
     LogLinearHistogram,
     check_buckets,
     describe_histogram,
 )
-from launchready_sdk.latency.prometheus import CollectorKind, _Collector, _PrometheusCollector
-from launchready_sdk.latency.window import RollingHistogram, SeriesKey
+from launchready_sdk.latency._prometheus import Collector, CollectorKind, PrometheusCollector
+from launchready_sdk.latency._window import RollingHistogram, SeriesKey
 from launchready_sdk.logs import get_logger
 from launchready_sdk.patterns import PatternTable
 from launchready_sdk.store import RedisStore
@@ -42,6 +41,7 @@ KNOWN_METHODS = frozenset(
     {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT", "QUERY"}
 )
 _SLOT_S = 60
+_FLEET_STALE_S = 3600.0  # a worker that has not flushed for an hour leaves "since start"
 
 
 class LatencyTracker:
@@ -87,7 +87,7 @@ class LatencyTracker:
         self.series: dict[SeriesKey, RollingHistogram] = {}
         self.routes: set[tuple[str, str]] = set()
         self.dropped = 0
-        self.collectors: dict[str, _Collector] = {}
+        self.collectors: dict[str, Collector] = {}
         self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
         self._wall_offset = time.time() - time.perf_counter()
         self._budget_warned: dict[tuple[str, str], float] = {}
@@ -99,10 +99,28 @@ class LatencyTracker:
         now = time.perf_counter() if perf_now is None else perf_now
         return int((now + self._wall_offset) // _SLOT_S)
 
+    def observe(self, method: str, route: str | None, status: int, seconds: float) -> None:
+        """Record one finished request; never raises (a failure is counted in `dropped`).
+
+        `LaunchReady`'s request-context layer calls this after every response except those of
+        its own endpoints (health, readiness, metrics).
+
+        Args:
+            method: the request method (one outside the standard methods is kept as `OTHER`).
+            route: the route template; None when no route matched (`<unmatched>`).
+            status: the response status; 0 when none was started because the client went
+                away, recorded as 499 (as nginx logs it), which is not a server error.
+            seconds: the request's duration.
+        """
+        try:
+            self.record(method, route, status or 499, seconds, time.perf_counter())
+        except Exception:
+            self.dropped += 1
+
     def record(
         self, method: str, route: str | None, status: int, seconds: float, now: float
     ) -> None:
-        """Record one request: `now` is the `perf_counter` reading at its end."""
+        """Record one request: `now` is the `perf_counter` reading at its end (may raise)."""
         series = self.series.get((method, route or UNMATCHED, status // 100))
         if series is None:
             series = self._new_series((method, route or UNMATCHED, status // 100), now)
@@ -223,11 +241,11 @@ class LatencyTracker:
         """
         if kind not in ("counter", "gauge", "histogram"):
             raise ValueError(f"unknown collector kind {kind!r}")
-        self.collectors[name] = _Collector(name, fn, kind, help or name)
+        self.collectors[name] = Collector(name, fn, kind, help or name)
 
     def prometheus_collector(self) -> Any:
         """A `prometheus_client` collector of these figures (imports prometheus_client)."""
-        return _PrometheusCollector(self)
+        return PrometheusCollector(self)
 
     # --- the fleet ---
 
@@ -321,3 +339,31 @@ def _split_budgets(budgets: Mapping[str, float]) -> tuple[dict[str, float], Patt
         else:
             exact[text] = float(value)
     return exact, PatternTable(patterns)
+
+
+# --- reading the fleet back from Redis: hash replies, workers' wire blobs, stale totals ---
+
+
+def _pairs(reply: Any) -> Iterator[tuple[bytes, bytes]]:
+    items = list(reply or [])
+    for k in range(0, len(items) - 1, 2):
+        yield items[k], items[k + 1]
+
+
+def _merge_blob(into: dict[SeriesKey, LogLinearHistogram], blob: Any) -> None:
+    for method, route, klass, wire in blob:
+        key = (str(method), str(route), int(klass))
+        h = into.get(key)
+        if h is None:
+            into[key] = LogLinearHistogram.from_wire(wire)
+        else:
+            h.merge(LogLinearHistogram.from_wire(wire))
+
+
+def _merge_totals(into: dict[SeriesKey, LogLinearHistogram], raw: bytes) -> bool:
+    """Merge one worker's totals; False when it has not flushed for an hour (stale)."""
+    data = orjson.loads(raw)
+    if time.time() - float(data.get("t", 0)) > _FLEET_STALE_S:
+        return False
+    _merge_blob(into, data.get("s", []))
+    return True

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from launchready_sdk.latency.histogram import LogLinearHistogram
+from launchready_sdk.latency._histogram import LogLinearHistogram
 
 SeriesKey = tuple[str, str, int]  # method, route template, status class (2 for 2xx)
 

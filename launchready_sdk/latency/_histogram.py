@@ -74,7 +74,8 @@ class LogLinearHistogram:
         if 1.0 <= us < _MAX_US:  # bin_index, inlined: this runs on every request
             k = int(math.log10(us))
             base = _POW10[k]
-            i = k * _PER_DECADE + min(int((us - base) * 40.0 / base), _PER_DECADE - 1)
+            j = int((us - base) * 40.0 / base)  # 360 only by rounding, at a decade's top
+            i = k * _PER_DECADE + (j if j < _PER_DECADE else _PER_DECADE - 1)
         else:
             i = bin_index(seconds)
         bins = self.bins

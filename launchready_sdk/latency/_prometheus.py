@@ -1,15 +1,17 @@
-"""Prometheus: the tracker's metric families and the registered collectors, built when scraped."""
+"""Prometheus: the tracker's metric families and the registered collectors, built when scraped.
+
+`PrometheusCollector` reads the tracker through `Figures`, the few attributes it needs, so
+this module does not import the tracker that imports it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
-from launchready_sdk.latency.histogram import DEFAULT_BUCKETS_S, LogLinearHistogram
+from launchready_sdk.latency._histogram import DEFAULT_BUCKETS_S, LogLinearHistogram
+from launchready_sdk.latency._window import RollingHistogram, SeriesKey
 from launchready_sdk.logs import get_logger
-
-if TYPE_CHECKING:
-    from launchready_sdk.latency.tracker import LatencyTracker
 
 _log = get_logger("launchready.latency")
 
@@ -18,20 +20,33 @@ Sample = tuple[Mapping[str, str], Any]
 CollectorKind = Literal["counter", "gauge", "histogram"]
 
 
-class _Collector:
+class Collector:
+    """Another module's figures for /metrics: `fn()` is called at scrape time."""
+
     __slots__ = ("fn", "help", "kind", "name")
 
     def __init__(self, name: str, fn: Callable[[], Any], kind: CollectorKind, help: str) -> None:
         self.name, self.fn, self.kind, self.help = name, fn, kind, help
 
 
+class Figures(Protocol):
+    """What `PrometheusCollector` reads from a `LatencyTracker`."""
+
+    series: dict[SeriesKey, RollingHistogram]
+    buckets_s: tuple[float, ...]
+    dropped: int
+    collectors: dict[str, Collector]
+
+    def snapshot(self) -> dict[str, dict[str, Any]]: ...
+
+
 _STATUS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
-class _PrometheusCollector:
+class PrometheusCollector:
     """Builds the metric families from the tracker when scraped; nothing runs per request."""
 
-    def __init__(self, tracker: LatencyTracker) -> None:
+    def __init__(self, tracker: Figures) -> None:
         self.tracker = tracker
 
     def describe(self) -> list[Any]:
@@ -103,7 +118,7 @@ def _le(bound: float) -> str:
     return repr(float(bound))
 
 
-def _collect_one(collector: _Collector) -> Any:
+def _collect_one(collector: Collector) -> Any:
     """One registered collector as a metric family; None when its callable fails."""
     from prometheus_client.core import (
         CounterMetricFamily,
