@@ -97,6 +97,7 @@ class RateLimiter:
         self.fail = fail
         self.ipv6_prefix = ipv6_prefix
         self.refused = 0
+        self.refused_by: dict[str, int] = {}  # rule pattern -> 429s (bounded by the rules)
 
     def rule_for(self, method: str, path: str) -> Rule | None:
         """The per-client rule covering this request (method upper-cased), or None."""
