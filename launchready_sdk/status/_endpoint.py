@@ -19,13 +19,14 @@ from launchready_sdk.types import ASGIApp, Headers, Receive, Scope, Send
 
 _log = get_logger("launchready.status")
 _LOGIN_BODY_MAX = 4096
-_COMMON: Headers = [
-    (b"cache-control", b"no-store"),
+# On every status response; problems (`send_problem`) add `Cache-Control: no-store` themselves.
+_SAFETY: Headers = [
     (b"x-robots-tag", b"noindex, nofollow"),
     (b"referrer-policy", b"no-referrer"),
     (b"x-content-type-options", b"nosniff"),
     (b"x-frame-options", b"DENY"),
 ]
+_COMMON: Headers = [(b"cache-control", b"no-store"), *_SAFETY]
 _HTML: Headers = [
     (b"content-type", b"text/html; charset=utf-8"),
     (b"content-security-policy", CSP.encode()),
@@ -61,7 +62,7 @@ class StatusEndpoint:
         if method not in wanted:
             allow = ", ".join(wanted).encode()
             await send_problem(send, 405, "Method not allowed.", scope=scope,
-                               headers=[(b"allow", allow), *_COMMON])  # fmt: skip
+                               headers=[(b"allow", allow), *_SAFETY])  # fmt: skip
             return
         if _query_has_credentials(scope.get("query_string") or b""):
             await send_problem(
@@ -70,7 +71,7 @@ class StatusEndpoint:
                 "A token in the URL lands in access logs and Referer headers; send it in the "
                 "Authorization header.",
                 scope=scope,
-                headers=_COMMON,
+                headers=_SAFETY,
             )
             return
         if kind == "login":
@@ -121,7 +122,7 @@ class StatusEndpoint:
         challenge = b'Bearer realm="launchready-status"'
         if presented:
             challenge += b', error="invalid_token"'
-        headers: Headers = [(b"www-authenticate", challenge), *_COMMON]
+        headers: Headers = [(b"www-authenticate", challenge), *_SAFETY]
         if wants_html(scope):
             problem = "That token is not right." if presented else None
             page = render_login(
@@ -138,14 +139,14 @@ class StatusEndpoint:
             429,
             f"Too many failed attempts; retry in {wait} s.",
             scope=scope,
-            headers=[(b"retry-after", str(wait).encode()), *_COMMON],
+            headers=[(b"retry-after", str(wait).encode()), *_SAFETY],
         )
 
     async def _login(self, scope: Scope, receive: Receive, send: Send) -> None:
         status = self.status
         if not _same_origin(scope):
             await send_problem(send, 403, "Cross-site sign-in refused.", scope=scope,
-                               headers=_COMMON)  # fmt: skip
+                               headers=_SAFETY)  # fmt: skip
             return
         client = status.throttle.client(scope)
         wait = status.throttle.blocked_for(client)
@@ -155,7 +156,7 @@ class StatusEndpoint:
         body = await read_body(scope, receive, _LOGIN_BODY_MAX)
         if body is None:
             await send_problem(send, 413, "The request body is too large.", scope=scope,
-                               headers=_COMMON)  # fmt: skip
+                               headers=_SAFETY)  # fmt: skip
             return
         token = _form_token(body)
         if token is None or not status.credentials.token_ok(token):
@@ -170,7 +171,7 @@ class StatusEndpoint:
     async def _logout(self, scope: Scope, send: Send) -> None:
         if not _same_origin(scope):
             await send_problem(send, 403, "Cross-site sign-out refused.", scope=scope,
-                               headers=_COMMON)  # fmt: skip
+                               headers=_SAFETY)  # fmt: skip
             return
         cookie = (
             f"{SESSION_COOKIE}=; Path={self._prefixed(scope)}; Max-Age=0; HttpOnly; Secure; "

@@ -36,7 +36,6 @@ from launchready_sdk.types import Scope
 _log = get_logger("launchready.status")
 
 DEFAULT_STATUS_PATH = "/_launchready/status"
-VIEW_FRESH_S = 1.0  # page loads within this share one view
 HEALTH_STALE_S = 15.0  # an older readiness verdict is refreshed in the background
 HEALTH_WAIT_S = 0.3  # how long a page waits for a first readiness verdict
 WORKER_LIVE_S = 600.0  # workers that flushed within this count in the fleet view
@@ -108,7 +107,6 @@ class Status:
         self.slow = SlowRequests(tracker, floor_ms=floor_ms)
         self.charts = MinuteCharts(tracker)
         self.started = time.time()
-        self._view: tuple[float, dict[str, Any]] | None = None
         self._building: asyncio.Future[dict[str, Any]] | None = None
         self._health_task: asyncio.Task[Any] | None = None
         self._task: asyncio.Task[None] | None = None
@@ -201,10 +199,7 @@ class Status:
     # --- the view ---
 
     async def view(self) -> dict[str, Any]:
-        """The status data; concurrent callers share one build, reused for `VIEW_FRESH_S`."""
-        cached = self._view
-        if cached is not None and time.monotonic() - cached[0] < VIEW_FRESH_S:
-            return cached[1]
+        """The status data; page loads that arrive while one is being built share it."""
         if self._building is None:
             self._building = asyncio.ensure_future(self._build())
             self._building.add_done_callback(self._built)
@@ -212,8 +207,6 @@ class Status:
 
     def _built(self, future: asyncio.Future[dict[str, Any]]) -> None:
         self._building = None
-        if not future.cancelled() and future.exception() is None:
-            self._view = (time.monotonic(), future.result())
 
     async def _build(self) -> dict[str, Any]:
         unavailable: list[str] = []
