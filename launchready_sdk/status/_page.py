@@ -95,7 +95,7 @@ def render_page(view: Mapping[str, Any], *, logout: str | None = None) -> bytes:
     parts = [_head(f"{service}: status", refresh=True), "<body>", _header(view, logout)]
     parts.append("<main>")
     parts.append(_safe(_tiles, view))
-    for section in (_routes, _errors, _slow, _health, _cache, _limits, _outbound):
+    for section in (_health, _routes, _errors, _slow, _cache, _limits, _outbound):
         parts.append(_safe(section, view))
     parts.append("</main></body></html>")
     return "".join(parts).encode("utf-8", "replace")

@@ -51,6 +51,8 @@ def install_gate(redact: Redact) -> bool:
         return False
     options = client.options
     for hook in _HOOKS:
+        if hook not in options:  # a hook this version of sentry-sdk does not have
+            continue
         previous = options.get(hook)
         if getattr(previous, _GATED, False):
             continue

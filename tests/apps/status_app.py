@@ -1,7 +1,8 @@
 """A FastAPI app with the status page on (settings from `LAUNCHREADY_*`), and routes that fail
 in the ways the error tracker must survive.
 
-`STATUS_SENTRY_DSN` initialises `sentry_sdk` with that DSN before the SDK is built.
+`STATUS_SENTRY_DSN` initialises `sentry_sdk` with that DSN before the SDK is built (as a user
+would), with local variables on, to show they never leave.
 """
 
 from __future__ import annotations
@@ -15,7 +16,14 @@ from fastapi import FastAPI
 if os.environ.get("STATUS_SENTRY_DSN"):
     import sentry_sdk
 
-    sentry_sdk.init(dsn=os.environ["STATUS_SENTRY_DSN"], include_local_variables=True)
+    # `STATUS_SENTRY_OWN=0`: none of Sentry's own integrations, so only the hand-off reports.
+    own = os.environ.get("STATUS_SENTRY_OWN", "1") == "1"
+    sentry_sdk.init(
+        dsn=os.environ["STATUS_SENTRY_DSN"],
+        data_collection={"stack_frame_variables": True},
+        default_integrations=own,
+        auto_enabling_integrations=own,
+    )
 
 from launchready_sdk import LaunchReady
 
@@ -41,8 +49,8 @@ def build() -> Any:
 
     @api.get("/boom/secret")
     async def boom_secret() -> None:
-        api_key = SECRET  # held in a local variable: must never be shown
-        raise RuntimeError(f"payment failed: api_key={api_key} password=hunter2-{len(api_key)}")
+        charge_with = SECRET  # held in a local variable: must never be shown
+        raise RuntimeError(f"payment failed for {charge_with}: password=hunter2-{len(charge_with)}")
 
     @api.get("/boom/huge")
     async def boom_huge() -> None:
@@ -77,5 +85,10 @@ def build() -> Any:
     return api
 
 
+async def always_ready() -> None:
+    """A readiness check that passes."""
+
+
 lr = LaunchReady()
+lr.add_health_check("app", always_ready)
 app = lr.wrap(build())
