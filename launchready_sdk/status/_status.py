@@ -269,9 +269,7 @@ class Status:
         store = self.store
         if store is None:
             return None, None, "none"
-        if not store.available:
-            return None, None, "down"
-        try:
+        try:  # while the breaker is open this fails at once, without I/O
             await self.flush()
             key = store.key("status", "workers")
             reply, errors = await asyncio.gather(
