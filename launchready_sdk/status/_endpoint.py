@@ -125,9 +125,7 @@ class StatusEndpoint:
         headers: Headers = [(b"www-authenticate", challenge), *_SAFETY]
         if wants_html(scope):
             problem = "That token is not right." if presented else None
-            page = render_login(
-                self._prefixed(scope, "/login"), service=self.status.service, problem=problem
-            )
+            page = render_login(self._prefixed(scope, "/login"), problem=problem)
             await _respond(send, 401, page, [*_HTML, (b"www-authenticate", challenge)],
                            request_method(scope) == "HEAD")  # fmt: skip
             return

@@ -37,7 +37,7 @@ STYLE = (
     f".ok{{background:{OK_COLOR}}}.bad{{background:{OVER_COLOR}}}.warn{{background:#9a6700}}"
     ".muted{color:#656d76}.tiles{display:flex;gap:12px;flex-wrap:wrap;margin:0 0 16px}"
     ".tile{background:#fff;border:1px solid #d0d7de;border-radius:6px;padding:8px 14px;"
-    "min-width:150px}.tile b{display:block;font-size:20px}"
+    f"min-width:150px}}.tile b{{display:block;font-size:20px}}.alarm b{{color:{OVER_COLOR}}}"
     "code{font:12px ui-monospace,SFMono-Regular,Menlo,monospace}"
     "pre{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,monospace;background:#f6f8fa;"
     "padding:8px;white-space:pre-wrap;word-break:break-all;max-width:1200px}"
@@ -72,12 +72,13 @@ def _head(title: str, refresh: bool) -> str:
     )
 
 
-def render_login(action: str, *, service: str, problem: str | None = None) -> bytes:
-    """The login form: the token is posted once and exchanged for a session cookie."""
+def render_login(action: str, *, problem: str | None = None) -> bytes:
+    """The sign-in form: the token is posted once and exchanged for a session cookie. It names
+    nothing about the app (a visitor without the token learns only that a page is here)."""
     note = f'<p><span class="badge bad">{_e(problem)}</span></p>' if problem else ""
     body = (
-        f"{_head(f'{service}: status', refresh=False)}<body><header><h1>{_e(service)}: status"
-        "</h1></header><main><section><h2>Sign in</h2>"
+        f"{_head('Status: sign in', refresh=False)}<body><header><h1>Status</h1></header>"
+        "<main><section><h2>Sign in</h2>"
         "<p>Enter the status token (<code>status_token</code>). It is sent once, never kept in "
         "the browser: a signed session cookie that expires in 15 minutes is set instead.</p>"
         f'{note}<form method="post" action="{_e(action)}">'
@@ -153,8 +154,14 @@ def _tiles(view: Mapping[str, Any]) -> str:
         ("Readiness", "failing: " + ", ".join(failing) if failing else "all checks pass"),
         ("Error groups", str(len(view.get("errors") or ()))),
     ]
-    cells = "".join(f"<div class=tile><span class=muted>{_e(k)}</span><b>{_e(v)}</b></div>"
-                    for k, v in tiles)  # fmt: skip
+    alarming = {"Server errors (5xx)": errors > 0, "Routes over budget": over > 0,
+                "Readiness": bool(failing)}  # fmt: skip
+    cells = "".join(
+        f'<div class="tile{" alarm" if alarming.get(k) else ""}"><span class=muted>{_e(k)}</span>'
+        f"<b>{_e(v)}</b></div>"
+        for k, v in tiles
+    )
+
     return f"<div class=tiles>{cells}</div>"
 
 
