@@ -226,6 +226,13 @@ def test_the_login_form_sets_a_signed_session_cookie_never_the_token(app_server:
         assert c.get(PATH, headers={"Cookie": f"launchready_status={forged}"}).status_code == 401
         expired = "1." + value.split(".", 1)[1]
         assert c.get(PATH, headers={"Cookie": f"launchready_status={expired}"}).status_code == 401
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        garbled = c.post(PATH + "/login", content=b"token=\xff\xfe%FF", headers=form)
+        assert garbled.status_code == 401
+        assert (
+            c.post(PATH + "/login", content=b"token=" + b"x" * 5000, headers=form).status_code
+            == 413
+        )
         wrong = c.post(PATH + "/login", data={"token": "not-it"})
         assert wrong.status_code == 401
         assert "not right" in wrong.text
