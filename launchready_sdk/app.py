@@ -11,6 +11,8 @@ outermost first:
                        readiness turns 503 when shutdown begins
 4. metrics             serves /metrics (the timing itself is taken by the request-context
                        layer, which already has the duration, status and route template)
+   status page         `status_path` and `.json` with `status_token` (see `status`): its own
+                       token check and throttle, above the limiter and the cache
    (a request for a path none of 3-7 acts on goes from 2 straight to the app)
 5. rate limits         429 before the app runs or the body is read (only on ruled routes)
 6. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
@@ -35,6 +37,7 @@ Where each part lives (packages keep their internals in `_name.py` modules):
     store/         Redis client, breaker, scripts, LRU     responses.py problem+json bodies
     body.py        capped request bodies                   django/      Django integration
     testing.py     switches for users' test suites         cli/         `launchready` command
+    status/        status page, error tracking, slow requests
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.ratelimit import RateLimiter, RateLimitMiddleware
 from launchready_sdk.routing import iter_route_paths
 from launchready_sdk.settings import Settings
+from launchready_sdk.status import Status, StatusEndpoint
 from launchready_sdk.store import RedisStore
 from launchready_sdk.telemetry import Telemetry, setup_telemetry
 from launchready_sdk.types import ASGIApp, HealthCheck, Receive, Scope, Send
@@ -133,6 +137,9 @@ class LaunchReady:
         # The SDK's own endpoints, with and without a trailing slash: never limited, cached,
         # timed nor access-logged at info level.
         self._endpoints = frozenset(_with_slash(s.health_path, s.ready_path, s.metrics_path))
+        self.status = self._status()
+        if self.status is not None:
+            self._endpoints |= frozenset(self.status.paths)
 
     def _redis_store(self) -> RedisStore | None:
         s = self.settings
@@ -146,6 +153,36 @@ class LaunchReady:
         )
         self.readiness.add("redis", store.ping)
         return store
+
+    def _status(self) -> Status | None:
+        """The status page and error tracking, only when a token is set (closed by default)."""
+        s = self.settings
+        if s.status_token is None:
+            return None
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sdk_version = version("launchready-sdk")
+        except PackageNotFoundError:
+            sdk_version = "unknown"
+        return Status(
+            token=s.status_token,
+            path=s.status_path,
+            tracker=self.latency,
+            readiness=self.readiness,
+            limiter=self.limiter,
+            cache_stats=self.cache.stats,
+            outbound_stats=self.outbound.snapshot,
+            store=self.redis,
+            redact=self.redactor,
+            client_ip=self.proxy.client_ip,
+            floor_ms=min([s.latency_budget_ms, *s.latency_budgets.values()]),
+            sentry=s.status_sentry,
+            flush_interval_s=s.latency_flush_interval_s,
+            ipv6_prefix=s.rate_limit_ipv6_prefix,
+            service=s.service_name,
+            version=sdk_version,
+        )
 
     def _cache(self) -> Cache:
         s = self.settings
@@ -339,6 +376,8 @@ class LaunchReady:
                 header_style=s.rate_limit_headers,
             )
         stack = MetricsEndpoint(stack, tracker=self.latency, path=s.metrics_path)
+        if self.status is not None:
+            stack = StatusEndpoint(stack, status=self.status)
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
         )
@@ -377,7 +416,7 @@ class LaunchReady:
             is_trusted_peer=self.proxy.is_trusted_peer,
             trust_request_id=s.trust_request_id,
             access_log=self._observer(access if s.access_log else None),
-            error_log=access.error,
+            error_log=access.error if self.status is None else self.status.error_hook(access.error),
             on_startup=self.startup,
             on_shutdown=self.shutdown,
         )
@@ -390,10 +429,14 @@ class LaunchReady:
         """
         exempt = self._endpoints
         record = self.latency.observe
+        slow = self.status.slow if self.status is not None else None
+        slow_s = slow.floor_s if slow is not None else float("inf")
 
         def observe(ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
             if ctx.route_path not in exempt:
                 record(ctx.method, ctx.route, status, duration_s)
+                if duration_s > slow_s and slow is not None:  # over the smallest budget
+                    slow.offer(ctx, status, duration_s)
             if access is not None:
                 access(ctx, status, sent, duration_s)
 
@@ -405,6 +448,8 @@ class LaunchReady:
             adopt_foreign_loggers(access_log=self.settings.access_log)
         self._discover_routes(report=True)
         await self.latency.start()
+        if self.status is not None:
+            await self.status.start()
 
     def _discover_routes(self, *, report: bool = False) -> None:
         """Read the app's route table: the built-in limits reach its auth routes wherever they
@@ -427,6 +472,8 @@ class LaunchReady:
     async def shutdown(self) -> None:
         """Run at ASGI lifespan shutdown (readiness already answers 503): flush, close Redis."""
         await self.latency.stop()
+        if self.status is not None:
+            await self.status.stop()
         await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -55,6 +55,11 @@ class Readiness:
     def names(self) -> tuple[str, ...]:
         return tuple(self._checks)
 
+    def last(self) -> tuple[tuple[bool, dict[str, Any]] | None, float]:
+        """The latest verdict (None before the first run) and its age in seconds."""
+        verdict = self._verdict
+        return verdict, time.monotonic() - self._verdict_at if verdict is not None else 0.0
+
     async def check(self) -> tuple[bool, dict[str, Any]]:
         """(ready, body). Concurrent callers share one run; a verdict is reused for `cache_s`."""
         if self.draining:

@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any, Literal
 
 from launchready_sdk import cache, dbtiming, health, idempotency, latency, outbound, ratelimit
+from launchready_sdk import status as status_page
 from launchready_sdk import store as redis_store
 from launchready_sdk.errors import SettingsError
 from launchready_sdk.patterns import PatternTable, split_methods, validate_pattern
@@ -387,6 +388,16 @@ def _check_attempts(name: str, value: object) -> int:
     return _whole("3", 1, 10)(name, value)
 
 
+def _check_status_token(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    try:
+        status_page.check_token(value)
+    except ValueError as exc:
+        raise SettingsError(name, str(exc), status_page.TOKEN_EXAMPLE) from None
+    return str(value)
+
+
 # --- the settings -------------------------------------------------------------------------------
 
 
@@ -582,6 +593,20 @@ class Settings:
         True, parse=_parse_bool, check=_check_bool,
         doc="make this instance's cache the one `@cached` functions use by default",
     )  # fmt: skip
+    status_token: str | None = setting(
+        None, parse=_parse_optional_str, check=_check_status_token,
+        doc=f"bearer token of the status page (>= {status_page.MIN_TOKEN_LENGTH} characters); "
+        "none = no status page, its path is a plain 404",
+    )  # fmt: skip
+    status_path: str = setting(
+        status_page.DEFAULT_STATUS_PATH, parse=_parse_str, check=_check_path,
+        doc="the status page; `<path>.json` gives the same data",
+    )  # fmt: skip
+    status_sentry: bool = setting(
+        True, parse=_parse_bool, check=_check_bool,
+        doc="with the status page on, hand errors to `sentry-sdk` when it is initialised "
+        "(every Sentry event redacted first)",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -593,6 +618,8 @@ class Settings:
         paths = (self.health_path, self.ready_path, self.metrics_path)
         if len(set(paths)) != len(paths):
             raise SettingsError("health_path", f"endpoint paths must differ, got {paths}")
+        if self.status_path in paths or self.status_path + ".json" in paths:
+            raise SettingsError("status_path", f"must differ from {paths}", "/_launchready/status")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

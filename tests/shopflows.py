@@ -83,10 +83,13 @@ def postgres_database() -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def running_shop(spec: str, folder: Path, database_url: str | None) -> Iterator[Shop]:
+def running_shop(
+    spec: str, folder: Path, database_url: str | None, extra_env: dict[str, str] | None = None
+) -> Iterator[Shop]:
     """The fake providers and the shop `spec`, each under its own uvicorn, on loopback.
 
     The shop runs as in production: its own secrets and a payment URL, no development mode.
+    `extra_env` adds variables (a status token).
     """
     folder.mkdir(parents=True, exist_ok=True)
     provider_env = {"SHOP_WEBHOOK_SECRET": WEBHOOK_SECRET, "PROVIDER_WEBHOOK_DELAY_MS": "20"}
@@ -109,6 +112,7 @@ def running_shop(spec: str, folder: Path, database_url: str | None) -> Iterator[
         }
         if database_url:
             env["DATABASE_URL"] = database_url
+        env.update(extra_env or {})
         shop_server = Server(spec, env, folder / "shop.log")
         shop_server.wait_ready("/readyz", timeout_s=60)
         yield Shop(shop_server.url, shop_server, providers, env)

@@ -42,14 +42,19 @@ def metric_samples(text: str) -> dict[str, list[Any]]:
 
 
 def test_package_exports_what_the_readme_and_dbtiming_use() -> None:
-    """`launchready_sdk.latency` exports the tracker, the layer, Settings' defaults, histograms."""
+    """`launchready_sdk.latency` exports the tracker, the layer, Settings' defaults, histograms,
+    and the label vocabulary the status page shares (known methods, the shared buckets)."""
     import launchready_sdk.latency as latency
 
     assert latency.__all__ == [
+        "DEFAULT_BUDGET_MIN_SAMPLES",
         "DEFAULT_BUDGET_MS",
         "DEFAULT_FLUSH_INTERVAL_S",
         "DEFAULT_MAX_ROUTES",
         "DEFAULT_WINDOW_S",
+        "KNOWN_METHODS",
+        "OVERFLOW",
+        "UNMATCHED",
         "LatencyTracker",
         "LogLinearHistogram",
         "MetricsEndpoint",

@@ -75,6 +75,9 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_REDIS_TIMEOUT_S": "0.1",
         "LAUNCHREADY_REDIS_COOLDOWN_S": "3",
         "LAUNCHREADY_CONFIGURE_CACHE": "false",
+        "LAUNCHREADY_STATUS_TOKEN": "Zq3-" + "x7Lk9PwN2mB8vRt5YcHs4JdFg6Ae1Uo0",
+        "LAUNCHREADY_STATUS_PATH": "/ops/status/",
+        "LAUNCHREADY_STATUS_SENTRY": "off",
     }
     names = {f"LAUNCHREADY_{f.name.upper()}" for f in dataclasses.fields(Settings)}
     assert names == set(env), "the test covers every field"
@@ -93,6 +96,7 @@ def test_every_field_has_an_environment_variable() -> None:
     assert s.access_log is False
     assert s.redact_keys == ("partner_code", "x-shop-key")
     assert (s.health_path, s.ready_path, s.metrics_path) == ("/livez", "/ready", "/prom")
+    assert (s.status_path, s.status_sentry) == ("/ops/status", False)
 
 
 def test_from_env_ignores_unrelated_variables_and_takes_overrides() -> None:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TextIO
 
 from launchready_sdk.app import LaunchReady
+from launchready_sdk.context import current
 from launchready_sdk.dbtiming import QueryStats, export_query_stats
 from launchready_sdk.django._bridge import DjangoBridge
 from launchready_sdk.django._database import TIMER, DatabaseCheck, quiet_query_log
 from launchready_sdk.django._middleware import ensure_middleware
+from launchready_sdk.django._routes import django_route_template
 from launchready_sdk.django._settings import settings_from_django
 from launchready_sdk.errors import LaunchReadyError
 from launchready_sdk.settings import Settings
@@ -96,10 +99,14 @@ def instrument_django(lr: LaunchReady, *, database: str = "default") -> QuerySta
     """
     global _active
     from django.conf import settings as django_settings
+    from django.core.signals import got_request_exception
     from django.db import connections
     from django.db.backends.signals import connection_created
 
     _active = lr
+    got_request_exception.connect(
+        _capture_view_error, dispatch_uid="launchready.status_errors", weak=False
+    )
     TIMER.stats = lr.db_stats
     connection_created.connect(TIMER.attach, dispatch_uid="launchready.query_timer", weak=False)
     for connection in connections.all(initialized_only=True):
@@ -110,3 +117,17 @@ def instrument_django(lr: LaunchReady, *, database: str = "default") -> QuerySta
     if lr.settings.configure_logging:
         quiet_query_log()
     return lr.db_stats
+
+
+def _capture_view_error(sender: object, request: object = None, **_: object) -> None:
+    """`got_request_exception`: a view's exception that Django turns into a 500 is captured
+    for the status page (the exception is the one being handled)."""
+    status = getattr(_active, "status", None)
+    exc = sys.exc_info()[1]
+    if status is None or exc is None:
+        return
+    route = None
+    match = getattr(request, "resolver_match", None)
+    if isinstance(getattr(match, "route", None), str):
+        route = django_route_template(match.route)  # type: ignore[union-attr]
+    status.errors.capture(exc, current(), route=route)

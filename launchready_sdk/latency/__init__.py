@@ -52,19 +52,27 @@ from __future__ import annotations
 from launchready_sdk.latency._endpoint import MetricsEndpoint
 from launchready_sdk.latency._histogram import LogLinearHistogram, describe_histogram
 from launchready_sdk.latency._tracker import (
+    DEFAULT_BUDGET_MIN_SAMPLES,
     DEFAULT_BUDGET_MS,
     DEFAULT_FLUSH_INTERVAL_S,
     DEFAULT_MAX_ROUTES,
     DEFAULT_WINDOW_S,
+    KNOWN_METHODS,
+    OVERFLOW,
+    UNMATCHED,
     LatencyTracker,
 )
 from launchready_sdk.latency._window import RollingHistogram
 
 __all__ = [
+    "DEFAULT_BUDGET_MIN_SAMPLES",
     "DEFAULT_BUDGET_MS",
     "DEFAULT_FLUSH_INTERVAL_S",
     "DEFAULT_MAX_ROUTES",
     "DEFAULT_WINDOW_S",
+    "KNOWN_METHODS",
+    "OVERFLOW",
+    "UNMATCHED",
     "LatencyTracker",
     "LogLinearHistogram",
     "MetricsEndpoint",

@@ -111,6 +111,11 @@ class LogLinearHistogram:
                 return min(max((low + high) / 2, self.min), self.max)
         return self.max
 
+    def count_above(self, seconds: float) -> int:
+        """How many durations fell in bins wholly above `seconds`."""
+        edge = bin_index(seconds) + 1
+        return sum(n for i, n in list(self.bins.items()) if i >= edge)
+
     def cumulative(self, bounds: Iterable[float]) -> list[int]:
         """Counts at or below each bound (bounds must be bin edges, in increasing order)."""
         edges = [bin_index(b * (1 + 1e-9)) for b in bounds]

@@ -181,26 +181,31 @@ class LatencyTracker:
     def _grouped(
         self, items: Iterable[tuple[SeriesKey, LogLinearHistogram, LogLinearHistogram]]
     ) -> dict[tuple[str, str], list[Any]]:
-        """Merge status classes: (method, route) -> [window, since start, window 5xx, total 5xx]."""
+        """Merge status classes: (method, route) -> [window, since start, window 5xx, total 5xx,
+        window 4xx]."""
         grouped: dict[tuple[str, str], list[Any]] = {}
         for (method, route, klass), window, total in items:
             g = grouped.setdefault(
-                (method, route), [LogLinearHistogram(), LogLinearHistogram(), 0, 0]
+                (method, route), [LogLinearHistogram(), LogLinearHistogram(), 0, 0, 0]
             )
             g[0].merge(window)
             g[1].merge(total)
             if klass >= 5:
                 g[2] += window.count
                 g[3] += total.count
+            elif klass == 4:
+                g[4] += window.count
         return grouped
 
     def _describe(self, grouped: dict[tuple[str, str], list[Any]]) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
-        for (method, route), (window, total, w_errors, t_errors) in sorted(grouped.items()):
+        for (method, route), (window, total, w_errors, t_errors, w_4xx) in sorted(grouped.items()):
             budget = self.budget_for(method, route)
             entry = describe_histogram(window, w_errors)
             p95 = entry["p95_ms"]
             entry["budget_ms"] = budget
+            entry["client_errors"] = w_4xx  # 4xx in the window (`errors` are the 5xx)
+            entry["over_budget_count"] = window.count_above(budget / 1000.0)
             entry["over_budget"] = bool(
                 p95 is not None and p95 > budget and window.count >= self.budget_min_samples
             )

@@ -117,6 +117,7 @@ class RateLimiter:
         self.fail = fail
         self.ipv6_prefix = ipv6_prefix
         self.refused = 0
+        self.refused_by: dict[str, int] = {}  # rule pattern -> 429s (bounded by the rules)
 
     def key_by(self, pattern: str, source: str | KeySource) -> None:
         """Charge the rule of `pattern` to what `source` names (`"header:X-Api-Key"`, or a

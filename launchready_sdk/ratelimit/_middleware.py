@@ -122,6 +122,8 @@ class RateLimitMiddleware:
             )
             return
         self.limiter.refused += 1
+        by_rule = self.limiter.refused_by
+        by_rule[decision.policy] = by_rule.get(decision.policy, 0) + 1
         await send_problem(
             send,
             429,

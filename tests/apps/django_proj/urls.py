@@ -14,6 +14,7 @@ urlpatterns = [
     path("books/few", views.few_books),
     path("boom", views.boom),
     path("boom-sync", views.boom_sync),
+    path("boom-local/<int:pk>", views.boom_local),
     path("cached/<int:pk>", views.cached_page),
     path("computed/<int:pk>", views.computed),
     path("computed-async/<int:pk>", views.computed_async),

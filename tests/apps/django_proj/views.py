@@ -90,3 +90,8 @@ async def expensive_async(pk: int) -> dict[str, int]:
 
 async def computed_async(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({**await expensive_async(pk), "calls": computed_calls.get("async", 0)})
+
+
+def boom_local(request: HttpRequest, pk: int) -> JsonResponse:
+    card_secret = "sk_live_" + "51HbQpLxL8kQ2vYtRz9WmN3c"  # held in a local: never shown
+    raise KeyError(f"charge with key={card_secret} failed")
