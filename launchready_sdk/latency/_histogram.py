@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from collections.abc import Iterable
+from itertools import accumulate
 from typing import Any
 
 DEFAULT_BUCKETS_S = (
@@ -87,11 +89,18 @@ class LogLinearHistogram:
         if seconds < self.min:
             self.min = seconds
 
+    def copy(self) -> LogLinearHistogram:
+        """A histogram with the same counts."""
+        return LogLinearHistogram().merge(self)
+
     def merge(self, other: LogLinearHistogram) -> LogLinearHistogram:
         """Add `other`'s counts to this histogram; returns self."""
         bins = self.bins
-        for i, n in list(other.bins.items()):
-            bins[i] = bins.get(i, 0) + n
+        if not bins:  # into an empty histogram: a copy, done in C
+            self.bins = dict(other.bins)
+        else:
+            for i, n in list(other.bins.items()):
+                bins[i] = bins.get(i, 0) + n
         self.count += other.count
         self.sum += other.sum
         self.min = min(self.min, other.min)
@@ -100,16 +109,26 @@ class LogLinearHistogram:
 
     def quantile(self, q: float) -> float | None:
         """The nearest-rank `q` quantile (0 < q ≤ 1) in seconds, or None when empty."""
+        return self.quantiles((q,))[0]
+
+    def quantiles(self, qs: Iterable[float]) -> list[float | None]:
+        """Several nearest-rank quantiles (each 0 < q ≤ 1) from one sort of the bins; None each
+        when empty."""
+        wanted = list(qs)
         if self.count == 0:
-            return None
-        rank = max(1, math.ceil(q * self.count))
-        seen = 0
-        for i in sorted(self.bins):
-            seen += self.bins[i]
-            if seen >= rank:
-                low, high = bin_bounds(i)
-                return min(max((low + high) / 2, self.min), self.max)
-        return self.max
+            return [None] * len(wanted)
+        bins = self.bins
+        keys = sorted(bins)
+        running = list(accumulate([bins[k] for k in keys]))
+        out: list[float | None] = []
+        for q in wanted:
+            at = bisect_left(running, max(1, math.ceil(q * self.count)))
+            if at >= len(keys):
+                out.append(self.max)
+                continue
+            low, high = bin_bounds(keys[at])
+            out.append(min(max((low + high) / 2, self.min), self.max))
+        return out
 
     def count_above(self, seconds: float) -> int:
         """How many durations fell in bins wholly above `seconds`."""
@@ -162,7 +181,7 @@ def check_buckets(bounds: Iterable[float]) -> tuple[float, ...]:
 
 def describe_histogram(h: LogLinearHistogram, errors: int) -> dict[str, Any]:
     """Count, errors, error rate, p50/p95/p99 and max (ms) of a histogram."""
-    p50, p95, p99 = (h.quantile(q) for q in _QUANTILES)
+    p50, p95, p99 = h.quantiles(_QUANTILES)
     return {
         "count": h.count,
         "errors": errors,

@@ -8,7 +8,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -92,6 +92,11 @@ class LatencyTracker:
         self._wall_offset = time.time() - time.perf_counter()
         self._budget_warned: dict[tuple[str, str], float] = {}
         self._fleet: dict[str, dict[str, Any]] | None = None
+        # (method, route) -> (stamp, past window, past total, [w5xx, t5xx, w4xx]): see
+        # `_local_groups`.
+        self._route_past: dict[
+            tuple[str, str], tuple[Any, LogLinearHistogram, LogLinearHistogram, list[int]]
+        ] = {}
         self._task: asyncio.Task[None] | None = None
 
     def minute(self, perf_now: float | None = None) -> int:
@@ -167,34 +172,67 @@ class LatencyTracker:
         """
         if fleet and self._fleet is not None:
             return self._fleet
-        minute = self.minute()
-        grouped = self._grouped(
-            (
-                (k, s.window(minute, self.slots), s.since_start())
-                for k, s in list(self.series.items())
-            )
-        )
-        out = self._describe(grouped)
+        out = self._describe(self._local_groups(self.minute()))
         self._warn_over_budget(out)
         return out
 
+    def _local_groups(self, minute: int) -> dict[tuple[str, str], list[Any]]:
+        """This process's series grouped by route, as `_grouped` returns them.
+
+        A route's finished minutes (its window's past and its since-start total, across status
+        classes) are merged once and kept until one of its series turns a minute; each call
+        then only adds the minutes in progress.
+        """
+        oldest = minute - self.slots
+        members: dict[tuple[str, str], list[tuple[int, RollingHistogram]]] = {}
+        for (method, route, klass), series in list(self.series.items()):
+            members.setdefault((method, route), []).append((klass, series))
+        grouped: dict[tuple[str, str], list[Any]] = {}
+        cache = self._route_past
+        for key, classes in members.items():
+            stamp = (oldest, tuple((klass, s.version) for klass, s in classes))
+            past = cache.get(key)
+            if past is None or past[0] != stamp:
+                window, total, counts = LogLinearHistogram(), LogLinearHistogram(), [0, 0, 0]
+                for klass, s in classes:
+                    _add(window, total, counts, klass, s.past(oldest), s.total)
+                past = cache[key] = (stamp, window, total, counts)
+            window, total, counts = past[1].copy(), past[2].copy(), list(past[3])
+            for klass, s in classes:
+                current = s.current
+                if current.count:
+                    recent = current if s.minute >= oldest else _EMPTY
+                    _add(window, total, counts, klass, recent, current)
+            grouped[key] = [window, total, *counts]
+        if len(cache) > 2 * len(members) + 64:  # routes that left the tracker
+            for gone in [k for k in cache if k not in members]:
+                del cache[gone]
+        return grouped
+
     def _grouped(
-        self, items: Iterable[tuple[SeriesKey, LogLinearHistogram, LogLinearHistogram]]
+        self,
+        items: Iterable[
+            tuple[SeriesKey, Sequence[LogLinearHistogram], Sequence[LogLinearHistogram]]
+        ],
     ) -> dict[tuple[str, str], list[Any]]:
         """Merge status classes: (method, route) -> [window, since start, window 5xx, total 5xx,
-        window 4xx]."""
+        window 4xx]; each series gives the parts its window and its total merge from."""
         grouped: dict[tuple[str, str], list[Any]] = {}
-        for (method, route, klass), window, total in items:
-            g = grouped.setdefault(
-                (method, route), [LogLinearHistogram(), LogLinearHistogram(), 0, 0, 0]
-            )
-            g[0].merge(window)
-            g[1].merge(total)
+        for (method, route, klass), window_parts, total_parts in items:
+            g = grouped.get((method, route))
+            if g is None:
+                g = grouped[(method, route)] = [LogLinearHistogram(), LogLinearHistogram(), 0, 0, 0]
+            window, total = g[0], g[1]
+            before_w, before_t = window.count, total.count
+            for part in window_parts:
+                window.merge(part)
+            for part in total_parts:
+                total.merge(part)
             if klass >= 5:
-                g[2] += window.count
-                g[3] += total.count
+                g[2] += window.count - before_w
+                g[3] += total.count - before_t
             elif klass == 4:
-                g[4] += window.count
+                g[4] += window.count - before_w
         return grouped
 
     def _describe(self, grouped: dict[tuple[str, str], list[Any]]) -> dict[str, dict[str, Any]]:
@@ -328,7 +366,7 @@ class LatencyTracker:
         empty = LogLinearHistogram()
         keys = set(window) | set(total)
         self._fleet = self._describe(
-            self._grouped((k, window.get(k, empty), total.get(k, empty)) for k in keys)
+            self._grouped((k, (window.get(k, empty),), (total.get(k, empty),)) for k in keys)
         )
 
 
@@ -372,3 +410,26 @@ def _merge_totals(into: dict[SeriesKey, LogLinearHistogram], raw: bytes) -> bool
         return False
     _merge_blob(into, data.get("s", []))
     return True
+
+
+_EMPTY = LogLinearHistogram()
+_RoutePast = tuple[Any, LogLinearHistogram, LogLinearHistogram, list[int]]
+
+
+def _add(
+    window: LogLinearHistogram,
+    total: LogLinearHistogram,
+    counts: list[int],
+    klass: int,
+    recent: LogLinearHistogram,
+    since_start: LogLinearHistogram,
+) -> None:
+    """Merge one status class's figures into a route's: counts are [window 5xx, total 5xx,
+    window 4xx]."""
+    window.merge(recent)
+    total.merge(since_start)
+    if klass >= 5:
+        counts[0] += recent.count
+        counts[1] += since_start.count
+    elif klass == 4:
+        counts[2] += recent.count
