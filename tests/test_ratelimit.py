@@ -816,3 +816,17 @@ async def test_a_fastapi_dependency_limits_its_endpoint(
     assert codes == [200, 200, 429, 429]  # one budget per route template, not per path
     with pytest.raises(ValueError, match="unreadable rate"):
         lr.limit("often")
+
+
+def test_a_throttled_test_client_gets_a_hint(log_stream: Any) -> None:
+    """When Starlette's TestClient is rate-limited, one warning says how tests switch it off."""
+    from starlette.testclient import TestClient
+
+    lr = LaunchReady(Settings(rate_limits={"/login": "1/minute"}), log_stream=log_stream)
+    _opened.append(lr)
+    with TestClient(lr.wrap(shop(Counter()))) as client:
+        codes = [client.post("/login").status_code for _ in range(3)]
+    assert codes == [200, 429, 429]
+    hints = [r for r in log_stream.records() if r["event"] == "ratelimit.test_client_limited"]
+    assert len(hints) == 1
+    assert "rate_limits_off()" in hints[0]["detail"]

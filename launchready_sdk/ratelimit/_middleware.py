@@ -73,6 +73,7 @@ class RateLimitMiddleware:
         self._client_ip = client_ip or (lambda scope: (scope.get("client") or (None,))[0])
         self._closed_headers: Headers = [(b"retry-after", str(retry_after_closed_s).encode())]
         self._warned_no_address = False
+        self._warned_test_client = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -122,6 +123,14 @@ class RateLimitMiddleware:
             )
             return
         self.limiter.refused += 1
+        if not self._warned_test_client and (scope.get("client") or ("",))[0] == "testclient":
+            self._warned_test_client = True  # Starlette's TestClient: a test suite is running
+            _log.warning(
+                "ratelimit.test_client_limited",
+                detail="a test client was rate-limited; switch limits off in tests with "
+                "launchready_sdk.testing.rate_limits_off(), or give each client an address",
+                rule=decision.policy,
+            )
         by_rule = self.limiter.refused_by
         by_rule[decision.policy] = by_rule.get(decision.policy, 0) + 1
         await send_problem(
