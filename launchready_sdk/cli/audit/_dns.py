@@ -35,6 +35,15 @@ class LookupFailed(Exception):
 class Lookup:
     """One dnspython resolver with the run's timeout; `query` answers None for NXDOMAIN."""
 
+    @classmethod
+    def for_part(cls, options: Options, result: PartResult) -> Lookup | None:
+        """A resolver for one part of the audit, or None (the reason noted as skipped)."""
+        try:
+            return cls(options)
+        except LookupFailed as exc:
+            result.skipped.append(str(exc))
+            return None
+
     def __init__(self, options: Options) -> None:
         self.timeout_s = options.timeout_s
         if options.resolver is not None:
@@ -221,10 +230,8 @@ def _consistency(
 def run(options: Options, deadline: float) -> PartResult:
     """The DNS part for every `--domain`."""
     result = PartResult()
-    try:
-        lookup = Lookup(options)
-    except LookupFailed as exc:
-        result.skipped.append(str(exc))
+    lookup = Lookup.for_part(options, result)
+    if lookup is None:
         return result
     for domain in options.domains:
         try:

@@ -254,10 +254,8 @@ def _mx(lookup: Lookup, domain: str, result: PartResult) -> None:
 def run(options: Options, deadline: float) -> PartResult:
     """The e-mail part for every `--domain`."""
     result = PartResult()
-    try:
-        lookup = Lookup(options)
-    except LookupFailed as exc:
-        result.skipped.append(str(exc))
+    lookup = Lookup.for_part(options, result)
+    if lookup is None:
         return result
     cd_utils.DNS_CACHE.clear()
     for domain in options.domains:

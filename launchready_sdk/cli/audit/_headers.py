@@ -28,7 +28,6 @@ from typing import Final
 
 import httpx
 
-from launchready_sdk.cli.audit._dns import LookupFailed
 from launchready_sdk.cli.audit._http import Fetcher, FetchError, Reply, with_scheme
 from launchready_sdk.cli.audit._model import Options, PartResult
 
@@ -241,22 +240,19 @@ def _grade(page: Reply, g: Grading, result: PartResult) -> None:
 def run(options: Options, deadline: float) -> PartResult:
     """The header and CORS checks of `--url`."""
     result = PartResult()
-    if options.url is None:
-        raise ValueError("--url is required")
-    try:
-        fetcher = Fetcher(options)
-    except LookupFailed as exc:
-        result.skipped.append(str(exc))
+    opened = Fetcher.for_part(options, result)
+    if opened is None:
         return result
+    url, fetcher = opened
     try:
-        https = _https_page(fetcher, options.url)
+        https = _https_page(fetcher, url)
         g = Grading()
         if https is None:
             result.skipped.append(
-                f"{options.url} does not lead to https://: headers are not graded on plain "
+                f"{url} does not lead to https://: headers are not graded on plain "
                 "HTTP (HSTS is ignored there); CORS is checked on it"
             )
-        _cors(fetcher, https or options.url, g, result)
+        _cors(fetcher, https or url, g, result)
         if https is not None:
             _grade(fetcher.fetch("GET", https), g, result)
     except FetchError as exc:

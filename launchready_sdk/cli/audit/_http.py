@@ -16,7 +16,7 @@ from typing import Final
 import httpx
 
 from launchready_sdk.cli.audit._dns import Lookup, LookupFailed
-from launchready_sdk.cli.audit._model import Options
+from launchready_sdk.cli.audit._model import Options, PartResult
 
 MAX_BODY: Final = 2_000_000
 USER_AGENT: Final = "launchready-audit"
@@ -62,6 +62,18 @@ def origin(url: str) -> str:
 
 class Fetcher:
     """Sends single requests; `lookup` (when `--resolver` is given) resolves their hosts."""
+
+    @classmethod
+    def for_part(cls, options: Options, result: PartResult) -> tuple[str, Fetcher] | None:
+        """`--url` and a fetcher for one part of the audit, or None (the reason noted as
+        skipped). Raises ValueError when `--url` is missing."""
+        if options.url is None:
+            raise ValueError("--url is required")
+        try:
+            return options.url, cls(options)
+        except LookupFailed as exc:
+            result.skipped.append(str(exc))
+            return None
 
     def __init__(self, options: Options) -> None:
         self.lookup = Lookup(options) if options.resolver is not None else None

@@ -21,7 +21,6 @@ from __future__ import annotations
 import urllib.parse
 from typing import Final
 
-from launchready_sdk.cli.audit._dns import LookupFailed
 from launchready_sdk.cli.audit._http import Fetcher, FetchError, Reply, origin, with_scheme
 from launchready_sdk.cli.audit._model import Options, PartResult
 
@@ -177,20 +176,17 @@ def _webhooks(fetcher: Fetcher, base: str, options: Options, result: PartResult)
 def run(options: Options, deadline: float) -> PartResult:
     """The redirect and webhook checks of `--url`."""
     result = PartResult()
-    if options.url is None:
-        raise ValueError("--url is required")
-    try:
-        fetcher = Fetcher(options)
-    except LookupFailed as exc:
-        result.skipped.append(str(exc))
+    opened = Fetcher.for_part(options, result)
+    if opened is None:
         return result
+    url, fetcher = opened
     try:
-        start = with_scheme(options.url, "http")
-        base = origin(options.url)
+        start = with_scheme(url, "http")
+        base = origin(url)
         try:
             replies, end = follow(fetcher, start)
         except FetchError as exc:
-            if options.url.startswith("https:"):
+            if url.startswith("https:"):
                 result.add(
                     "https-redirect-missing",
                     "soon",

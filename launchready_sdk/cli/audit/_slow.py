@@ -12,7 +12,6 @@ traffic: a route nobody called recently has no p95. An app without the SDK, or w
 
 from __future__ import annotations
 
-from launchready_sdk.cli.audit._dns import LookupFailed
 from launchready_sdk.cli.audit._http import Fetcher, FetchError, origin
 from launchready_sdk.cli.audit._model import Options, PartResult
 
@@ -42,14 +41,11 @@ def parse(text: str) -> dict[str, tuple[float | None, float | None]]:
 def run(options: Options, deadline: float) -> PartResult:
     """The slow-route check of `--url`'s `/metrics`."""
     result = PartResult()
-    if options.url is None:
-        raise ValueError("--url is required")
-    url = origin(options.url) + options.metrics_path
-    try:
-        fetcher = Fetcher(options)
-    except LookupFailed as exc:
-        result.skipped.append(str(exc))
+    opened = Fetcher.for_part(options, result)
+    if opened is None:
         return result
+    fetcher = opened[1]
+    url = origin(opened[0]) + options.metrics_path
     try:
         reply = fetcher.fetch("GET", url, read_body=True)
     except FetchError as exc:
