@@ -37,6 +37,7 @@ Where each part lives (packages keep their internals in `_name.py` modules):
     store/         Redis client, breaker, scripts, LRU     responses.py problem+json bodies
     body.py        capped request bodies                   django/      Django integration
     testing.py     switches for users' test suites         cli/         `launchready` command
+    periodic.py    background steps between start-up and shutdown
     status/        status page, error tracking, slow requests
 """
 

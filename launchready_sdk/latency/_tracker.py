@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import socket
@@ -24,6 +23,7 @@ from launchready_sdk.latency._prometheus import Collector, CollectorKind, Promet
 from launchready_sdk.latency._window import RollingHistogram, SeriesKey
 from launchready_sdk.logs import get_logger
 from launchready_sdk.patterns import PatternTable
+from launchready_sdk.periodic import Periodic
 from launchready_sdk.store import RedisStore
 
 _log = get_logger("launchready.latency")
@@ -97,7 +97,7 @@ class LatencyTracker:
         self._route_past: dict[
             tuple[str, str], tuple[Any, LogLinearHistogram, LogLinearHistogram, list[int]]
         ] = {}
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("launchready.latency", flush_interval_s, self.tick, self.flush)
 
     def minute(self, perf_now: float | None = None) -> int:
         """The wall-clock minute number of a `perf_counter` reading (immune to clock jumps)."""
@@ -294,26 +294,11 @@ class LatencyTracker:
 
     async def start(self) -> None:
         """Start the background flush/merge/budget task (call at lifespan start-up)."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        await self._periodic.start()
 
     async def stop(self) -> None:
         """Stop the task and flush a last time (call at shutdown, before Redis closes)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        with contextlib.suppress(Exception):
-            await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval_s)
-            try:
-                await self.tick()
-            except Exception:
-                _log.debug("latency.tick_failed", exc_info=True)
+        await self._periodic.stop()
 
     async def tick(self) -> None:
         """One round of the background task: budgets, flush, fleet merge."""

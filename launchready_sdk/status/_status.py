@@ -15,6 +15,7 @@ from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.health import Readiness
 from launchready_sdk.latency import DEFAULT_BUDGET_MIN_SAMPLES, LatencyTracker
 from launchready_sdk.logs import get_logger
+from launchready_sdk.periodic import Periodic
 from launchready_sdk.ratelimit import RateLimiter
 from launchready_sdk.status._auth import Credentials, Throttle
 from launchready_sdk.status._errors import ErrorGroup, ErrorTracker
@@ -109,7 +110,7 @@ class Status:
         self.started = time.time()
         self._building: asyncio.Future[dict[str, Any]] | None = None
         self._health_task: asyncio.Task[Any] | None = None
-        self._task: asyncio.Task[None] | None = None
+        self._periodic = Periodic("launchready.status", flush_interval_s, self.flush)
         self._last_blob = b""
 
     @property
@@ -145,28 +146,12 @@ class Status:
         """Start the flush task (lifespan start-up); chain the Sentry gate if Sentry is on."""
         if self.sentry:
             install_gate(self.redact)
-        if self.store is not None and self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.store is not None:
+            await self._periodic.start()
 
     async def stop(self) -> None:
         """Stop the task and flush a last time (before Redis closes)."""
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        with contextlib.suppress(Exception):
-            await self.flush()
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.flush_interval_s)
-            try:
-                await self.flush()
-            except StoreUnavailable:
-                pass
-            except Exception:
-                _log.debug("status.flush_failed", exc_info=True)
+        await self._periodic.stop()
 
     async def flush(self) -> None:
         """Write this worker's error groups and its part of the fleet view to Redis."""
