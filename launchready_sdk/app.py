@@ -318,8 +318,24 @@ class LaunchReady:
         """The SDK's middleware stack around `inner` (what `wrap` returns for a plain ASGI
         app, and what a Starlette app builds around its own stack)."""
         s = self.settings
-        app = inner
-        stack: ASGIApp = app
+        layers, covers = self.path_layers(inner)
+        stack: ASGIApp
+        stack = self._dispatch = PathDispatch(
+            layers, inner, covers, on_first=lambda: self._discover_routes(report=True)
+        )
+        self._discover_routes()
+        stack = self._request_context(stack)
+        quiet = (s.health_path, s.ready_path, s.metrics_path)
+        self.telemetry = setup_telemetry(
+            s.otel_exporter, s.service_name, excluded_paths=quiet, redactor=self.redactor
+        )
+        return self.telemetry.wrap(stack) if self.telemetry is not None else stack
+
+    def path_layers(self, inner: ASGIApp) -> tuple[ASGIApp, Callable[[str], bool]]:
+        """The path-specific layers (health, metrics, limits, idempotency, cache) around
+        `inner`, and the test of whether any of them acts on a route path."""
+        s = self.settings
+        stack: ASGIApp = inner
         tables: list[PatternTable[Any]] = []  # the routes the layers below act on
         if self.cache.routes:
             stack = CacheMiddleware(stack, cache=self.cache)
@@ -353,16 +369,7 @@ class LaunchReady:
                 or _covered(path, (limiter.table, limiter.accounts))
             )
 
-        stack = self._dispatch = PathDispatch(
-            stack, app, covers, on_first=lambda: self._discover_routes(report=True)
-        )
-        self._discover_routes()
-        stack = self._request_context(stack)
-        quiet = (s.health_path, s.ready_path, s.metrics_path)
-        self.telemetry = setup_telemetry(
-            s.otel_exporter, s.service_name, excluded_paths=quiet, redactor=self.redactor
-        )
-        return self.telemetry.wrap(stack) if self.telemetry is not None else stack
+        return stack, covers
 
     def _request_context(self, app: ASGIApp) -> ASGIApp:
         s = self.settings
