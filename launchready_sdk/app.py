@@ -298,6 +298,29 @@ class LaunchReady:
             return installed
         return self.stack(app)
 
+    def wrap_wsgi(self, app: Any, *, inner: ASGIApp | None = None) -> Any:
+        """Put the SDK around a WSGI app (gunicorn sync or gthread workers); see
+        `launchready_sdk.wsgi`. `inner` is the app as the ASGI layers call it (by default
+        the WSGI app adapted to ASGI)."""
+        from launchready_sdk.wsgi import WSGIAsASGI, WSGIStack
+
+        s = self.settings
+        self.app = inner = inner if inner is not None else WSGIAsASGI(app)
+        if s.configure_logging:
+            adopt_foreign_loggers(access_log=s.access_log)
+        layers, covers = self.path_layers(inner)
+        self._dispatch = PathDispatch(
+            layers, inner, covers, on_first=lambda: self._discover_routes(report=True)
+        )
+        self._discover_routes()
+        return WSGIStack(
+            app,
+            dispatch=self._dispatch,
+            context=self._request_context(self._dispatch),
+            startup=self.startup,
+            shutdown=self.shutdown,
+        )
+
     def _install(self, app: Any) -> Any:
         """Make a Starlette app build its middleware stack inside the SDK's."""
         if getattr(app, "_launchready", None) is not None:
@@ -371,7 +394,7 @@ class LaunchReady:
 
         return stack, covers
 
-    def _request_context(self, app: ASGIApp) -> ASGIApp:
+    def _request_context(self, app: ASGIApp) -> RequestContextMiddleware:
         s = self.settings
         access = AccessLogger(
             quiet_paths=self._endpoints,
@@ -485,6 +508,14 @@ class PathDispatch:
                 await self.app(scope, receive, send)
                 return
         await self.layers(scope, receive, send)
+
+    def covered(self, path: str) -> bool:
+        """Whether a request for the route path `path` goes through the layers."""
+        if self._on_first is not None:
+            first, self._on_first = self._on_first, None
+            first()
+        covered = self._known.get(path)
+        return self._learn(path) if covered is None else covered
 
     @property
     def remembered(self) -> int:

@@ -119,6 +119,17 @@ def _route_path(scope: Scope) -> str:
     return rest if rest[0] == "/" else path
 
 
+def activate(ctx: RequestContext | None) -> contextvars.Token[RequestContext | None]:
+    """Make `ctx` the current request's context (for server adapters; the middleware sets
+    its own). Undo with `deactivate(token)`."""
+    return _current.set(ctx)
+
+
+def deactivate(token: contextvars.Token[RequestContext | None]) -> None:
+    """Restore the context that was current before `activate` returned `token`."""
+    _current.reset(token)
+
+
 def bind(**fields: Any) -> None:
     """Attach fields (user id, order id) to the current request's access-log line."""
     ctx = _current.get()
@@ -294,6 +305,21 @@ class RequestContextMiddleware:
             await send(message)
 
         return hooked
+
+    @property
+    def access_log(self) -> AccessLog | None:
+        """What is called once per request after the response."""
+        return self._access_log
+
+    @property
+    def error_log(self) -> ErrorLog | None:
+        """What is called with an exception that escaped the app."""
+        return self._error_log
+
+    def context_of(self, scope: Scope) -> RequestContext:
+        """A new request's context from its scope: its ID, client address and paths (for
+        server adapters that run the rest of this layer's work themselves)."""
+        return self._context(scope)
 
     def _context(self, scope: Scope) -> RequestContext:
         incoming: bytes | None = None

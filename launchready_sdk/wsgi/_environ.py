@@ -1,0 +1,85 @@
+"""The ASGI scope of a WSGI request, and chunked request bodies made plain."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import MutableMapping
+from typing import Any
+
+Environ = MutableMapping[str, Any]
+
+# A chunked body is held in memory up to this size, then in a temporary file.
+SPOOL_MEMORY_BYTES = 1024 * 1024
+# A chunked body larger than this is refused with 413.
+MAX_CHUNKED_BODY_BYTES = 64 * 1024 * 1024
+_READ_BYTES = 64 * 1024
+_PLAIN = {"CONTENT_TYPE": b"content-type", "CONTENT_LENGTH": b"content-length"}
+
+
+def scope_from_environ(environ: Environ) -> dict[str, Any]:
+    """An ASGI HTTP scope describing the WSGI request `environ` (PEP 3333 strings are the
+    request's bytes decoded as latin-1; the ASGI path is UTF-8)."""
+    headers: list[tuple[bytes, bytes]] = []
+    for key, value in environ.items():
+        if key[:5] == "HTTP_":
+            name = key[5:].replace("_", "-").lower().encode("latin-1")
+            headers.append((name, value.encode("latin-1")))
+        elif key in _PLAIN and value:
+            headers.append((_PLAIN[key], value.encode("latin-1")))
+    script = environ.get("SCRIPT_NAME", "") or ""
+    raw = (script + (environ.get("PATH_INFO", "") or "")).encode("latin-1")
+    addr = environ.get("REMOTE_ADDR") or None
+    port = environ.get("REMOTE_PORT")
+    protocol = str(environ.get("SERVER_PROTOCOL") or "HTTP/1.1")
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": protocol[5:] if protocol.startswith("HTTP/") else "1.1",
+        "method": environ.get("REQUEST_METHOD", "GET"),
+        "scheme": environ.get("wsgi.url_scheme", "http"),
+        "path": raw.decode("utf-8", "replace") or "/",
+        "raw_path": raw,
+        "root_path": script.encode("latin-1").decode("utf-8", "replace"),
+        "query_string": (environ.get("QUERY_STRING") or "").encode("latin-1"),
+        "headers": headers,
+        "client": (addr, int(port) if port and str(port).isdigit() else 0) if addr else None,
+        "server": (environ.get("SERVER_NAME", ""), int(environ.get("SERVER_PORT") or 0)),
+        "state": {},
+    }
+
+
+def is_chunked(environ: Environ) -> bool:
+    """A request body sent with `Transfer-Encoding: chunked` and no length."""
+    coding = environ.get("HTTP_TRANSFER_ENCODING")
+    return bool(coding and "chunked" in str(coding).lower() and not environ.get("CONTENT_LENGTH"))
+
+
+def spool_chunked(environ: Environ, max_bytes: int = MAX_CHUNKED_BODY_BYTES) -> int | None:
+    """Read a chunked body to its end and hand it on as a plain one with a `CONTENT_LENGTH`.
+
+    Django (and other WSGI frameworks) read `CONTENT_LENGTH` bytes, so without this a
+    chunked body reaches the view empty. Returns the size, or None when the body is larger
+    than `max_bytes`, malformed, or the client left before its end; the spool is closed then.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
+    stream = environ["wsgi.input"]
+    size = 0
+    try:
+        while True:
+            chunk = stream.read(_READ_BYTES)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                spool.close()
+                return None
+            spool.write(chunk)
+    except Exception:  # a malformed chunk or a lost client: the server's reader says so
+        spool.close()
+        return None
+    spool.seek(0)
+    environ["wsgi.input"] = spool
+    environ["CONTENT_LENGTH"] = str(size)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    environ["launchready.spool"] = spool
+    return size
