@@ -13,6 +13,7 @@ SPOOL_MEMORY_BYTES = 1024 * 1024
 # A chunked body larger than this is refused with 413.
 MAX_CHUNKED_BODY_BYTES = 64 * 1024 * 1024
 _READ_BYTES = 64 * 1024
+SPOOL_KEY = "launchready.spool"  # the environ key of a spooled chunked body (closed at the end)
 _PLAIN = {"CONTENT_TYPE": b"content-type", "CONTENT_LENGTH": b"content-length"}
 
 
@@ -54,32 +55,41 @@ def is_chunked(environ: Environ) -> bool:
     return bool(coding and "chunked" in str(coding).lower() and not environ.get("CONTENT_LENGTH"))
 
 
-def spool_chunked(environ: Environ, max_bytes: int = MAX_CHUNKED_BODY_BYTES) -> int | None:
+class BodyRefused(Exception):
+    """A chunked request body that cannot be handed on: its status and why."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+
+def spool_chunked(environ: Environ, max_bytes: int = MAX_CHUNKED_BODY_BYTES) -> int:
     """Read a chunked body to its end and hand it on as a plain one with a `CONTENT_LENGTH`.
 
     Django (and other WSGI frameworks) read `CONTENT_LENGTH` bytes, so without this a
-    chunked body reaches the view empty. Returns the size, or None when the body is larger
-    than `max_bytes`, malformed, or the client left before its end; the spool is closed then.
+    chunked body reaches the view empty. Returns the size. Raises `BodyRefused` (413) for a
+    body larger than `max_bytes` and (400) for a malformed one or a client that left before
+    its end; the spool is closed then.
     """
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115
     stream = environ["wsgi.input"]
     size = 0
     try:
-        while True:
-            chunk = stream.read(_READ_BYTES)
-            if not chunk:
-                break
+        while chunk := stream.read(_READ_BYTES):
             size += len(chunk)
             if size > max_bytes:
-                spool.close()
-                return None
+                raise BodyRefused(413, "The chunked request body is too large.")
             spool.write(chunk)
-    except Exception:  # a malformed chunk or a lost client: the server's reader says so
+    except BodyRefused:
         spool.close()
-        return None
+        raise
+    except Exception as exc:  # a malformed chunk or a lost client: the server's reader says so
+        spool.close()
+        raise BodyRefused(400, "The chunked request body is malformed or incomplete.") from exc
     spool.seek(0)
     environ["wsgi.input"] = spool
     environ["CONTENT_LENGTH"] = str(size)
     environ.pop("HTTP_TRANSFER_ENCODING", None)
-    environ["launchready.spool"] = spool
+    environ[SPOOL_KEY] = spool
     return size

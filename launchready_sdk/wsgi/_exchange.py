@@ -46,7 +46,8 @@ class Exchange:
         self.events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self.done = False
         self._task: asyncio.Task[None] | None = None
-        self._left: int | None = None  # request body bytes still to read
+        # Request body bytes still to read; -1 once read whole, -2 when the client left.
+        self._left: int | None = None
         self._finished: asyncio.Future[None] | None = None
 
     # --- the loop's side ---
@@ -102,14 +103,14 @@ class Exchange:
             except Exception:
                 chunk = b""
             if not chunk:  # the client left before the end of its body
-                self._left = -1
+                self._left = -2
                 return {"type": "http.disconnect"}
             self._left -= len(chunk)
             return {"type": "http.request", "body": chunk, "more_body": self._left > 0}
         if self._left == 0:
             self._left = -1
             return {"type": "http.request", "body": b"", "more_body": False}
-        if self._finished is not None:
+        if self._left == -1 and self._finished is not None:  # body read: wait for the end
             await asyncio.shield(self._finished)
         return {"type": "http.disconnect"}
 
@@ -139,21 +140,26 @@ class Exchange:
 
     def chunks(self) -> Iterator[bytes]:
         """The response body chunks as the layers send them."""
+        ack: asyncio.Future[None] | None = None
         try:
             while True:
                 event = self.next_event()
                 kind = event[0]
                 if kind == "body":
+                    ack = event[2]
                     if event[1]:
                         yield event[1]
-                    if event[2] is not None:
-                        self.loop.call_soon_threadsafe(_resolve, event[2], None)
+                    if ack is not None:
+                        self.loop.call_soon_threadsafe(_resolve, ack, None)
+                        ack = None
                 elif kind == "end":
                     return
                 elif kind == "error":
                     raise event[1]
         finally:
             if not self.done:
+                if ack is not None:  # the chunk the server could not write
+                    self.loop.call_soon_threadsafe(_fail, ack, ClientGone("client went away"))
                 self.abandon()
 
     def abandon(self) -> None:
@@ -211,6 +217,14 @@ class WSGIAsASGI:
         spool = await _spool(receive)
         if spool is None:
             return  # the client left before its body arrived: nobody to answer
+        try:
+            await self._respond(exchange, scope, spool, send)
+        finally:
+            spool[0].close()
+
+    async def _respond(
+        self, exchange: Exchange, scope: Scope, spool: tuple[Any, str], send: Send
+    ) -> None:
         environ = dict(exchange.environ)
         environ["wsgi.input"], environ["CONTENT_LENGTH"] = spool
         environ.pop("HTTP_TRANSFER_ENCODING", None)

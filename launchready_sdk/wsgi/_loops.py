@@ -10,6 +10,7 @@ import contextlib
 import contextvars
 import os
 import threading
+import weakref
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -37,8 +38,18 @@ class LoopThread:
         self.thread.start()
 
     def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
+        loop = self.loop
+        asyncio.set_event_loop(loop)
+        try:
+            loop.run_forever()
+        finally:  # stopped: cancel what is left, then close the loop
+            tasks = asyncio.all_tasks(loop)
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_default_executor())
+            loop.close()
 
     @property
     def alive(self) -> bool:
@@ -80,6 +91,12 @@ def _settle(result: concurrent.futures.Future[T], task: asyncio.Task[T]) -> None
 _local = threading.local()
 
 
+class _Owner:
+    """Kept in the owning thread's locals only: collected when that thread ends."""
+
+    __slots__ = ("__weakref__",)
+
+
 def thread_loop() -> LoopThread:
     """The calling thread's private loop, started on first use (again after a fork).
 
@@ -92,6 +109,9 @@ def thread_loop() -> LoopThread:
         return current
     name = f"launchready-loop-{threading.current_thread().name}"
     current = _local.loop = LoopThread(name)
+    # The loop stops when its thread ends (a thread's locals are dropped then).
+    owner = _local.owner = _Owner()
+    weakref.finalize(owner, current.stop, 0)
     with contextlib.suppress(ImportError):
         from asgiref.sync import SyncToAsync
 

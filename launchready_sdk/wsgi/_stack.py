@@ -21,6 +21,8 @@ from launchready_sdk.routing import SCOPE_ROUTE, route_template
 from launchready_sdk.types import Message
 from launchready_sdk.wsgi._environ import (
     MAX_CHUNKED_BODY_BYTES,
+    SPOOL_KEY,
+    BodyRefused,
     Environ,
     is_chunked,
     scope_from_environ,
@@ -76,21 +78,26 @@ class WSGIStack:
         token = activate(ctx)
         body = _Body(self, ctx, scope, started, token)
         try:
-            if is_chunked(environ) and spool_chunked(environ, self.max_chunked_body_bytes) is None:
-                return body.problem(start_response, 413, "The chunked request body was refused.")
+            if is_chunked(environ):
+                body.environ = environ
+                spool_chunked(environ, self.max_chunked_body_bytes)
             if self.dispatch.covered(ctx.route_path):
                 return self._through_layers(environ, start_response, scope, body)
             result = self.app(environ, body.start_response(start_response))
+        except BodyRefused as refused:
+            return body.problem(start_response, refused.status, refused.detail)
         except Exception as exc:
             body.failed(exc)
             return body.problem(start_response, 500, _SERVER_ERROR, sys.exc_info())
         body.inner = result
-        body.route_from = environ
+        body.environ = environ
+        body.direct = True
         return body
 
     def _through_layers(
         self, environ: Environ, start_response: StartResponse, scope: Any, body: _Body
     ) -> Iterable[bytes]:
+        body.environ = environ
         exchange = Exchange(thread_loop(), environ)
         exchange.start(self.dispatch.layers, scope, contextvars.copy_context())
         event = exchange.next_event()
@@ -135,7 +142,8 @@ class _Body:
         self.status = 0
         self.sent = 0
         self.inner: Iterable[bytes] = ()
-        self.route_from: Environ | None = None
+        self.environ: Environ | None = None
+        self.direct = False  # the app answered without the layers: its route is in environ
         self._closed = False
 
     def start_response(self, start_response: StartResponse) -> StartResponse:
@@ -168,11 +176,12 @@ class _Body:
             if callable(close):
                 close()
         finally:
-            spool = (self.route_from or {}).get("launchready.spool")
+            environ = self.environ if self.environ is not None else {}
+            spool = environ.get(SPOOL_KEY)
             if spool is not None:
                 spool.close()
-            if self.route_from is not None:
-                route = self.route_from.get(SCOPE_ROUTE)
+            if self.direct:
+                route = environ.get(SCOPE_ROUTE)
                 ctx.route = route if isinstance(route, str) else None
             else:
                 ctx.route = route_template(self.scope, self.scope.get("root_path", ""), self.status)
