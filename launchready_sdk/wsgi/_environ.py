@@ -14,19 +14,63 @@ SPOOL_MEMORY_BYTES = 1024 * 1024
 MAX_CHUNKED_BODY_BYTES = 64 * 1024 * 1024
 _READ_BYTES = 64 * 1024
 SPOOL_KEY = "launchready.spool"  # the environ key of a spooled chunked body (closed at the end)
-_PLAIN = {"CONTENT_TYPE": b"content-type", "CONTENT_LENGTH": b"content-length"}
+_PLAIN = frozenset({"CONTENT_TYPE", "CONTENT_LENGTH"})
+_NAMES: dict[str, bytes] = {}
 
 
-def scope_from_environ(environ: Environ) -> dict[str, Any]:
+def _name_of(key: str) -> bytes:
+    return (key[5:] if key[:5] == "HTTP_" else key).replace("_", "-").lower().encode("latin-1")
+
+
+def _name(key: str) -> bytes:
+    """`HTTP_USER_AGENT` as `b"user-agent"`, remembered (up to 512 names)."""
+    name = _name_of(key)
+    if len(_NAMES) < 512:
+        _NAMES[key] = name
+    return name
+
+
+def all_headers(environ: Environ) -> list[tuple[bytes, bytes]]:
+    """The request's headers as an ASGI scope lists them."""
+    names = _NAMES
+    return [
+        (names.get(key) or _name(key), value.encode("latin-1"))
+        for key, value in environ.items()
+        if (key[:5] == "HTTP_" or key in _PLAIN) and value
+    ]
+
+
+# What the request context reads: the request id, the forwarding headers a trusted proxy
+# sets (`proxy.py`), and what picks the format of an error (Host, Accept).
+_CONTEXT_HEADERS = tuple(
+    (key, _name_of(key))
+    for key in (
+        "HTTP_X_REQUEST_ID",
+        "HTTP_X_FORWARDED_FOR",
+        "HTTP_FORWARDED",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_HOST",
+        "HTTP_ACCEPT",
+    )
+)
+
+
+def scope_from_environ(environ: Environ, *, lean: bool = False) -> dict[str, Any]:
     """An ASGI HTTP scope describing the WSGI request `environ` (PEP 3333 strings are the
-    request's bytes decoded as latin-1; the ASGI path is UTF-8)."""
-    headers: list[tuple[bytes, bytes]] = []
-    for key, value in environ.items():
-        if key[:5] == "HTTP_":
-            name = key[5:].replace("_", "-").lower().encode("latin-1")
-            headers.append((name, value.encode("latin-1")))
-        elif key in _PLAIN and value:
-            headers.append((_PLAIN[key], value.encode("latin-1")))
+    request's bytes decoded as latin-1; the ASGI path is UTF-8).
+
+    With `lean`, `headers` holds only what the request context reads; put `all_headers()`
+    there before the scope goes to a layer.
+    """
+    if lean:
+        headers = [
+            (name, value.encode("latin-1"))
+            for key, name in _CONTEXT_HEADERS
+            if (value := environ.get(key))
+        ]
+    else:
+        headers = all_headers(environ)
     script = environ.get("SCRIPT_NAME", "") or ""
     raw = (script + (environ.get("PATH_INFO", "") or "")).encode("latin-1")
     addr = environ.get("REMOTE_ADDR") or None

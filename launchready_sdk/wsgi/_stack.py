@@ -24,6 +24,7 @@ from launchready_sdk.wsgi._environ import (
     SPOOL_KEY,
     BodyRefused,
     Environ,
+    all_headers,
     is_chunked,
     scope_from_environ,
     spool_chunked,
@@ -73,7 +74,7 @@ class WSGIStack:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         self.background.ensure_started()
-        scope = scope_from_environ(environ)
+        scope = scope_from_environ(environ, lean=True)
         ctx = self.context.context_of(scope)
         token = activate(ctx)
         body = _Body(self, ctx, scope, started, token)
@@ -98,6 +99,7 @@ class WSGIStack:
         self, environ: Environ, start_response: StartResponse, scope: Any, body: _Body
     ) -> Iterable[bytes]:
         body.environ = environ
+        scope["headers"] = all_headers(environ)
         exchange = Exchange(thread_loop(), environ)
         exchange.start(self.dispatch.layers, scope, contextvars.copy_context())
         event = exchange.next_event()
@@ -125,6 +127,22 @@ class _Body:
     """The response as the WSGI server iterates it: counts the bytes; at `close()` the app's
     close runs, then the latency and access line of the request."""
 
+    __slots__ = (
+        "_closed",
+        "ctx",
+        "direct",
+        "environ",
+        "id",
+        "inner",
+        "scope",
+        "sent",
+        "server_start",
+        "stack",
+        "started",
+        "status",
+        "token",
+    )
+
     def __init__(
         self,
         stack: WSGIStack,
@@ -144,16 +162,24 @@ class _Body:
         self.inner: Iterable[bytes] = ()
         self.environ: Environ | None = None
         self.direct = False  # the app answered without the layers: its route is in environ
+        self.server_start: StartResponse | None = None
         self._closed = False
 
     def start_response(self, start_response: StartResponse) -> StartResponse:
-        def start_with_id(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-            self.status = int(status[:3])
-            out = [h for h in headers if h[0].lower() != "x-request-id"]
-            out.append((_ID_HEADER, self.id))
-            return start_response(status, out, exc_info)
+        """The server's `start_response`, with the request's `X-Request-ID` (and no other)."""
+        self.server_start = start_response
+        return self._start
 
-        return start_with_id
+    def _start(self, status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+        self.status = int(status[:3])
+        for name, _ in headers:
+            if len(name) == 12 and name.lower() == "x-request-id":
+                headers = [h for h in headers if h[0].lower() != "x-request-id"]
+                break
+        headers = headers if isinstance(headers, list) else list(headers)
+        headers.append((_ID_HEADER, self.id))
+        assert self.server_start is not None  # set by start_response() before the app runs
+        return self.server_start(status, headers, exc_info)
 
     def __iter__(self) -> Iterator[bytes]:
         try:
