@@ -45,6 +45,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from launchready_sdk.background import BackgroundJobs
 from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
 from launchready_sdk.context import (
     AccessLog,
@@ -125,6 +126,12 @@ class LaunchReady:
             budget_ms=s.db_query_budget_ms,
             slow_ms=s.db_slow_query_ms,
             n_plus_one_threshold=s.db_n_plus_one_threshold,
+        )
+        self.jobs = BackgroundJobs()
+        self.latency.add_collector(
+            "launchready_background_dropped",
+            lambda: self.jobs.dropped,
+            help="Background jobs dropped because the queue was full or shutting down",
         )
         self.telemetry: Telemetry | None = None
         self.app: ASGIApp | None = None
@@ -260,6 +267,12 @@ class LaunchReady:
         """
         self._named_caller = fn
         return fn
+
+    def background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """Run `fn(*args, **kwargs)` (sync or async) after the current response is sent, with
+        the request's id in its logs; False when the bounded queue is full. See
+        `launchready_sdk.background`."""
+        return self.jobs.submit(fn, *args, **kwargs)
 
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         """Make `/readyz` depend on `check`, an async callable that raises when unhealthy."""
@@ -421,6 +434,7 @@ class LaunchReady:
         """
         exempt = self._endpoints
         tracker = self.latency
+        jobs = self.jobs
 
         def observe(ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
             if ctx.route_path not in exempt:
@@ -431,6 +445,8 @@ class LaunchReady:
                     tracker.dropped += 1
             if access is not None:
                 access(ctx, status, sent, duration_s)
+            if ctx.jobs is not None:
+                jobs.release(ctx)
 
         return observe
 
@@ -460,7 +476,9 @@ class LaunchReady:
             self.limiter.report(templates)
 
     async def shutdown(self) -> None:
-        """Run at ASGI lifespan shutdown (readiness already answers 503): flush, close Redis."""
+        """Run at ASGI lifespan shutdown (readiness already answers 503): drain the background
+        jobs, flush, close Redis."""
+        await self.jobs.drain()
         await self.latency.stop()
         await self.cache.aclose()
         if self.redis is not None:

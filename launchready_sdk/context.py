@@ -43,6 +43,7 @@ class RequestContext:
         "client_ip",
         "client_request_id",
         "fields",
+        "jobs",
         "method",
         "path",
         "query",
@@ -68,6 +69,7 @@ class RequestContext:
         self.route: str | None = None
         self.client_request_id: str | None = None
         self.fields: dict[str, Any] = {}
+        self.jobs: list[Any] | None = None  # background jobs held until the response is sent
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(

@@ -42,12 +42,13 @@ from __future__ import annotations
 
 from launchready_sdk.wsgi._environ import MAX_CHUNKED_BODY_BYTES, scope_from_environ
 from launchready_sdk.wsgi._exchange import ClientGone, WSGIAsASGI
-from launchready_sdk.wsgi._loops import thread_loop
+from launchready_sdk.wsgi._loops import LoopThread, thread_loop
 from launchready_sdk.wsgi._stack import WSGIStack
 
 __all__ = [
     "MAX_CHUNKED_BODY_BYTES",
     "ClientGone",
+    "LoopThread",
     "WSGIAsASGI",
     "WSGIStack",
     "scope_from_environ",
