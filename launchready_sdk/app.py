@@ -39,6 +39,7 @@ Where each part lives (packages keep their internals in `_name.py` modules):
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -128,6 +129,10 @@ class LaunchReady:
             n_plus_one_threshold=s.db_n_plus_one_threshold,
         )
         self.jobs = BackgroundJobs()
+        if "celery" in sys.modules:  # the app sends tasks: carry request ids into them
+            from launchready_sdk.celery import propagate_request_ids
+
+            propagate_request_ids(keep_logging=False)
         self.latency.add_collector(
             "launchready_background_dropped",
             lambda: self.jobs.dropped,
