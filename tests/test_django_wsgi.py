@@ -8,6 +8,7 @@ a client that leaves mid-body, a worker killed mid-request.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import re
 import signal
@@ -282,3 +283,42 @@ def test_django_routes_and_ids_under_gunicorn(auth_project: GunicornServer) -> N
                  and r.get("logger") == "launchready.access"]
     )  # fmt: skip
     assert lines[0]["route"] == "/accounts/login/"
+
+
+def test_gthread_workers_and_a_graceful_exit(tmp_path: Path) -> None:
+    """Under gthread workers (4 threads each) concurrent requests, limited and not, all carry
+    their request id; at a graceful stop the workers flush their latency figures to Redis
+    (the periodic flush is an hour away here, so only the exit can have written them)."""
+    prefix = f"{RUN_PREFIX}-gthread-{uuid.uuid4().hex[:6]}"
+    env = {
+        "LAUNCHREADY_TRUSTED_PROXIES": "127.0.0.1/32",
+        "DJANGO_AUTH_DB": str(tmp_path / "db.sqlite3"),
+        "LAUNCHREADY_REDIS_URL": SHARED_REDIS_URL,
+        "LAUNCHREADY_REDIS_PREFIX": prefix,
+        "LAUNCHREADY_LATENCY_FLUSH_INTERVAL_S": "3600",
+    }
+    server = GunicornServer(
+        "tests.apps.django_auth.wsgi:application",
+        env,
+        tmp_path / "gthread.log",
+        ["--preload", "--worker-class", "gthread", "--threads", "4"],
+    )
+    client = redis.Redis.from_url(SHARED_REDIS_URL)
+    key = f"{prefix}:django-auth:latency:total"
+    try:
+        server.wait_ready(timeout_s=60)
+        paths = ["/accounts/login/", "/healthz", "/login-history", "/nope"] * 10
+
+        def get(path: str) -> httpx.Response:
+            return httpx.get(server.url + path, headers={"X-Forwarded-For": new_ip()}, timeout=20)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(get, paths))
+        assert [a.status_code for a in answers[:4]] == [200, 200, 200, 404]
+        assert len({a.headers["x-request-id"] for a in answers}) == len(paths)
+        assert client.hlen(key) == 0
+    finally:
+        server.stop()
+    assert server.proc.returncode == 0
+    assert client.hlen(key) >= 1  # one entry per worker that served a request
+    client.close()
