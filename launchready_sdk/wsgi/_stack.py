@@ -74,6 +74,7 @@ class WSGIStack:
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
         self.background.ensure_started()
+        thread_loop()  # async_to_sync in this thread runs there, sharing its Redis connection
         scope = scope_from_environ(environ, lean=True)
         ctx = self.context.context_of(scope)
         token = activate(ctx)
