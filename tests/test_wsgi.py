@@ -96,6 +96,8 @@ class ShopApp:
         self.ran.append(path)
         body = env["wsgi.input"].read(int(env.get("CONTENT_LENGTH") or 0))
         self.bodies.append(body)
+        if path.startswith("/slow"):
+            time.sleep(0.3)
         if path == "/boom":
             raise RuntimeError("payment failed for card 4111 1111 1111 1111")
         if path.startswith("/stream"):
@@ -366,3 +368,27 @@ def test_the_background_loop_flushes_latency_to_redis(
         time.sleep(0.05)
     assert client.hlen(key) == 1
     client.close()
+
+
+def test_threads_share_no_future_across_loops(log_stream: LogCapture) -> None:
+    """Threads (as in gthread) asking at once for readiness and for the same cache miss each
+    get their answer: an in-flight run on another thread's loop is not awaited across loops."""
+    app, _, lr = build(log_stream, cache_routes={"/slow": 30})
+    gate = threading.Barrier(4, timeout=10)
+
+    async def slow_check() -> None:
+        await asyncio.sleep(0.3)
+
+    lr.add_health_check("slow", slow_check)
+    statuses: list[tuple[str, int]] = []
+
+    def worker(path: str) -> None:
+        gate.wait()
+        statuses.append((path, call(app, environ("GET", path)).status))
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in ["/readyz", "/slow"] * 2]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(statuses) == [("/readyz", 200)] * 2 + [("/slow", 200)] * 2
