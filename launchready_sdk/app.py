@@ -35,6 +35,8 @@ Where each part lives (packages keep their internals in `_name.py` modules):
     store/         Redis client, breaker, scripts, LRU     responses.py problem+json bodies
     body.py        capped request bodies                   django/      Django integration
     testing.py     switches for users' test suites         cli/         `launchready` command
+    wsgi/          the stack under WSGI servers            background.py  lr.background() jobs
+    celery.py      request ids into Celery tasks
 """
 
 from __future__ import annotations
