@@ -39,15 +39,19 @@ Where each part lives (packages keep their internals in `_name.py` modules):
     testing.py     switches for users' test suites         cli/         `launchready` command
     periodic.py    background steps between start-up and shutdown
     status/        status page, error tracking, slow requests
+    wsgi/          the stack under WSGI servers            background.py  lr.background() jobs
+    celery.py      request ids into Celery tasks
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 import httpx
 
+from launchready_sdk.background import BackgroundJobs
 from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
 from launchready_sdk.context import (
     AccessLog,
@@ -129,6 +133,16 @@ class LaunchReady:
             budget_ms=s.db_query_budget_ms,
             slow_ms=s.db_slow_query_ms,
             n_plus_one_threshold=s.db_n_plus_one_threshold,
+        )
+        self.jobs = BackgroundJobs()
+        if "celery" in sys.modules:  # the app sends tasks: carry request ids into them
+            from launchready_sdk.celery import propagate_request_ids
+
+            propagate_request_ids(keep_logging=False)
+        self.latency.add_collector(
+            "launchready_background_dropped",
+            lambda: self.jobs.dropped,
+            help="Background jobs dropped because the queue was full or shutting down",
         )
         self.telemetry: Telemetry | None = None
         self.app: ASGIApp | None = None
@@ -298,6 +312,12 @@ class LaunchReady:
         self._named_caller = fn
         return fn
 
+    def background(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> bool:
+        """Run `fn(*args, **kwargs)` (sync or async) after the current response is sent, with
+        the request's id in its logs; False when the bounded queue is full. See
+        `launchready_sdk.background`."""
+        return self.jobs.submit(fn, *args, **kwargs)
+
     def add_health_check(self, name: str, check: HealthCheck) -> None:
         """Make `/readyz` depend on `check`, an async callable that raises when unhealthy."""
         self.readiness.add(name, check)
@@ -335,6 +355,29 @@ class LaunchReady:
             return installed
         return self.stack(app)
 
+    def wrap_wsgi(self, app: Any, *, inner: ASGIApp | None = None) -> Any:
+        """Put the SDK around a WSGI app (gunicorn sync or gthread workers); see
+        `launchready_sdk.wsgi`. `inner` is the app as the ASGI layers call it (by default
+        the WSGI app adapted to ASGI)."""
+        from launchready_sdk.wsgi import WSGIAsASGI, WSGIStack
+
+        s = self.settings
+        self.app = inner = inner if inner is not None else WSGIAsASGI(app)
+        if s.configure_logging:
+            adopt_foreign_loggers(access_log=s.access_log)
+        layers, covers = self.path_layers(inner)
+        self._dispatch = PathDispatch(
+            layers, inner, covers, on_first=lambda: self._discover_routes(report=True)
+        )
+        self._discover_routes()
+        return WSGIStack(
+            app,
+            dispatch=self._dispatch,
+            context=self._request_context(self._dispatch),
+            startup=self.startup,
+            shutdown=self.shutdown,
+        )
+
     def _install(self, app: Any) -> Any:
         """Make a Starlette app build its middleware stack inside the SDK's."""
         if getattr(app, "_launchready", None) is not None:
@@ -355,8 +398,24 @@ class LaunchReady:
         """The SDK's middleware stack around `inner` (what `wrap` returns for a plain ASGI
         app, and what a Starlette app builds around its own stack)."""
         s = self.settings
-        app = inner
-        stack: ASGIApp = app
+        layers, covers = self.path_layers(inner)
+        stack: ASGIApp
+        stack = self._dispatch = PathDispatch(
+            layers, inner, covers, on_first=lambda: self._discover_routes(report=True)
+        )
+        self._discover_routes()
+        stack = self._request_context(stack)
+        quiet = (s.health_path, s.ready_path, s.metrics_path)
+        self.telemetry = setup_telemetry(
+            s.otel_exporter, s.service_name, excluded_paths=quiet, redactor=self.redactor
+        )
+        return self.telemetry.wrap(stack) if self.telemetry is not None else stack
+
+    def path_layers(self, inner: ASGIApp) -> tuple[ASGIApp, Callable[[str], bool]]:
+        """The path-specific layers (health, metrics, limits, idempotency, cache) around
+        `inner`, and the test of whether any of them acts on a route path."""
+        s = self.settings
+        stack: ASGIApp = inner
         tables: list[PatternTable[Any]] = []  # the routes the layers below act on
         if self.cache.routes:
             stack = CacheMiddleware(stack, cache=self.cache)
@@ -392,18 +451,9 @@ class LaunchReady:
                 or _covered(path, (limiter.table, limiter.accounts))
             )
 
-        stack = self._dispatch = PathDispatch(
-            stack, app, covers, on_first=lambda: self._discover_routes(report=True)
-        )
-        self._discover_routes()
-        stack = self._request_context(stack)
-        quiet = (s.health_path, s.ready_path, s.metrics_path)
-        self.telemetry = setup_telemetry(
-            s.otel_exporter, s.service_name, excluded_paths=quiet, redactor=self.redactor
-        )
-        return self.telemetry.wrap(stack) if self.telemetry is not None else stack
+        return stack, covers
 
-    def _request_context(self, app: ASGIApp) -> ASGIApp:
+    def _request_context(self, app: ASGIApp) -> RequestContextMiddleware:
         s = self.settings
         access = AccessLogger(
             quiet_paths=self._endpoints,
@@ -432,6 +482,7 @@ class LaunchReady:
         record = self.latency.observe
         slow = self.status.slow if self.status is not None else None
         slow_s = slow.floor_s if slow is not None else float("inf")
+        jobs = self.jobs
 
         def observe(ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
             if ctx.route_path not in exempt:
@@ -440,6 +491,8 @@ class LaunchReady:
                     slow.offer(ctx, status, duration_s)
             if access is not None:
                 access(ctx, status, sent, duration_s)
+            if ctx.jobs is not None:
+                jobs.release(ctx)
 
         return observe
 
@@ -471,7 +524,9 @@ class LaunchReady:
             self.limiter.report(templates)
 
     async def shutdown(self) -> None:
-        """Run at ASGI lifespan shutdown (readiness already answers 503): flush, close Redis."""
+        """Run at ASGI lifespan shutdown (readiness already answers 503): drain the background
+        jobs, flush, close Redis."""
+        await self.jobs.drain()
         await self.latency.stop()
         if self.status is not None:
             await self.status.stop()
@@ -521,6 +576,14 @@ class PathDispatch:
                 await self.app(scope, receive, send)
                 return
         await self.layers(scope, receive, send)
+
+    def covered(self, path: str) -> bool:
+        """Whether a request for the route path `path` goes through the layers."""
+        if self._on_first is not None:
+            first, self._on_first = self._on_first, None
+            first()
+        covered = self._known.get(path)
+        return self._learn(path) if covered is None else covered
 
     @property
     def remembered(self) -> int:

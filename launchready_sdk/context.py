@@ -43,6 +43,7 @@ class RequestContext:
         "client_ip",
         "client_request_id",
         "fields",
+        "jobs",
         "method",
         "path",
         "query",
@@ -68,6 +69,7 @@ class RequestContext:
         self.route: str | None = None
         self.client_request_id: str | None = None
         self.fields: dict[str, Any] = {}
+        self.jobs: list[Any] | None = None  # background jobs held until the response is sent
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
@@ -117,6 +119,17 @@ def _route_path(scope: Scope) -> str:
     if not rest:
         return "/"
     return rest if rest[0] == "/" else path
+
+
+def activate(ctx: RequestContext | None) -> contextvars.Token[RequestContext | None]:
+    """Make `ctx` the current request's context (for server adapters; the middleware sets
+    its own). Undo with `deactivate(token)`."""
+    return _current.set(ctx)
+
+
+def deactivate(token: contextvars.Token[RequestContext | None]) -> None:
+    """Restore the context that was current before `activate` returned `token`."""
+    _current.reset(token)
 
 
 def bind(**fields: Any) -> None:
@@ -294,6 +307,21 @@ class RequestContextMiddleware:
             await send(message)
 
         return hooked
+
+    @property
+    def access_log(self) -> AccessLog | None:
+        """What is called once per request after the response."""
+        return self._access_log
+
+    @property
+    def error_log(self) -> ErrorLog | None:
+        """What is called with an exception that escaped the app."""
+        return self._error_log
+
+    def context_of(self, scope: Scope) -> RequestContext:
+        """A new request's context from its scope: its ID, client address and paths (for
+        server adapters that run the rest of this layer's work themselves)."""
+        return self._context(scope)
 
     def _context(self, scope: Scope) -> RequestContext:
         incoming: bytes | None = None

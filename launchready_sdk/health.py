@@ -66,10 +66,13 @@ class Readiness:
             return False, {"status": "fail", "draining": True, "checks": {}}
         if self._verdict is not None and time.monotonic() - self._verdict_at < self.cache_s:
             return self._verdict
-        if self._running is None:
-            self._running = asyncio.ensure_future(self._run_all())
-            self._running.add_done_callback(self._finished)
-        return await asyncio.shield(self._running)
+        running = self._running
+        if running is not None and running.get_loop() is not asyncio.get_running_loop():
+            return await self._run_all()  # another loop's run (a WSGI worker's other thread)
+        if running is None:
+            running = self._running = asyncio.ensure_future(self._run_all())
+            running.add_done_callback(self._finished)
+        return await asyncio.shield(running)
 
     def _finished(self, future: asyncio.Future[tuple[bool, dict[str, Any]]]) -> None:
         self._running = None

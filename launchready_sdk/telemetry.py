@@ -24,6 +24,7 @@ metrics: /metrics covers those); the OTLP exporter package is not a dependency o
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -91,6 +92,14 @@ def disable_trace_ids() -> None:
 def _build_provider(
     exporter: str, service_name: str, redactor: Callable[[object], object] | None, custom: Any
 ) -> Any:
+    try:
+        missing = importlib.util.find_spec("opentelemetry.sdk") is None
+    except ImportError:  # no `opentelemetry` package at all
+        missing = True
+    if missing:
+        raise LaunchReadyError(
+            f"otel_exporter={exporter!r} needs OpenTelemetry: pip install 'launchready-sdk[otel]'"
+        )
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor

@@ -192,6 +192,60 @@ class Server:
         self._log.close()
 
 
+class GunicornServer(Server):
+    """A gunicorn subprocess (sync workers by default) serving the WSGI app `spec`."""
+
+    def __init__(
+        self,
+        spec: str,
+        env: dict[str, str],
+        log_path: Path,
+        args: list[str] | None = None,
+        workers: int = 2,
+    ) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = log_path
+        self._log = log_path.open("wb")
+        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                spec,
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(workers),
+                "--timeout",
+                "30",
+                "--graceful-timeout",
+                "10",
+                *(args or []),
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=full_env,
+            cwd=ROOT,
+        )
+
+    def worker_pids(self) -> list[int]:
+        """The pids of the master's worker processes."""
+        children = Path(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children")
+        return [int(pid) for pid in children.read_text().split()]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)  # graceful: workers finish and exit
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Any]:
     """Start uvicorn subprocesses: `serve("tests.apps.basic:app", {"ENV": "x"})`."""

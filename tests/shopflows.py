@@ -84,9 +84,14 @@ def postgres_database() -> Iterator[str]:
 
 @contextlib.contextmanager
 def running_shop(
-    spec: str, folder: Path, database_url: str | None, extra_env: dict[str, str] | None = None
+    spec: str,
+    folder: Path,
+    database_url: str | None,
+    extra_env: dict[str, str] | None = None,
+    server: type[Server] = Server,
 ) -> Iterator[Shop]:
-    """The fake providers and the shop `spec`, each under its own uvicorn, on loopback.
+    """The fake providers and the shop `spec`, each under its own server (uvicorn unless
+    `server` says otherwise, for the shop), on loopback.
 
     The shop runs as in production: its own secrets and a payment URL, no development mode.
     `extra_env` adds variables (a status token).
@@ -113,7 +118,7 @@ def running_shop(
         if database_url:
             env["DATABASE_URL"] = database_url
         env.update(extra_env or {})
-        shop_server = Server(spec, env, folder / "shop.log")
+        shop_server = server(spec, env, folder / "shop.log")
         shop_server.wait_ready("/readyz", timeout_s=60)
         yield Shop(shop_server.url, shop_server, providers, env)
     finally:

@@ -188,7 +188,7 @@ async def test_lifespan_closes_redis_and_drains(redis_url: str, redis_prefix: st
     await app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, queue.get, send)
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert lr.readiness.draining
-    assert lr.redis.client._protocol is None
+    assert lr.redis.client.connections == 0
 
 
 def test_launchready_without_arguments_reads_the_environment(monkeypatch: Any) -> None:

@@ -117,3 +117,41 @@ async def test_database_selection(redis_url: str, redis_prefix: str) -> None:
     await db1.execute("DEL", key)
     await db0.aclose()
     await db1.aclose()
+
+
+def test_each_event_loop_keeps_its_own_connection(redis_url: str, redis_prefix: str) -> None:
+    """Threads with loops of their own share one client: each loop keeps one connection of
+    its own across commands, and a store's breaker and boundary serve them all."""
+    import threading
+
+    from launchready_sdk.store import RedisStore
+
+    store = RedisStore(redis_url, timeout_s=2.0, prefix=redis_prefix)
+    ids: dict[int, list[int]] = {}
+    counts: list[int] = []
+    together = threading.Barrier(3, timeout=30)
+
+    async def work(n: int) -> None:
+        ids[n] = [await store.execute("CLIENT", "ID") for _ in range(5)]
+        await asyncio.to_thread(together.wait)  # three loops alive at once, as gthread's are
+        counts.append(store.client.connections)
+        await asyncio.to_thread(together.wait)
+        await store.aclose()
+
+    threads = [threading.Thread(target=asyncio.run, args=(work(n),)) for n in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert all(len(set(found)) == 1 for found in ids.values()), ids
+    assert len({found[0] for found in ids.values()}) == 3
+    assert counts == [3, 3, 3]
+
+    async def after() -> int:
+        await store.ping()
+        connections = store.client.connections
+        await store.aclose()
+        return connections
+
+    assert asyncio.run(after()) == 1
+    assert store.available

@@ -122,3 +122,20 @@ def _providers() -> tuple[str, str, bool]:
             raise RuntimeError(f"the fake providers did not start on {url}")
         time.sleep(0.02)
     return url, url, True
+
+
+def report(prepared: Prepared) -> None:
+    """Log what the first start did, and warn when the shop runs in development mode."""
+    from launchready_sdk import get_logger
+
+    log = get_logger("shop")
+    if prepared.seeded:
+        log.info("shop.seeded")
+    if prepared.fake_providers:
+        log.info("shop.fake_providers", url=prepared.payment_url)
+    if settings.SHOP.using_dev_secrets or prepared.fake_providers:
+        log.warning(
+            "shop.dev_mode",
+            hint="development mode: public secrets or the fake payment provider; "
+            "set SHOP_SECRET_KEY, SHOP_WEBHOOK_SECRET, SHOP_DEMO_PASSWORD and PAYMENT_URL",
+        )

@@ -233,8 +233,12 @@ class Cache:
     # -- single-flight --
 
     def join(self, key: str, read: str) -> asyncio.Future[Any] | None:
-        """The in-flight fill of this key under these generations, if any."""
-        return self._flights.get((key, read))
+        """The in-flight fill of this key under these generations, if any (on this event
+        loop: a WSGI worker's threads each run one, and a future serves only its own)."""
+        future = self._flights.get((key, read))
+        if future is not None and future.get_loop() is not asyncio.get_running_loop():
+            return None
+        return future
 
     def lead(self, key: str, read: str) -> asyncio.Future[Any]:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()

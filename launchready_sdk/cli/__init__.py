@@ -21,11 +21,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="launchready", description="Launch-readiness checks for an ASGI app."
     )
+    parser.add_argument("--version", action="version", version=f"launchready {_version()}")
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     bench.add_parser(commands)
     audit.add_parser(commands)
     probe.add_parser(commands)
     return parser
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("launchready-sdk")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,6 +14,14 @@ variables fill in the fields the dict leaves out, exactly as for `Settings.from_
 
     LAUNCHREADY = {"service_name": "shop", "cache_routes": {"/products/{id}": 60}}
 
+Under WSGI (`gunicorn mysite.wsgi`, sync or gthread workers), in `wsgi.py`:
+
+    from launchready_sdk.django import launchready_django_wsgi
+    application = launchready_django_wsgi()
+
+(`launchready_django(get_wsgi_application())` is the same.) The same settings give the same
+features; how the ASGI layers run under WSGI is in `launchready_sdk.wsgi`.
+
 `launchready_django(application=None)` sets Django up, builds a `DjangoLaunchReady` from that
 dict, makes sure `LaunchReadyDjangoMiddleware` runs first in `MIDDLEWARE` (it is inserted when
 missing), and returns the SDK's ASGI stack around Django's handler. In a view, the instance is
@@ -78,6 +86,7 @@ from launchready_sdk.django._instance import (
     get_launchready,
     instrument_django,
     launchready_django,
+    launchready_django_wsgi,
 )
 from launchready_sdk.django._middleware import (
     MIDDLEWARE_PATH,
@@ -103,6 +112,7 @@ __all__ = [
     "get_launchready",
     "instrument_django",
     "launchready_django",
+    "launchready_django_wsgi",
     "problem_response",
     "settings_from_django",
 ]

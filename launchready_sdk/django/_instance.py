@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
 from launchready_sdk.app import LaunchReady
 from launchready_sdk.context import current
@@ -59,27 +59,67 @@ class DjangoLaunchReady(LaunchReady):
         inner = app if isinstance(app, DjangoBridge) else DjangoBridge(app)
         return super().wrap(inner)
 
+    def wrap_wsgi(self, app: Any, *, inner: ASGIApp | None = None) -> Any:
+        """The SDK around Django's WSGI handler (gunicorn sync or gthread workers); the
+        path-specific layers run around it through `DjangoBridge`, as under ASGI."""
+        from launchready_sdk.wsgi import WSGIAsASGI
+
+        ensure_middleware(app)
+        if self.settings.configure_logging:
+            quiet_query_log()
+        return super().wrap_wsgi(app, inner=inner or DjangoBridge(WSGIAsASGI(app)))
+
 
 def launchready_django(
-    application: ASGIApp | None = None,
+    application: Any = None,
     *,
     settings: Settings | None = None,
     log_stream: TextIO | None = None,
-) -> ASGIApp:
+) -> Any:
     """Django's ASGI application inside the SDK, configured from `settings.LAUNCHREADY`.
 
+    Given Django's WSGI handler (`get_wsgi_application()`), it returns the WSGI application
+    instead, as `launchready_django_wsgi()` does.
+
     Args:
-        application: Django's ASGI handler; by default `get_asgi_application()`.
+        application: Django's ASGI or WSGI handler; by default `get_asgi_application()`.
         settings: use these instead of the `LAUNCHREADY` dict.
         log_stream: where log lines go (stdout by default).
     """
     lr = DjangoLaunchReady(settings, log_stream=log_stream)
+    from django.core.handlers.wsgi import WSGIHandler
+
+    if isinstance(application, WSGIHandler):
+        return lr.wrap_wsgi(application)
     if application is None:
         ensure_middleware()
         from django.core.asgi import get_asgi_application
 
         application = get_asgi_application()
     return lr.wrap(application)
+
+
+def launchready_django_wsgi(
+    application: Any = None,
+    *,
+    settings: Settings | None = None,
+    log_stream: TextIO | None = None,
+) -> Any:
+    """Django's WSGI application inside the SDK, for `gunicorn project.wsgi` (sync or
+    gthread workers): the same features from the same settings as under ASGI.
+
+    Args:
+        application: Django's WSGI handler; by default `get_wsgi_application()`.
+        settings: use these instead of the `LAUNCHREADY` dict.
+        log_stream: where log lines go (stdout by default).
+    """
+    lr = DjangoLaunchReady(settings, log_stream=log_stream)
+    if application is None:
+        ensure_middleware()
+        from django.core.wsgi import get_wsgi_application
+
+        application = get_wsgi_application()
+    return lr.wrap_wsgi(application)
 
 
 def _setup_django() -> None:

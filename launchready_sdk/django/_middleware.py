@@ -54,7 +54,9 @@ def ensure_middleware(handler: object = None) -> None:
     django_settings.MIDDLEWARE = [MIDDLEWARE_PATH, *current_list]
     load = getattr(handler, "load_middleware", None)
     if callable(load):
-        load(is_async=True)
+        from django.core.handlers.wsgi import WSGIHandler
+
+        load(is_async=not isinstance(handler, WSGIHandler))
 
 
 class LaunchReadyDjangoMiddleware:
@@ -85,7 +87,10 @@ class LaunchReadyDjangoMiddleware:
 
 
 def _finish(request: Any, response: Any) -> Any:
+    # Under ASGI the route goes into the scope; under WSGI into the environ (`META`).
     scope = getattr(request, "scope", None)
+    if scope is None:
+        scope = getattr(request, "META", None)
     match = getattr(request, "resolver_match", None)
     if scope is not None and match is not None:
         route = getattr(match, "route", None)

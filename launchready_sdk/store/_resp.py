@@ -2,10 +2,10 @@
 
 Every limited, cached or idempotent request sends one Redis command, and a general-purpose
 client spends far more CPU around that command than Redis spends answering it. This client
-keeps one connection per process and writes each command as soon as it is issued, so
-concurrent requests share the connection and their commands travel together (automatic
-pipelining: everything issued in one event-loop iteration leaves in one write); replies are
-parsed by hiredis and handed back in order.
+keeps one connection per event loop (one per process under an ASGI server) and writes each
+command as soon as it is issued, so concurrent requests share the connection and their
+commands travel together (automatic pipelining: everything issued in one event-loop iteration
+leaves in one write); replies are parsed by hiredis and handed back in order.
 
 It does only what the SDK needs: commands with bytes/str/int/float arguments, AUTH and SELECT
 from the URL, TLS for `rediss://`, unix sockets. Errors are plain: `RedisReplyError` for an
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import ssl
 import urllib.parse
 from typing import Any
@@ -102,8 +103,24 @@ class _Protocol(asyncio.Protocol):
                 future.set_exception(exc)
 
 
+class _Link:
+    """The connection of one event loop, and its opening in progress."""
+
+    __slots__ = ("connecting", "protocol")
+
+    def __init__(self) -> None:
+        self.protocol: _Protocol | None = None
+        self.connecting: asyncio.Future[_Protocol] | None = None
+
+
 class RespClient:
-    """A single auto-pipelined connection, opened on first use and reopened after a loss.
+    """One auto-pipelined connection per event loop, opened on first use and reopened after
+    a loss.
+
+    A server runs one loop per process, so that is one connection; a WSGI worker with
+    several threads runs a private loop per thread, and each gets its own connection, since
+    a connection belongs to the loop that opened it. Links of loops that have closed are
+    dropped when a new loop connects.
 
     Args:
         url: `redis://[user:password@]host[:port][/db]`, `rediss://...` or `unix:///path?db=N`.
@@ -114,16 +131,16 @@ class RespClient:
         self.url = url
         self.timeout_s = timeout_s
         self._target = parse_redis_url(url)
-        self._protocol: _Protocol | None = None
-        self._connecting: asyncio.Future[_Protocol] | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._links: dict[asyncio.AbstractEventLoop, _Link] = {}
 
     async def execute(self, *args: Arg) -> Any:
         """Send one command and return its reply (error replies are raised)."""
-        protocol = self._protocol
-        if protocol is None or protocol.closed or self._loop is not asyncio.get_running_loop():
-            protocol = await self._connect()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        link = self._links.get(loop)
+        protocol = link.protocol if link is not None else None
+        if protocol is None or protocol.closed:
+            protocol = await self._connect(loop)
+        future: asyncio.Future[Any] = loop.create_future()
         protocol.waiting.append(future)
         protocol.send(encode_command(args))
         try:
@@ -139,18 +156,20 @@ class RespClient:
             raise reply
         return reply
 
-    async def _connect(self) -> _Protocol:
-        loop = asyncio.get_running_loop()
-        if self._loop is not loop:  # a new event loop (tests, reloads): forget the old socket
-            self._protocol, self._connecting, self._loop = None, None, loop
-        if self._connecting is None:
-            self._connecting = loop.create_future()
+    async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
+        link = self._links.get(loop)
+        if link is None:  # a new event loop (a thread's, a test's): forget closed ones
+            for old in [known for known in list(self._links) if known.is_closed()]:
+                self._links.pop(old, None)
+            link = self._links[loop] = _Link()
+        if link.connecting is None:
+            link.connecting = loop.create_future()
             task = loop.create_task(self._open())
-            task.add_done_callback(self._opened)
-        return await asyncio.shield(self._connecting)
+            task.add_done_callback(lambda done: self._opened(link, done))
+        return await asyncio.shield(link.connecting)
 
-    def _opened(self, task: asyncio.Task[_Protocol]) -> None:
-        connecting, self._connecting = self._connecting, None
+    def _opened(self, link: _Link, task: asyncio.Task[_Protocol]) -> None:
+        connecting, link.connecting = link.connecting, None
         if connecting is None or connecting.done():
             return
         if task.cancelled():
@@ -158,8 +177,8 @@ class RespClient:
         elif task.exception() is not None:
             connecting.set_exception(task.exception())  # type: ignore[arg-type]
         else:
-            self._protocol = task.result()
-            connecting.set_result(self._protocol)
+            link.protocol = task.result()
+            connecting.set_result(link.protocol)
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
@@ -182,12 +201,27 @@ class RespClient:
                 raise reply
         return protocol
 
+    @property
+    def connections(self) -> int:
+        """How many event loops hold an open connection now."""
+        links = list(self._links.values())
+        return sum(1 for link in links if link.protocol is not None and not link.protocol.closed)
+
     async def aclose(self) -> None:
-        """Close the connection; pending commands fail with ConnectionError."""
-        protocol, self._protocol = self._protocol, None
-        if protocol is not None and protocol.transport is not None:
+        """Close the connections; pending commands fail with ConnectionError. Another
+        thread's loop closes its own, soon after; a closed loop's is dropped."""
+        current = asyncio.get_running_loop()
+        links, self._links = list(self._links.items()), {}
+        for loop, link in links:
+            protocol, link.protocol = link.protocol, None
+            if protocol is None or protocol.transport is None:
+                continue
             protocol.closed = True
-            protocol.transport.close()
+            if loop is current:
+                protocol.transport.close()
+            elif not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed in between
+                    loop.call_soon_threadsafe(protocol.transport.close)
 
 
 def parse_redis_url(url: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 
 import httpx
@@ -18,7 +19,8 @@ class Providers:
     """Where the payment and email providers are, and the clients that call them.
 
     The sync clients serve the sync views (from any worker thread); the async client serves
-    the async webhook view, on the server's event loop.
+    the async webhook view, one per event loop (an ASGI server has one; under WSGI each
+    worker thread has its own).
     """
 
     def __init__(self) -> None:
@@ -27,7 +29,7 @@ class Providers:
         self._lock = threading.Lock()
         self._payment: httpx.Client | None = None
         self._email: httpx.Client | None = None
-        self._email_async: httpx.AsyncClient | None = None
+        self._email_async: dict[asyncio.AbstractEventLoop, httpx.AsyncClient] = {}
 
     def payment(self) -> httpx.Client:
         with self._lock:
@@ -42,13 +44,15 @@ class Providers:
             return self._email
 
     def email_async(self) -> httpx.AsyncClient:
-        if self._email_async is None:
-            self._email_async = lr().http_client(base_url=self._url(self.email_url))
-        return self._email_async
+        loop = asyncio.get_running_loop()
+        client = self._email_async.get(loop)
+        if client is None:
+            client = self._email_async[loop] = lr().http_client(base_url=self._url(self.email_url))
+        return client
 
     def _url(self, url: str | None) -> str:
         if url is None:
-            raise RuntimeError("the providers are not set up: import examples.django_shop.asgi")
+            raise RuntimeError("the providers are not set up: import the shop's asgi or wsgi")
         return url
 
 

@@ -353,7 +353,12 @@ def undo_order(user_id: int, order_id: str, lines: list[tuple[int, int]]) -> Non
 
 
 def webhook_url(request: HttpRequest) -> str:
-    return own_webhook_url(getattr(request, "scope", {}).get("server"))
+    scope = getattr(request, "scope", None)
+    if scope is not None:  # ASGI
+        return own_webhook_url(scope.get("server"))
+    # WSGI: the address gunicorn's socket listens on (never the client's Host header).
+    sock = request.META.get("gunicorn.socket")
+    return own_webhook_url(sock.getsockname()[:2] if sock is not None else None)
 
 
 def create_charge(order_id: str, total: int, hook: str) -> str:

@@ -1,0 +1,24 @@
+"""The Django shop's WSGI application: `gunicorn examples.django_shop.wsgi` (sync workers).
+
+Importing it migrates and seeds the database on first start, starts the fake providers when
+`PAYMENT_URL` is unset, and wraps Django's WSGI handler in the SDK configured from
+`settings.LAUNCHREADY`, with the same features as `asgi.py` gives under an ASGI server.
+"""
+
+from __future__ import annotations
+
+import os
+
+# The shop's own settings, whatever another project left in the environment.
+os.environ["DJANGO_SETTINGS_MODULE"] = "examples.django_shop.settings"
+
+import django
+
+django.setup()
+
+from examples.django_shop.startup import prepare, report  # noqa: E402
+from launchready_sdk.django import launchready_django_wsgi  # noqa: E402
+
+_prepared = prepare()
+application = launchready_django_wsgi()
+report(_prepared)
