@@ -266,6 +266,8 @@ def test_django_accounts_and_admin_logins_are_limited(auth_project: Server) -> N
     routes = {item["route"] for item in report[0]["routes"]}
     assert {"/accounts/login/", "/accounts/password_reset/", "/admin/login/"} <= routes
     assert "/login-history" not in routes
+    assert not [r for r in routes if r.startswith("/admin/auth/user/") and "password" not in r]
+    assert report[0]["store"].startswith("memory: each worker process")
 
 
 def test_django_keeps_its_html_pages_for_browsers(auth_project: Server) -> None:

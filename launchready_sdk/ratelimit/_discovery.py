@@ -38,7 +38,6 @@ _PHRASES: Mapping[tuple[str, ...], str] = {
             ("signin",),
             ("sign", "in"),
             ("authenticate",),
-            ("auth",),
         ],
         "login",
     ),
@@ -138,10 +137,13 @@ def route_kind(template: str) -> str | None:
     webhook route, so a provider's callbacks are never throttled like a login form.
     """
     kind: str | None = None
-    for segment in template.lower().split("/"):
-        if not segment or segment.startswith("{"):
+    segments = [s for s in template.lower().split("/") if s]
+    for at, segment in enumerate(segments):
+        if segment.startswith("{"):
             continue
         words = tuple(_WORDS.findall(segment))
+        if words == ("auth",) and at == len(segments) - 1:  # `POST /auth`, `/api/auth`; not
+            words = ("login",)  # the admin's pages of Django's auth app (/admin/auth/user/)
         if "webhook" in words or "webhooks" in words:
             return "webhook"
         found = _PHRASES.get(words)

@@ -198,7 +198,12 @@ class RateLimiter:
         covered = {p: self._rule_of(p) for p in paths}
         protected = [{"route": p, "rate": self.rules[spec]} for p, spec in covered.items() if spec]
         if protected:
-            _log.info("ratelimit.protected", routes=protected)
+            store = (
+                "redis: every worker and instance shares each budget"
+                if self.redis is not None
+                else "memory: each worker process keeps its own budgets; set redis_url to share"
+            )
+            _log.info("ratelimit.protected", routes=protected, store=store)
         if self.defaults and not protected:
             _log.warning(
                 "ratelimit.no_route_protected",
