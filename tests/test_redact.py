@@ -1228,3 +1228,13 @@ def test_property_cards_in_any_grouping_are_redacted(
 def test_phone_numbers_timestamps_and_order_numbers_survive(text: str) -> None:
     """Look-alikes of grouped card numbers are kept."""
     assert redact({"msg": text}) == {"msg": text}
+
+
+def test_a_card_followed_by_its_cvv_is_found_and_a_digit_uuid_is_kept() -> None:
+    """`4111 1111 1111 1111 123` loses the card (the CVV group after it is kept); an all-digit
+    UUID is never cut into a card."""
+    card = luhn_complete("4", 16)
+    spaced = " ".join(card[i : i + 4] for i in range(0, 16, 4))
+    assert redact(f"card {spaced} 123 exp 12") == "card [REDACTED:card] 123 exp 12"
+    uuid_digits = f"{card[:8]}-{card[8:12]}-{card[12:16]}-1234-567890123456"
+    assert redact(uuid_digits) == uuid_digits

@@ -56,10 +56,8 @@ def is_card(digits: str) -> bool:
 def redact_cards(text: str) -> str:
     """Card numbers replaced: an issuer prefix, a valid length and a Luhn check are required.
 
-    A run of digit groups (separated by spaces or dashes) is a card when its digits are one;
-    otherwise each stretch of whole groups holding 13 to 19 digits is tried, so a card followed
-    by its CVV or preceded by a quantity is still found. A single group longer than 19 digits
-    is never cut into a card.
+    A run of digit groups (separated by up to two spaces or dashes, in any grouping) is a card
+    when its digits, 13 to 19 of them, are one.
     """
     raw = text.encode("utf-8", "surrogatepass")
     if _THIRTEEN_DIGITS not in raw.translate(_CARD_SHAPE, b" -"):
@@ -77,25 +75,21 @@ def redact_cards(text: str) -> str:
 
 
 def _card_in_run(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The span of the card number in a run of digit groups, or None."""
-    groups = [(g.start(), g.end()) for g in _GROUP_RE.finditer(text, start, end)]
-    digits = [text[a:b] for a, b in groups]
-    if 13 <= sum(map(len, digits)) <= 19 and is_card("".join(digits)):
+    """The span of the card number in a run of digit groups, else None.
+
+    The whole run counts, or the run without a last group of at most four digits (a card
+    followed by its CVV or expiry). A card is never cut out of the middle of a longer run (an
+    all-digit UUID's 8-4-4 groups), so identifiers stay intact.
+    """
+    groups = list(_GROUP_RE.finditer(text, start, end))
+    digits = "".join(g.group() for g in groups)
+    if 13 <= len(digits) <= 19 and is_card(digits):
         return start, end
-    if len(groups) == 1:
-        return None
-    for i in range(len(groups)):
-        total = 0
-        for j in range(i, len(groups)):
-            total += len(digits[j])
-            if total > 19:
-                break
-            if (
-                total >= 13
-                and (i, j) != (0, len(groups) - 1)
-                and is_card("".join(digits[i : j + 1]))
-            ):
-                return groups[i][0], groups[j][1]
+    last = groups[-1]
+    if len(groups) > 1 and len(last.group()) <= 4:
+        head = digits[: -len(last.group())]
+        if 13 <= len(head) <= 19 and is_card(head):
+            return start, groups[-2].end()
     return None
 
 
