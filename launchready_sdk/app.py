@@ -4,18 +4,27 @@
 outermost first:
 
 1. tracing             OpenTelemetry server spans, only when `otel_exporter` asks for them
-2. request context     X-Request-ID, client address, access log, last-resort 500 problem+json;
+2. security headers    nosniff, X-Frame-Options, Referrer-Policy, COOP, Permissions-Policy,
+                       CSP and (over HTTPS) HSTS on every response that lacks them: outside
+                       everything that answers, so the SDK's own 400s, redirects, 404s, 429s,
+                       503s, its last-resort 500 and cache hits carry them too
+3. request context     X-Request-ID, client address, access log, last-resort 500 problem+json;
                        its lifespan hooks start the SDK's background work at start-up and stop
                        it (and close Redis) at shutdown
-3. health              /healthz and /readyz, answered before anything below can refuse them;
+4. hosts and redirects `allowed_hosts` (400 before any URL is built from the Host), then one
+                       redirect stage: legacy 301 map, HTTP to HTTPS on the same host, the
+                       canonical host; exempt routes are never redirected, and the SDK's
+                       endpoints pass whatever their Host
+   (a request for a path none of 5-9 acts on goes from 4 straight to the app)
+5. health              /healthz and /readyz, answered before anything below can refuse them;
                        readiness turns 503 when shutdown begins
-4. metrics             serves /metrics (the timing itself is taken by the request-context
+6. metrics             serves /metrics (the timing itself is taken by the request-context
                        layer, which already has the duration, status and route template)
-   (a request for a path none of 3-7 acts on goes from 2 straight to the app)
-5. rate limits         429 before the app runs or the body is read (only on ruled routes)
-6. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
-7. cache               GET/HEAD of cache routes answered from the store; misses fill it
-8. the app
+7. admin guard         `admin_paths` only from `admin_allow`; others get the app's own 404
+8. rate limits         429 before the app runs or the body is read (only on ruled routes)
+9. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
+10. cache              GET/HEAD of cache routes answered from the store; misses fill it
+11. the app
 
 Because the request-context layer is outside the framework's own error handling, 404s, 405s,
 the SDK's own 4xx/503s and unhandled 500s all carry the request ID. Health, readiness and
@@ -34,6 +43,7 @@ Where each part lives (packages keep their internals in `_name.py` modules):
     telemetry.py   OpenTelemetry tracing                   dbtiming.py  SQL statement timing
     store/         Redis client, breaker, scripts, LRU     responses.py problem+json bodies
     body.py        capped request bodies                   django/      Django integration
+    perimeter/     security headers, CSP, hosts, redirects, admin guard
     testing.py     switches for users' test suites         cli/         `launchready` command
 """
 
@@ -71,6 +81,12 @@ from launchready_sdk.outbound import (
     http_client_sync,
 )
 from launchready_sdk.patterns import PatternTable
+from launchready_sdk.perimeter import (
+    AdminGuardMiddleware,
+    RedirectMiddleware,
+    SecurityHeadersMiddleware,
+    docs_policies,
+)
 from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.ratelimit import RateLimiter, RateLimitMiddleware
 from launchready_sdk.routing import iter_route_paths
@@ -308,6 +324,11 @@ class LaunchReady:
                 client_ip=self.proxy.client_ip,
                 header_style=s.rate_limit_headers,
             )
+        if s.admin_paths:
+            stack = guard = AdminGuardMiddleware(
+                stack, paths=s.admin_paths, allow=s.admin_allow, client_ip=self.proxy.client_ip
+            )
+            tables.append(guard.table)
         stack = MetricsEndpoint(stack, tracker=self.latency, path=s.metrics_path)
         stack = HealthMiddleware(
             stack, readiness=self.readiness, health_path=s.health_path, ready_path=s.ready_path
@@ -326,12 +347,60 @@ class LaunchReady:
             stack, app, covers, on_first=lambda: self._discover_routes(report=True)
         )
         self._discover_routes()
+        stack = self._redirects(stack)
         stack = self._request_context(stack)
+        stack = self._security_headers(stack)
         quiet = (s.health_path, s.ready_path, s.metrics_path)
         self.telemetry = setup_telemetry(
             s.otel_exporter, s.service_name, excluded_paths=quiet, redactor=self.redactor
         )
         return self.telemetry.wrap(stack) if self.telemetry is not None else stack
+
+    def _redirects(self, app: ASGIApp) -> ASGIApp:
+        """Trusted hosts and the redirect stage, when any of them is set."""
+        s = self.settings
+        if not (s.allowed_hosts or s.https_redirect or s.canonical_host or s.redirects):
+            return app
+        if s.https_redirect and not s.trusted_proxies:
+            _log.info(
+                "perimeter.https_redirect",
+                detail="a request counts as HTTPS only when this server speaks TLS itself or a "
+                "trusted proxy says so (X-Forwarded-Proto); trusted_proxies is empty",
+            )
+        if s.https_redirect and not (s.allowed_hosts or s.canonical_host):
+            _log.warning(
+                "perimeter.hosts_unchecked",
+                hint="https_redirect writes the request's own Host into Location; set "
+                "allowed_hosts (or canonical_host) so only your hosts are ever written",
+            )
+        return RedirectMiddleware(
+            app,
+            allowed_hosts=s.allowed_hosts,
+            canonical_host=s.canonical_host,
+            https_redirect=s.https_redirect,
+            redirects=s.redirects,
+            exempt=s.redirect_exempt,
+            endpoints=self._endpoints,
+            proxy=self.proxy,
+        )
+
+    def _security_headers(self, app: ASGIApp) -> ASGIApp:
+        """Security headers around everything that answers, when any is on."""
+        s = self.settings
+        if not (s.security_headers or s.csp or s.csp_routes or s.hsts_max_age_s):
+            return app
+        routes = dict(s.csp_routes)
+        if s.csp:
+            routes = {**docs_policies(self.app, taken=routes), **routes}
+        return SecurityHeadersMiddleware(
+            app,
+            security_headers=s.security_headers,
+            csp=s.csp,
+            csp_routes=routes,
+            csp_report_only=s.csp_report_only,
+            hsts_max_age_s=s.hsts_max_age_s,
+            proxy=self.proxy,
+        )
 
     def _request_context(self, app: ASGIApp) -> ASGIApp:
         s = self.settings
