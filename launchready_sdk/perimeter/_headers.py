@@ -176,9 +176,14 @@ class SecurityHeadersMiddleware:
         if not isinstance(headers, list):
             headers = list(headers)
         secure = plan.scheme_matters and self._secure(scope)
+        if nonce is None or not nonce.used:
+            names = plan.names[secure]
+            for name, _ in headers:
+                if name.lower() in names:
+                    break
+            else:  # the common case: the app set none of them
+                return [*headers, *plan.blocks[secure]]
         present = {name.lower() for name, _ in headers}
-        if (nonce is None or not nonce.used) and present.isdisjoint(plan.names[secure]):
-            return [*headers, *plan.blocks[secure]]
         return self._merged(headers, present, plan, secure, nonce)
 
     def _secure(self, scope: Scope) -> bool:

@@ -353,41 +353,44 @@ class RedirectMiddleware:
         if self.hosts and (host is None or not self.hosts.allows(host[0])):
             await self._refuse_host(scope, send)
             return
-        if self._redirecting and await self._redirected(scope, send, path, host):
-            return
+        if self._redirecting:
+            location = self._decide(scope, path, host)
+            if location is not None:
+                await self._redirect(scope, send, location)
+                return
         await self.app(scope, receive, send)
 
     def _allowed(self, scope: Scope) -> bool:
         host = parse_host(self._proxy.host(scope))
         return host is not None and self.hosts.allows(host[0])
 
-    async def _redirected(
-        self, scope: Scope, send: Send, path: str, host: tuple[str, int | None] | None
-    ) -> bool:
-        """Send the redirect this request needs, if any; True when one was sent."""
+    def _decide(self, scope: Scope, path: str, host: tuple[str, int | None] | None) -> str | None:
+        """Where this request must go ("" when it needs a redirect no valid host allows), or
+        None when it is served here."""
         scheme = self._proxy.scheme(scope)
         name = host[0] if host is not None else None
         upgrade = self.https and scheme == "http"
         move = self._canonical_name is not None and name != self._canonical_name
         legacy = self.map.target(path) if self.map else None
         if not (upgrade or move or legacy is not None) or self.exempt.match(path):
-            return False
+            return None
         if upgrade and self._says_https(scope):
             upgrade = False
             if not (move or legacy is not None):
-                return False
-        location = self._location(scope, scheme, host, upgrade, move, legacy)
-        if location is None:
-            await send_problem(
-                send, 400, "The request names no valid host to redirect to.", scope=scope
-            )
-            return True
+                return None
+        return self._location(scope, scheme, host, upgrade, move, legacy) or ""
+
+    async def _redirect(self, scope: Scope, send: Send, location: str) -> None:
+        if not location:
+            detail = "The request names no valid host to redirect to."
+            await send_problem(send, 400, detail, scope=scope)
+            return
         if len(location) > MAX_LOCATION_BYTES:
             await send_problem(send, 414, "The URL is too long to redirect.", scope=scope)
-            return True
+            return
         if self._loops.looping(_loop_key(scope, location), time.monotonic()):
             await self._refuse_loop(scope, send, location)
-            return True
+            return
         status = 301 if request_method(scope) in ("GET", "HEAD") else 308
         await send(
             {
@@ -397,7 +400,6 @@ class RedirectMiddleware:
             }
         )
         await send({"type": "http.response.body", "body": b""})
-        return True
 
     def _location(
         self,
