@@ -21,7 +21,7 @@ Security stance: `Location` is always absolute (`https://host/path?query`), its 
 host the lists vouch for (listed in `allowed_hosts`, the canonical host, or any syntactically
 valid host when `allowed_hosts` is empty) or the canonical host; a host that is not vouched
 for is never written (a plain-HTTP request for it goes to the canonical host, or gets a 400).
-The path is the one the client sent, percent-encoded where needed, with a leading `//`
+The path is the one the client sent, percent-encoded where needed, with every `//`
 written `/%2F`, so `//evil.example`, `/\\evil.example` and `/%2F%2Fevil.example` stay paths on
 this site even if something downstream shortens the URL. A 301 map is checked at start-up:
 entries that point at themselves or chain into another entry are a `ValueError`.
@@ -34,8 +34,8 @@ a 508 problem and an error line saying how to fix the proxy, never an endless 30
 
 Limits, candidly: the HTTPS redirect drops any port (`http://host:8080/` goes to
 `https://host/`), as an HTTPS port cannot be guessed; a `Location` longer than 8,000 bytes
-gets a 414 instead. The loop breaker is a heuristic keyed on the peer, host, URL, user agent
-and cookies: a client that itself repeats one plain-HTTP request six times in 10 s meets it.
+gets a 414 instead. The loop breaker is a heuristic keyed on the client address, URL, user
+agent and cookies: a client that itself repeats one plain-HTTP request six times in 10 s meets it.
 """
 
 from __future__ import annotations
@@ -79,12 +79,14 @@ def _escape(raw: bytes, unsafe: re.Pattern[bytes]) -> str:
 
 
 def safe_path(raw: bytes) -> str:
-    """A request path fit for an absolute `Location`: escaped, starting with one `/`."""
+    """A request path fit for an absolute `Location`: escaped, starting with one `/`, and
+    without `//` anywhere (written `/%2F`), so no dot segment a browser resolves can bring a
+    `//host` to the front."""
     text = _escape(raw, _PATH_UNSAFE)
     if not text.startswith("/"):
         text = "/" + text
-    if text.startswith("//"):
-        text = "/%2F" + text[2:]
+    while "//" in text:
+        text = text.replace("//", "/%2F")
     return text
 
 
@@ -388,7 +390,8 @@ class RedirectMiddleware:
         if len(location) > MAX_LOCATION_BYTES:
             await send_problem(send, 414, "The URL is too long to redirect.", scope=scope)
             return
-        if self._loops.looping(_loop_key(scope, location), time.monotonic()):
+        key = _loop_key(scope, self._proxy.client_ip(scope), location)
+        if self._loops.looping(key, time.monotonic()):
             await self._refuse_loop(scope, send, location)
             return
         status = 301 if request_method(scope) in ("GET", "HEAD") else 308
@@ -520,12 +523,11 @@ def _with_query(target: str, query: str) -> str:
     return f"{target}&{query}" if "?" in target else f"{target}?{query}"
 
 
-def _loop_key(scope: Scope, location: str) -> int:
-    peer = scope.get("client")
+def _loop_key(scope: Scope, client: str | None, location: str) -> int:
     agent = cookie = b""
     for name, value in scope.get("headers") or ():
         if name == b"user-agent":
             agent = value
         elif name == b"cookie":
             cookie = value
-    return hash((peer[0] if peer else None, location, agent, cookie))
+    return hash((client, location, agent, cookie))
