@@ -90,7 +90,13 @@ class _Plan:
                 block.append((b"strict-transport-security", hsts))
             blocks.append(block)
         self.blocks = (blocks[0], blocks[1])
-        self.names = (frozenset(n for n, _ in blocks[0]), frozenset(n for n, _ in blocks[1]))
+        # An app's own X-Frame-Options matters even when the SDK sends none: it decides the
+        # policy's frame-ancestors.
+        extra = {_XFO} if policy is not None and policy.frames else set()
+        self.names = (
+            frozenset({n for n, _ in blocks[0]} | extra),
+            frozenset({n for n, _ in blocks[1]} | extra),
+        )
         self.scheme_matters = blocks[0] != blocks[1]
 
 
@@ -265,7 +271,10 @@ def docs_policies(app: Any, taken: Iterable[str] = ()) -> dict[str, str]:
     """
     keys = {normalize_path(p).lower() for p in taken}
     found: dict[str, str] = {}
-    for attribute in ("docs_url", "redoc_url", "swagger_ui_oauth2_redirect_url"):
+    attributes = ["docs_url", "redoc_url"]
+    if getattr(app, "docs_url", None):  # FastAPI serves the OAuth2 page only beside /docs
+        attributes.append("swagger_ui_oauth2_redirect_url")
+    for attribute in attributes:
         path = getattr(app, attribute, None)
         if not isinstance(path, str) or not path.startswith("/") or "{" in path or "*" in path:
             continue
