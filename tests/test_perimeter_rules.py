@@ -117,9 +117,12 @@ def test_policy_variants() -> None:
 def test_the_nonce_is_made_only_when_read() -> None:
     """A nonce costs nothing until a template reads it; then it is 128 random bits."""
     nonce = CspNonce()
-    assert not nonce.used and nonce.value is None
+    assert not nonce.used
+    assert nonce.value is None
     first = str(nonce)
-    assert nonce.used and str(nonce) == first and nonce.__html__() == first
+    assert nonce.used
+    assert str(nonce) == first
+    assert nonce.__html__() == first
     assert re.fullmatch(r"[A-Za-z0-9_-]{22}", first)
     assert str(CspNonce()) != first
     assert csp_nonce({"launchready.csp_nonce": nonce}) == first
@@ -247,7 +250,8 @@ def test_safe_path_never_names_another_host(raw: bytes) -> None:
     """Whatever bytes a path holds, the Location built from it stays on this host, as a
     browser reads it (`\\` as `/`, dot segments resolved) and with the origin cut off."""
     path = safe_path(raw)
-    assert path.startswith("/") and "//" not in path
+    assert path.startswith("/")
+    assert "//" not in path
     assert all(0x21 <= b < 0x7F for b in path.encode())
     for candidate in (path, path.replace("\\", "/")):
         assert urlsplit(urljoin("https://shop.example/", candidate)).hostname == "shop.example"

@@ -193,7 +193,7 @@ def parse_policy(policy: str | Mapping[str, Any]) -> list[tuple[str, tuple[str, 
 
 
 def _split_header(text: str) -> list[tuple[str, list[str]]]:
-    if not text.isascii() or any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F for c in text):
+    if not text.isascii() or any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F for c in text):
         raise ValueError(
             "the policy holds control or non-ASCII characters (a line break would end the "
             "header); write it on one line, IDNA hosts as xn--..."

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import Context, Engine
 
 from launchready_sdk import cached, get_logger, get_request_id
 from launchready_sdk.django import cached_sync, get_launchready
@@ -90,3 +91,9 @@ async def expensive_async(pk: int) -> dict[str, int]:
 
 async def computed_async(request: HttpRequest, pk: int) -> JsonResponse:
     return JsonResponse({**await expensive_async(pk), "calls": computed_calls.get("async", 0)})
+
+
+def page(request: HttpRequest) -> HttpResponse:
+    """An HTML page with an inline script carrying the request's CSP nonce."""
+    template = Engine().from_string('<script nonce="{{ request.csp_nonce }}">let x;</script>')
+    return HttpResponse(template.render(Context({"request": request})))
