@@ -4,30 +4,34 @@
 outermost first:
 
 1. tracing             OpenTelemetry server spans, only when `otel_exporter` asks for them
-2. security headers    nosniff, X-Frame-Options, Referrer-Policy, COOP, Permissions-Policy,
-                       CSP and (over HTTPS) HSTS on every response that lacks them: outside
-                       everything that answers, so the SDK's own 400s, redirects, 404s, 429s,
-                       503s, its last-resort 500 and cache hits carry them too
-3. request context     X-Request-ID, client address, access log, last-resort 500 problem+json;
+2. request context     X-Request-ID, client address, access log, last-resort 500 problem+json;
                        its lifespan hooks start the SDK's background work at start-up and stop
                        it (and close Redis) at shutdown
-4. hosts and redirects `allowed_hosts` (400 before any URL is built from the Host), then one
-                       redirect stage: legacy 301 map, HTTP to HTTPS on the same host, the
-                       canonical host; exempt routes are never redirected, and the SDK's
-                       endpoints pass whatever their Host
-   (a request for a path none of 5-9 acts on goes from 4 straight to the app)
-5. health              /healthz and /readyz, answered before anything below can refuse them;
+   + security headers  nosniff, X-Frame-Options, Referrer-Policy, COOP, Permissions-Policy,
+                       CSP and (over HTTPS) HSTS, added by the request-context layer to every
+                       response leaving it that lacks them: its own last-resort 500 and all
+                       below (the SDK's 400s, redirects, 404s, 429s, 503s, cache hits)
+3. hosts and redirects the dispatch's gate, met by every request first: `allowed_hosts` (400
+                       before any URL is built from the Host), then one redirect stage: legacy
+                       301 map, HTTP to HTTPS on the same host, the canonical host; exempt
+                       routes are never redirected, and the SDK's endpoints pass whatever
+                       their Host
+   (a request for a path none of 4-8 acts on goes from the gate straight to the app)
+4. health              /healthz and /readyz, answered before anything below can refuse them;
                        readiness turns 503 when shutdown begins
-6. metrics             serves /metrics (the timing itself is taken by the request-context
+5. metrics             serves /metrics (the timing itself is taken by the request-context
                        layer, which already has the duration, status and route template)
-7. admin guard         `admin_paths` only from `admin_allow`; others get the app's own 404
-8. rate limits         429 before the app runs or the body is read (only on ruled routes)
-9. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
-10. cache              GET/HEAD of cache routes answered from the store; misses fill it
-11. the app
+6. admin guard         `admin_paths` only from `admin_allow`; others get the app's own 404
+7. rate limits         429 before the app runs or the body is read (only on ruled routes)
+8. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
+9. cache               GET/HEAD of cache routes answered from the store; misses fill it
+10. the app
 
 Because the request-context layer is outside the framework's own error handling, 404s, 405s,
-the SDK's own 4xx/503s and unhandled 500s all carry the request ID. Health, readiness and
+the SDK's own 4xx/503s and unhandled 500s all carry the request ID and the security headers.
+The headers and the gate ride on layers every request passes anyway (the request context and
+the dispatch) rather than adding two layers of their own; `SecurityHeadersMiddleware` and
+`RedirectMiddleware` are the same parts as layers, for use without `wrap`. Health, readiness and
 metrics are answered above the limiter and the cache and are not timed. Other modules link
 here rather than restate this order.
 
@@ -51,7 +55,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import httpx
 
@@ -83,8 +87,8 @@ from launchready_sdk.outbound import (
 from launchready_sdk.patterns import PatternTable
 from launchready_sdk.perimeter import (
     AdminGuardMiddleware,
-    RedirectMiddleware,
-    SecurityHeadersMiddleware,
+    RedirectStage,
+    SecurityHeaders,
     docs_policies,
 )
 from launchready_sdk.proxy import ProxyResolver
@@ -344,23 +348,25 @@ class LaunchReady:
             )
 
         stack = self._dispatch = PathDispatch(
-            stack, app, covers, on_first=lambda: self._discover_routes(report=True)
+            stack,
+            app,
+            covers,
+            on_first=lambda: self._discover_routes(report=True),
+            gate=self._redirect_stage(),
         )
         self._discover_routes()
-        stack = self._redirects(stack)
         stack = self._request_context(stack)
-        stack = self._security_headers(stack)
         quiet = (s.health_path, s.ready_path, s.metrics_path)
         self.telemetry = setup_telemetry(
             s.otel_exporter, s.service_name, excluded_paths=quiet, redactor=self.redactor
         )
         return self.telemetry.wrap(stack) if self.telemetry is not None else stack
 
-    def _redirects(self, app: ASGIApp) -> ASGIApp:
+    def _redirect_stage(self) -> RedirectStage | None:
         """Trusted hosts and the redirect stage, when any of them is set."""
         s = self.settings
         if not (s.allowed_hosts or s.https_redirect or s.canonical_host or s.redirects):
-            return app
+            return None
         if s.https_redirect and not s.trusted_proxies:
             _log.info(
                 "perimeter.https_redirect",
@@ -373,8 +379,7 @@ class LaunchReady:
                 hint="https_redirect writes the request's own Host into Location; set "
                 "allowed_hosts (or canonical_host) so only your hosts are ever written",
             )
-        return RedirectMiddleware(
-            app,
+        return RedirectStage(
             allowed_hosts=s.allowed_hosts,
             canonical_host=s.canonical_host,
             https_redirect=s.https_redirect,
@@ -384,16 +389,15 @@ class LaunchReady:
             proxy=self.proxy,
         )
 
-    def _security_headers(self, app: ASGIApp) -> ASGIApp:
-        """Security headers around everything that answers, when any is on."""
+    def _security_headers(self) -> SecurityHeaders | None:
+        """The security headers of every response, when any is on."""
         s = self.settings
         if not (s.security_headers or s.csp or s.csp_routes or s.hsts_max_age_s):
-            return app
+            return None
         routes = dict(s.csp_routes)
         if s.csp:
             routes = {**docs_policies(self.app, taken=routes), **routes}
-        return SecurityHeadersMiddleware(
-            app,
+        return SecurityHeaders(
             security_headers=s.security_headers,
             csp=s.csp,
             csp_routes=routes,
@@ -419,6 +423,7 @@ class LaunchReady:
             error_log=access.error,
             on_startup=self.startup,
             on_shutdown=self.shutdown,
+            response_headers=self._security_headers(),
         )
 
     def _observer(self, access: AccessLog | None) -> AccessLog:
@@ -477,8 +482,21 @@ class LaunchReady:
             self.telemetry.shutdown()
 
 
+class Gate(Protocol):
+    """What every request meets first in the dispatch: the perimeter's hosts and redirects."""
+
+    def check(self, scope: Scope) -> str | None:
+        """None when the request goes on; else an answer for `respond`."""
+
+    async def respond(self, scope: Scope, send: Send, answer: str) -> None:
+        """Send the answer."""
+
+
 class PathDispatch:
     """Sends a request through the path-specific layers only when one of them acts on its path.
+
+    First, every request meets the `gate` when there is one (trusted hosts and the redirect
+    stage): it may answer there, before any layer or the app.
 
     Health, readiness, metrics, rate limits, idempotency and the cache each act on a few
     routes; a request for any other path goes straight to the app, skipping a layer call
@@ -495,9 +513,11 @@ class PathDispatch:
         covers: Callable[[str], bool],
         max_paths: int = 4096,
         on_first: Callable[[], None] | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.layers = layers
         self.app = app
+        self.gate = gate
         self._covers = covers
         self._known: dict[str, bool] = {}
         self._max_paths = max_paths
@@ -507,6 +527,12 @@ class PathDispatch:
         if self._on_first is not None and scope["type"] == "http":
             first, self._on_first = self._on_first, None
             first()
+        gate = self.gate
+        if gate is not None:
+            answer = gate.check(scope)
+            if answer is not None:
+                await gate.respond(scope, send, answer)
+                return
         if scope["type"] == "http":
             path = route_path(scope)
             covered = self._known.get(path)

@@ -188,6 +188,11 @@ class ProxyResolver:
     def __repr__(self) -> str:
         return f"ProxyResolver({[str(net) for net in self._networks]!r})"
 
+    @property
+    def trusts_anyone(self) -> bool:
+        """Whether any proxy is trusted (with none, the scope's own scheme and Host count)."""
+        return bool(self._networks)
+
     def is_trusted_peer(self, scope: Mapping[str, Any]) -> bool:
         """Tell whether the socket peer of `scope` is one of the trusted proxies."""
         if not self._networks:

@@ -351,16 +351,20 @@ async def test_fastapi_docs_get_a_policy_that_lets_them_load(asgi_client: Any) -
     assert "content-security-policy" not in (await c.get("/docs")).headers
 
 
-async def test_turning_everything_off_installs_no_layer() -> None:
-    """With the headers off, no CSP and no HSTS, `wrap` adds no perimeter layer."""
-    settings = Settings(configure_logging=False, security_headers=False, csp="", hsts_max_age_s=0)
-    app = LaunchReady(settings).stack(_starlette())
-    layers = []
-    while app is not None:
-        layers.append(type(app).__name__)
-        app = getattr(app, "app", None)
-    assert "SecurityHeadersMiddleware" not in layers
-    assert "RedirectMiddleware" not in layers
+async def test_turning_everything_off_adds_no_work() -> None:
+    """With the headers off, no CSP, no HSTS and no host or redirect setting, `wrap` gives
+    the request context no headers to add and the dispatch no gate."""
+    off = Settings(configure_logging=False, security_headers=False, csp="", hsts_max_age_s=0)
+    lr = LaunchReady(off)
+    lr.stack(_starlette())
+    assert lr._dispatch is not None
+    assert lr._dispatch.gate is None
+    assert lr._security_headers() is None
+    on = LaunchReady(Settings(configure_logging=False, allowed_hosts=("shop.example",)))
+    on.stack(_starlette())
+    assert on._dispatch is not None
+    assert on._dispatch.gate is not None
+    assert on._security_headers() is not None
 
 
 async def test_the_middlewares_work_alone(asgi_client: Any) -> None:

@@ -40,6 +40,7 @@ from launchready_sdk.perimeter._headers import (
     DEFAULT_HEADERS,
     DEFAULT_HSTS_MAX_AGE_S,
     DOCS_POLICY,
+    SecurityHeaders,
     SecurityHeadersMiddleware,
     docs_policies,
 )
@@ -54,6 +55,7 @@ from launchready_sdk.perimeter._redirects import (
     DEFAULT_REDIRECT_EXEMPT,
     RedirectMap,
     RedirectMiddleware,
+    RedirectStage,
     host_name,
     safe_path,
 )
@@ -73,6 +75,8 @@ __all__ = [
     "Policy",
     "RedirectMap",
     "RedirectMiddleware",
+    "RedirectStage",
+    "SecurityHeaders",
     "SecurityHeadersMiddleware",
     "check_canonical_host",
     "check_host_entry",

@@ -39,7 +39,7 @@ from launchready_sdk.perimeter._hosts import parse_host
 from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
-__all__ = ["DEFAULT_HEADERS", "SecurityHeadersMiddleware", "docs_policies"]
+__all__ = ["DEFAULT_HEADERS", "SecurityHeaders", "SecurityHeadersMiddleware", "docs_policies"]
 
 DEFAULT_CSP = (
     "default-src 'self'; base-uri 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -68,6 +68,9 @@ DOCS_POLICY = (
     "object-src 'none'"
 )
 _XFO = b"x-frame-options"
+_MEMO_SIZE = 4096
+_MAX_MEMO_PATH = 256
+Header = tuple[bytes, bytes]
 _CSP_NAMES = (b"content-security-policy", b"content-security-policy-report-only")
 _LOCAL = frozenset({"localhost"})
 
@@ -75,12 +78,13 @@ _LOCAL = frozenset({"localhost"})
 class _Plan:
     """What one policy adds: the header block and its names, over HTTP and over HTTPS."""
 
-    __slots__ = ("blocks", "names", "policy", "scheme_matters")
+    __slots__ = ("blocks", "names", "policy", "scheme_matters", "uses_nonce")
 
     def __init__(
         self, policy: Policy | None, static: Headers, csp_name: bytes, hsts: bytes | None
     ) -> None:
         self.policy = policy
+        self.uses_nonce = policy is not None and policy.uses_nonce
         blocks: list[Headers] = []
         for secure in (False, True):
             block = list(static)
@@ -100,11 +104,14 @@ class _Plan:
         self.scheme_matters = blocks[0] != blocks[1]
 
 
-class SecurityHeadersMiddleware:
-    """Adds the security headers to every HTTP response (see the module docstring).
+class SecurityHeaders:
+    """The security headers of every response: `begin(scope)` as a request arrives,
+    `finish(scope, state, headers)` as its response starts (see the module docstring).
+
+    `LaunchReady` hands this to the request-context layer, which adds the headers to every
+    response leaving it; `SecurityHeadersMiddleware` is the same as a layer of its own.
 
     Args:
-        app: the ASGI app to wrap.
         security_headers: nosniff, X-Frame-Options, Referrer-Policy, COOP, Permissions-Policy.
         headers: overrides of those (`{"Referrer-Policy": "no-referrer"}`; None drops one).
         csp: the policy, as a header value or a mapping of directives; "" or None for none.
@@ -123,7 +130,6 @@ class SecurityHeadersMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         security_headers: bool = True,
         headers: Mapping[str, str | None] | None = None,
@@ -136,7 +142,6 @@ class SecurityHeadersMiddleware:
         proxy: ProxyResolver | None = None,
         trusted_proxies: Iterable[str] = (),
     ) -> None:
-        self.app = app
         self.csp_name = _CSP_NAMES[1] if csp_report_only else _CSP_NAMES[0]
         self.static = _static(security_headers, headers)
         self.hsts = _hsts(hsts_max_age_s, hsts_include_subdomains, hsts_preload)
@@ -145,9 +150,13 @@ class SecurityHeadersMiddleware:
         self.routes: PatternTable[_Plan] | None = None
         if csp_routes:
             self.routes = PatternTable({p: self._plan(v) for p, v in csp_routes.items()})
+        self._memo: dict[str, _Plan] = {}  # route path -> plan, bounded
+        # One plan for every request, without a nonce: nothing to work out as it arrives.
+        self._fixed = self.routes is None and not self.plan.uses_nonce
         proxy = proxy if proxy is not None else ProxyResolver(trusted_proxies)
         self._scheme: Callable[[Scope], str] = proxy.scheme
         self._host: Callable[[Scope], str | None] = proxy.host
+        self._proxied = proxy.trusts_anyone
 
     def _plan(self, policy: str | Mapping[str, Any] | None) -> _Plan:
         compiled = None
@@ -155,42 +164,56 @@ class SecurityHeadersMiddleware:
             compiled = Policy(parse_policy(policy), report_only=self._report_only)
         return _Plan(compiled, self.static, self.csp_name, self.hsts)
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    def begin(self, scope: Scope) -> _Plan | tuple[_Plan, CspNonce]:
+        """What this request's response will get: its route's plan, and its nonce when the
+        policy uses one (put in the scope for templates, made only when read).
+
+        With `finish`, this is how the request-context layer adds the headers without a
+        layer of their own (`RequestContextMiddleware(response_headers=...)`).
+        """
         plan = self.plan
         if self.routes is not None:
-            found = self.routes.match(route_path(scope))
-            if found is not None:
-                plan = found[1]
-        nonce = None
-        if plan.policy is not None and plan.policy.uses_nonce:
+            path = route_path(scope)
+            plan = self._memo.get(path) or self._route_plan(path)
+        if plan.uses_nonce:
             nonce = scope[SCOPE_CSP_NONCE] = CspNonce()
+            return plan, nonce
+        return plan
 
-        async def send_secured(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message["headers"] = self.secured(scope, message.get("headers") or (), plan, nonce)
-            await send(message)
-
-        await self.app(scope, receive, send_secured)
-
-    def secured(
-        self, scope: Scope, headers: Iterable[tuple[bytes, bytes]], plan: _Plan, nonce: Any
+    def finish(
+        self, scope: Scope, state: _Plan | tuple[_Plan, CspNonce], headers: Headers
     ) -> Headers:
-        """The response's headers with the plan's block added where the app set none."""
-        if not isinstance(headers, list):
-            headers = list(headers)
-        secure = plan.scheme_matters and self._secure(scope)
+        """The response's headers with the plan's block added where the app set none.
+
+        `headers` is a list the caller owns: it is extended in place and returned.
+        """
+        nonce: CspNonce | None = None
+        if type(state) is tuple:
+            plan, nonce = state
+        else:
+            plan = state  # type: ignore[assignment]
+        secure = False
+        if plan.scheme_matters and (self._proxied or scope.get("scheme") == "https"):
+            secure = self._secure(scope)
         if nonce is None or not nonce.used:
             names = plan.names[secure]
             for name, _ in headers:
                 if name.lower() in names:
                     break
             else:  # the common case: the app set none of them
-                return [*headers, *plan.blocks[secure]]
+                headers.extend(plan.blocks[secure])
+                return headers
         present = {name.lower() for name, _ in headers}
         return self._merged(headers, present, plan, secure, nonce)
+
+    def _route_plan(self, path: str) -> _Plan:
+        found = self.routes.match(path) if self.routes is not None else None
+        plan = self.plan if found is None else found[1]
+        if len(path) <= _MAX_MEMO_PATH:
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[path] = plan
+        return plan
 
     def _secure(self, scope: Scope) -> bool:
         if self._scheme(scope) != "https":
@@ -200,13 +223,13 @@ class SecurityHeadersMiddleware:
 
     def _merged(
         self,
-        headers: Iterable[tuple[bytes, bytes]],
+        headers: Headers,
         present: set[bytes],
         plan: _Plan,
         secure: bool,
         nonce: CspNonce | None,
     ) -> Headers:
-        out = list(headers)
+        out = headers
         frame: str | None = None
         app_frames = False
         for name, value in out:
@@ -222,6 +245,34 @@ class SecurityHeadersMiddleware:
                 value = plan.policy.value(secure, frame, nonce.value if nonce else None)
             out.append((name, value))
         return out
+
+
+class SecurityHeadersMiddleware(SecurityHeaders):
+    """`SecurityHeaders` as a layer: adds the headers to every HTTP response of `app`.
+
+    Args:
+        app: the ASGI app to wrap.
+        **options: the keyword arguments of `SecurityHeaders`.
+    """
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        super().__init__(**options)
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        state = self.plan if self._fixed else self.begin(scope)
+        finish = self.finish
+
+        async def send_secured(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                # A copy: an app may send one list of headers with every response.
+                message["headers"] = finish(scope, state, list(message.get("headers") or ()))
+            await send(message)
+
+        await self.app(scope, receive, send_secured)
 
 
 def _static(enabled: bool, overrides: Mapping[str, str | None] | None) -> Headers:

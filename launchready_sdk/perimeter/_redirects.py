@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Iterable, Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 from urllib.parse import quote, urlsplit
 
 from launchready_sdk.context import request_method, route_path
@@ -54,7 +54,7 @@ from launchready_sdk.proxy import ProxyResolver, normalize_ip
 from launchready_sdk.responses import send_problem
 from launchready_sdk.types import ASGIApp, Receive, Scope, Send
 
-__all__ = ["RedirectMap", "RedirectMiddleware", "host_name", "safe_path"]
+__all__ = ["RedirectMap", "RedirectMiddleware", "RedirectStage", "host_name", "safe_path"]
 
 DEFAULT_REDIRECT_EXEMPT = ("/webhooks/*", "/callbacks/*", "/auth/callback", "/oauth/callback")
 ALWAYS_EXEMPT = ("/.well-known/acme-challenge/*",)
@@ -65,6 +65,8 @@ _LOOP_KEYS = 4096
 _WARNED_HOSTS = 256
 _LOG_EVERY_S = 60.0
 
+REFUSE_HOST = "refuse-host"  # answers of `RedirectStage.check` besides a Location
+CLOSE = "close"
 _log = get_logger("launchready.perimeter")
 _PATH_UNSAFE = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%]")
 _QUERY_UNSAFE = re.compile(rb"[^A-Za-z0-9\-._~!$&'()*+,;=:@/%?]")
@@ -289,11 +291,15 @@ class _LoopGuard:
         return True
 
 
-class RedirectMiddleware:
-    """Trusted hosts and the redirect stage (see the module docstring for the order).
+class RedirectStage:
+    """Trusted hosts and the redirect stage (see the module docstring for the order):
+    `check(scope)` says whether a request goes on (None) or what to answer, which
+    `respond(scope, send, answer)` sends.
+
+    `LaunchReady` hands this to its path dispatch, which checks every request before anything
+    else; `RedirectMiddleware` is the same as a layer of its own.
 
     Args:
-        app: the ASGI app to wrap.
         allowed_hosts: `shop.example`, `*.shop.example`, IPs; empty allows any host.
         canonical_host: `www.shop.example` (a port may follow): other hosts redirect to it.
         https_redirect: send plain-HTTP requests to `https://` on the same host.
@@ -309,7 +315,6 @@ class RedirectMiddleware:
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         allowed_hosts: Iterable[str] = (),
         canonical_host: str | None = None,
@@ -320,7 +325,6 @@ class RedirectMiddleware:
         proxy: ProxyResolver | None = None,
         trusted_proxies: Iterable[str] = (),
     ) -> None:
-        self.app = app
         self.canonical = check_canonical_host(canonical_host)
         self._canonical_name = host_name(self.canonical) if self.canonical else None
         entries = list(allowed_hosts)
@@ -340,27 +344,30 @@ class RedirectMiddleware:
         self._warned_hosts: set[str] = set()
         self._warned_peers: set[str] = set()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            if scope["type"] == "websocket" and self.hosts and not self._allowed(scope):
-                await send({"type": "websocket.close", "code": 1008})
-                return
-            await self.app(scope, receive, send)
-            return
+    def check(self, scope: Scope) -> str | None:
+        """None when the request goes on; else the answer `respond` sends: a Location, ""
+        (a redirect no valid host allows), `REFUSE_HOST` or `CLOSE` (a websocket)."""
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "websocket" and self.hosts and not self._allowed(scope):
+                return CLOSE
+            return None
         path = route_path(scope)
         if path in self.endpoints:
-            await self.app(scope, receive, send)
-            return
+            return None
         host = parse_host(self._proxy.host(scope))
         if self.hosts and (host is None or not self.hosts.allows(host[0])):
+            return REFUSE_HOST
+        return self._decide(scope, path, host) if self._redirecting else None
+
+    async def respond(self, scope: Scope, send: Send, answer: str) -> None:
+        """Send what `check` decided."""
+        if answer == CLOSE:
+            await send({"type": "websocket.close", "code": 1008})
+        elif answer == REFUSE_HOST:
             await self._refuse_host(scope, send)
-            return
-        if self._redirecting:
-            location = self._decide(scope, path, host)
-            if location is not None:
-                await self._redirect(scope, send, location)
-                return
-        await self.app(scope, receive, send)
+        else:
+            await self._redirect(scope, send, answer)
 
     def _allowed(self, scope: Scope) -> bool:
         host = parse_host(self._proxy.host(scope))
@@ -498,6 +505,26 @@ class RedirectMiddleware:
             "to HTTPS.",
             scope=scope,
         )
+
+
+class RedirectMiddleware(RedirectStage):
+    """`RedirectStage` as a layer around `app`.
+
+    Args:
+        app: the ASGI app to wrap.
+        **options: the keyword arguments of `RedirectStage`.
+    """
+
+    def __init__(self, app: ASGIApp, **options: Any) -> None:
+        super().__init__(**options)
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        answer = self.check(scope)
+        if answer is None:
+            await self.app(scope, receive, send)
+        else:
+            await self.respond(scope, send, answer)
 
 
 def host_name(canonical: str) -> str:
