@@ -40,6 +40,7 @@ CONFIGS = (
     "sdk_perimeter_https",
     "sdk_full",
     "sdk_full_no_perimeter",
+    "sdk_full_https",
     "sdk_full_route",
     "peers_full",
     "peers_full_route",
@@ -163,14 +164,23 @@ def _perimeter(everything: bool) -> Any:
 # --- the whole SDK ----------------------------------------------------------------------------
 
 
-def _sdk_full(route_covered: bool, perimeter: bool = True) -> Any:
+PERIMETER_HTTPS: dict[str, Any] = {
+    "trusted_proxies": ("127.0.0.1",),
+    "allowed_hosts": ("127.0.0.1", "shop.example"),
+    "canonical_host": "127.0.0.1",
+    "https_redirect": True,
+    "redirects": {"/old/{id}": "/products/{id}"},
+}
+
+
+def _sdk_full(route_covered: bool, perimeter: bool = True, **more: Any) -> Any:
     """Default settings with Redis, the default rate-limit rules, a cache route, idempotency.
 
     Tracing is off. `route_covered=False`: no rule and no cache route covers `GET /products`
     (the default rules cover /login and the like; the cache route is /products/{id}).
     `route_covered=True`: `GET /products` is also limited and cached. The perimeter is on
     with its defaults (security headers and CSP; plain HTTP, so no HSTS) unless `perimeter`
-    is False.
+    is False; `more` adds settings (`PERIMETER_HTTPS`: all of it, behind a trusted proxy).
     """
     from launchready_sdk import LaunchReady, Settings
     from launchready_sdk.ratelimit import DEFAULT_RATE_LIMITS
@@ -189,6 +199,7 @@ def _sdk_full(route_covered: bool, perimeter: bool = True) -> Any:
         idempotent_routes=("/orders",),
         otel_exporter="none",
         **({} if perimeter else {"security_headers": False, "csp": "", "hsts_max_age_s": 0}),
+        **more,
     )
     return LaunchReady(settings).wrap(build_api())
 
@@ -342,6 +353,7 @@ def build(config: str) -> Any:
         "sdk_perimeter_https": lambda: _perimeter(everything=True),
         "sdk_full": lambda: _sdk_full(route_covered=False),
         "sdk_full_no_perimeter": lambda: _sdk_full(route_covered=False, perimeter=False),
+        "sdk_full_https": lambda: _sdk_full(route_covered=False, **PERIMETER_HTTPS),
         "sdk_full_route": lambda: _sdk_full(route_covered=True),
         "peers_full": lambda: _peers_full(route_covered=False),
         "peers_full_route": lambda: _peers_full(route_covered=True),

@@ -255,6 +255,16 @@ FULL_ROWS = (
         absent=("x-cache", "ratelimit-limit", "x-frame-options", "content-security-policy"),
     ),
     Row(
+        "sdk_full_https",
+        "sdk_full_https",
+        "GET",
+        "/products",
+        "whole SDK as `sdk_full`, plus trusted hosts, HTTPS and canonical redirects and a "
+        "legacy map, behind a trusted proxy saying HTTPS (HSTS sent, nothing redirected)",
+        expect=(*REQ_ID, *SECURED, ("strict-transport-security", None)),
+        headers=(("X-Forwarded-Proto", "https"),),
+    ),
+    Row(
         "sdk_full_route",
         "sdk_full_route",
         "GET",

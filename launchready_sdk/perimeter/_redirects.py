@@ -63,6 +63,8 @@ LOOP_LIMIT = 5
 LOOP_WINDOW_S = 10.0
 _LOOP_KEYS = 4096
 _WARNED_HOSTS = 256
+_MEMO_SIZE = 4096
+_MAX_MEMO_PATH = 256
 _LOG_EVERY_S = 60.0
 
 REFUSE_HOST = "refuse-host"  # answers of `RedirectStage.check` besides a Location
@@ -133,6 +135,7 @@ class RedirectMap:
             rules[source] = _compile_rule(source, target, own_hosts, canonical, https)
         self.table: PatternTable[_Rule] = PatternTable(rules)
         self.rules = rules
+        self._misses: dict[str, bool] = {}  # route paths no entry matches, bounded
         for rule in rules.values():
             self._refuse_chains(rule, own_hosts, canonical)
 
@@ -166,9 +169,15 @@ class RedirectMap:
 
     def target(self, path: str) -> str | None:
         """The new URL (a path, or an absolute URL) for a request path, or None."""
+        if path in self._misses:  # most requests: a path seen before, no entry for it
+            return None
         normalized = normalize_path(path, decoded=True)
         found = self.table.match(normalized)
         if found is None:
+            if len(path) <= _MAX_MEMO_PATH:
+                if len(self._misses) >= _MEMO_SIZE:
+                    self._misses.clear()
+                self._misses[path] = True
             return None
         rule = found[1]
         matched = rule.regex.fullmatch(normalized)
