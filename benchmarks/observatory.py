@@ -82,12 +82,21 @@ def free_loopback() -> str | None:
     return None
 
 
-class _Shop:
-    """One uvicorn process serving the shop on `address:port`, TLS when given a certificate."""
+class Uvicorn:
+    """One uvicorn process serving `spec` (the shop by default) on `address:port`, over TLS
+    when given `(certificate, key)` paths."""
 
-    def __init__(self, address: str, port: int, env: dict[str, str], log: Path, tls: Any = None):
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        env: dict[str, str],
+        log: Path,
+        tls: tuple[str, str] | None = None,
+        spec: str = SHOP,
+    ) -> None:
         command = [
-            sys.executable, "-m", "uvicorn", SHOP, "--host", address, "--port", str(port),
+            sys.executable, "-m", "uvicorn", spec, "--host", address, "--port", str(port),
             "--no-proxy-headers", "--no-server-header", "--log-level", "warning",
         ]  # fmt: skip
         if tls is not None:
@@ -103,6 +112,7 @@ class _Shop:
             )
 
     def wait(self, url: str, ca: str) -> None:
+        """Until `url` answers below 500 (TLS checked against the CA at `ca`)."""
         import ssl
 
         import httpx
@@ -129,9 +139,8 @@ class _Shop:
                 self.proc.wait()
 
 
-@contextlib.contextmanager
-def serving(address: str, folder: Path, **extra_env: str) -> Iterator[str]:
-    """The shop on `address:443` (TLS) and `address:80`; yields the CA's PEM path."""
+def certificates(address: str, folder: Path) -> tuple[Path, Path, Path]:
+    """A trustme CA and a certificate for `address`: the paths of the CA, chain and key."""
     import trustme
 
     ca = trustme.CA()
@@ -142,18 +151,25 @@ def serving(address: str, folder: Path, **extra_env: str) -> Iterator[str]:
     for extra in cert.cert_chain_pems[1:]:
         extra.write_to_path(str(cert_pem), append=True)
     cert.private_key_pem.write_to_path(str(key_pem))
+    return ca_pem, cert_pem, key_pem
+
+
+@contextlib.contextmanager
+def serving(address: str, folder: Path, **extra_env: str) -> Iterator[str]:
+    """The shop on `address:443` (TLS) and `address:80`; yields the CA's PEM path."""
+    ca_pem, cert_pem, key_pem = certificates(address, folder)
     env = {
         "SHOP_DEV_MODE": "1",
         "SHOP_DATA_DIR": str(folder),
         "SHOP_PUBLIC_HOST": address,
         **extra_env,
     }
-    shops: list[_Shop] = []
+    shops: list[Uvicorn] = []
     try:
-        tls = _Shop(address, 443, env, folder / "https.log", (str(cert_pem), str(key_pem)))
+        tls = Uvicorn(address, 443, env, folder / "https.log", (str(cert_pem), str(key_pem)))
         shops.append(tls)
         tls.wait(f"https://{address}/healthz", str(ca_pem))  # seeds the database first
-        plain = _Shop(address, 80, env, folder / "http.log")
+        plain = Uvicorn(address, 80, env, folder / "http.log")
         shops.append(plain)
         plain.wait(f"http://{address}/healthz", str(ca_pem))
         yield str(ca_pem)

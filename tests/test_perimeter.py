@@ -590,3 +590,40 @@ def test_a_bad_setting_stops_the_server_at_start_up(
     log = server.raw_log()
     assert "SettingsError" in log
     assert says in log
+
+
+def test_a_server_speaking_tls_itself_gets_hsts_without_any_proxy(tmp_path: Path) -> None:
+    """With uvicorn's own TLS (no proxy at all) the request is HTTPS: HSTS goes out; the same
+    app over plain HTTP is redirected to it, and a forged X-Forwarded-Proto gets no HSTS."""
+    import ssl
+
+    from benchmarks.observatory import Uvicorn, certificates
+    from tests.conftest import free_port
+
+    ca, cert, key = certificates("127.0.0.1", tmp_path)
+    env = {"LAUNCHREADY_HTTPS_REDIRECT": "1", "LAUNCHREADY_ALLOWED_HOSTS": "127.0.0.1"}
+    port, plain_port = free_port(), free_port()
+    servers = [
+        Uvicorn("127.0.0.1", port, env, tmp_path / "tls.log", (str(cert), str(key)), SPEC),
+        Uvicorn("127.0.0.1", plain_port, env, tmp_path / "plain.log", spec=SPEC),
+    ]
+    try:
+        servers[0].wait(f"https://127.0.0.1:{port}/healthz", str(ca))
+        servers[1].wait(f"http://127.0.0.1:{plain_port}/healthz", str(ca))
+        context = ssl.create_default_context(cafile=str(ca))
+        with httpx.Client(verify=context, timeout=10) as c:
+            secure = c.get(f"https://127.0.0.1:{port}/seen")
+            plain = c.get(f"http://127.0.0.1:{plain_port}/seen")
+            forged = c.get(f"http://127.0.0.1:{plain_port}/seen", headers=HTTPS)
+    finally:
+        for server in servers:
+            server.stop()
+    assert secure.status_code == 200
+    assert secure.json()["scheme"] == "https"
+    assert secure.headers["strict-transport-security"] == "max-age=31536000; includeSubDomains"
+    assert plain.status_code == 301
+    assert plain.headers["location"] == "https://127.0.0.1/seen"
+    assert "strict-transport-security" not in plain.headers
+    assert forged.status_code == 200  # served where it is: see the untrusted-proxy test
+    assert forged.json()["scheme"] == "http"
+    assert "strict-transport-security" not in forged.headers

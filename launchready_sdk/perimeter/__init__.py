@@ -1,19 +1,17 @@
 """The security perimeter: security headers, trusted hosts, redirects, hidden admin paths.
 
-Three pure ASGI middlewares, each usable alone with keyword arguments; `LaunchReady.wrap`
-places them as `app.py`'s docstring says (headers outermost, so the SDK's own 400s, 404s,
-429s, 500s, redirects and cache hits carry them; host validation before any redirect;
-redirects before the limiter, the cache and the app; the admin guard with the path-specific
-layers):
+Three parts, each usable alone as a pure ASGI middleware with keyword arguments; where
+`LaunchReady.wrap` puts them is written in `launchready_sdk/app.py`'s docstring, and only
+there:
 
-- `SecurityHeadersMiddleware` (`_headers.py`): nosniff, X-Frame-Options, Referrer-Policy,
-  Cross-Origin-Opener-Policy, Permissions-Policy, the Content-Security-Policy (per route, in
-  report-only mode, with a per-request nonce that `csp_nonce(request)` reads), and HSTS on
-  HTTPS only. The app's own header always wins.
-- `RedirectMiddleware` (`_redirects.py`): `allowed_hosts` (400 for any other host), then one
-  redirect stage: the legacy 301 map, plain HTTP to HTTPS on the same host, then the
-  canonical host. GET/HEAD get 301, other methods 308. Webhooks, auth callbacks and the SDK's
-  endpoints are never redirected.
+- `SecurityHeaders` / `SecurityHeadersMiddleware` (`_headers.py`): nosniff, X-Frame-Options,
+  Referrer-Policy, Cross-Origin-Opener-Policy, Permissions-Policy, the
+  Content-Security-Policy (per route, in report-only mode, with a per-request nonce that
+  `csp_nonce(request)` reads), and HSTS on HTTPS only. The app's own header always wins.
+- `RedirectStage` / `RedirectMiddleware` (`_redirects.py`): `allowed_hosts` (400 for any
+  other host), then one redirect stage: the legacy 301 map, plain HTTP to HTTPS on the same
+  host, then the canonical host. GET/HEAD get 301, other methods 308. Webhooks, auth
+  callbacks and the SDK's endpoints are never redirected.
 - `AdminGuardMiddleware` (`_admin.py`): admin paths only from allowed networks; everyone else
   gets the app's own 404.
 
