@@ -393,7 +393,7 @@ class RedirectStage:
         if not (upgrade or move or legacy is not None) or self.exempt.match(path):
             return None
         if upgrade and self._says_https(scope):
-            upgrade = False
+            upgrade, scheme = False, "https"  # never send its client to http://
             if not (move or legacy is not None):
                 return None
         return self._location(scope, scheme, host, upgrade, move, legacy) or ""
