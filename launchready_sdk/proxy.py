@@ -2,8 +2,9 @@
 
 Every middleware that keys, limits, caches or logs by client reads it through this module: the
 request context and the rate limiter take the client from `ProxyResolver.client_ip`, redirects
-and HSTS take `ProxyResolver.scheme` and `host`, which are worked out together once per
-request and kept in the scope. It does no I/O; its only state is a few bounded LRU caches.
+and HSTS take `ProxyResolver.scheme` and `host`. One pass over a request's headers serves all
+three, and its result is kept in the scope. It does no I/O; its only state is a few bounded
+LRU caches.
 
 Security stance:
 
@@ -184,6 +185,7 @@ class ProxyResolver:
             maxsize=_XFF_CACHE_SIZE
         )(self._xff)
         self._origin_key = f"launchready.origin.{id(self)}"
+        self._view_key = f"launchready.forwarding.{id(self)}"
 
     def __repr__(self) -> str:
         return f"ProxyResolver({[str(net) for net in self._networks]!r})"
@@ -205,7 +207,7 @@ class ProxyResolver:
         peer = _peer(scope)
         if peer is None or not self._networks or not self._trusted(peer):
             return peer
-        hop = self._client_hop(_forwarding_headers(scope))
+        hop = self._client_hop(self._view(scope)[1])
         return peer if hop is None else hop[0]
 
     def scheme(self, scope: Mapping[str, Any]) -> str:
@@ -239,9 +241,12 @@ class ProxyResolver:
                 scope[self._origin_key] = found
         return found
 
-    def _origin(self, scope: Mapping[str, Any]) -> tuple[str, str | None]:
-        websocket = scope.get("type") == "websocket"
-        scheme = str(scope.get("scheme") or ("ws" if websocket else "http"))
+    def _view(self, scope: Mapping[str, Any]) -> tuple[bool, dict[bytes, str], bytes | None]:
+        """`(peer trusted, its forwarding headers, the one Host line or None)`, from one pass
+        over the headers, kept in the scope for `client_ip`, `scheme` and `host`."""
+        found = scope.get(self._view_key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
         trusted = self.is_trusted_peer(scope)
         forwarding: dict[bytes, str] = {}
         line: bytes | None = None
@@ -253,14 +258,25 @@ class ProxyResolver:
             elif trusted and name in _FORWARDING:
                 repeated = repeated or name in forwarding
                 forwarding[name] = value.decode("latin-1")
-        host = None if several or line is None else _host_line(line)
-        if not trusted:
-            return scheme, host
         if repeated:
             forwarding = _joined_forwarding_headers(scope)
+        view = (trusted, forwarding, None if several else line)
+        if isinstance(scope, dict):
+            scope[self._view_key] = view
+        return view
+
+    def _origin(self, scope: Mapping[str, Any]) -> tuple[str, str | None]:
+        websocket = scope.get("type") == "websocket"
+        scheme = str(scope.get("scheme") or ("ws" if websocket else "http"))
+        trusted, forwarding, line = self._view(scope)
+        host = _host_line(line) if line is not None else None
+        if not trusted:
+            return scheme, host
         if b"x-forwarded-for" in forwarding or b"forwarded" not in forwarding:
-            proto = _first_value(forwarding.get(b"x-forwarded-proto"))
-            forwarded_host = _valid_host(_first_value(forwarding.get(b"x-forwarded-host")))
+            proto = forwarding.get(b"x-forwarded-proto")
+            proto = _first_value(proto) if proto is not None else None
+            forwarded = forwarding.get(b"x-forwarded-host")
+            forwarded_host = _valid_host(_first_value(forwarded)) if forwarded else None
         else:
             hop = self._client_hop(forwarding)
             params = hop[1] if hop is not None else {}
