@@ -36,6 +36,7 @@ CONFIGS = (
     "sdk_cache_redis",
     "sdk_idem_memory",
     "sdk_idem_redis",
+    "bare_headers",
     "sdk_perimeter",
     "sdk_perimeter_https",
     "sdk_full",
@@ -133,6 +134,30 @@ def _idempotency(redis: bool) -> Any:
 
     idem = Idempotency(store=_store() if redis else None)
     return IdempotencyMiddleware(build_api(), idempotency=idem, routes=("/orders",))
+
+
+def _fixed_headers() -> Any:
+    """The app with the six headers the perimeter adds over plain HTTP, appended by the
+    simplest layer there is (no look at what the app set, no scheme): what carrying them
+    costs, whoever adds them; uvicorn checks and writes every header line."""
+    from launchready_sdk.perimeter import SecurityHeaders
+
+    block = list(SecurityHeaders().plan.blocks[False])
+    app = build_api()
+
+    async def layer(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *block]
+            await send(message)
+
+        await app(scope, receive, send_with)
+
+    return layer
 
 
 def _perimeter(everything: bool) -> Any:
@@ -349,6 +374,7 @@ def build(config: str) -> Any:
         "sdk_cache_redis": lambda: _cache(redis=True),
         "sdk_idem_memory": lambda: _idempotency(redis=False),
         "sdk_idem_redis": lambda: _idempotency(redis=True),
+        "bare_headers": _fixed_headers,
         "sdk_perimeter": lambda: _perimeter(everything=False),
         "sdk_perimeter_https": lambda: _perimeter(everything=True),
         "sdk_full": lambda: _sdk_full(route_covered=False),
