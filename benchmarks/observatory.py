@@ -1,6 +1,7 @@
 """Grade the bundled FastAPI shop with Mozilla's HTTP Observatory, offline, on loopback.
 
     python benchmarks/observatory.py                 # the grade, the score and every test
+    python benchmarks/observatory.py --perimeter-off # the same shop without the perimeter
     python benchmarks/observatory.py --install-only  # step 1 alone (what CI runs first)
 
 The recipe:
@@ -40,6 +41,13 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "benchmarks" / "out" / "observatory"
 PACKAGE = "@mdn/mdn-http-observatory@1.4.8"
 SHOP = "examples.fastapi_shop.app:app"
+# The same shop with the perimeter turned off, for comparison (`--perimeter-off`).
+PERIMETER_OFF = {
+    "LAUNCHREADY_SECURITY_HEADERS": "false",
+    "LAUNCHREADY_CSP": "",
+    "LAUNCHREADY_HSTS_MAX_AGE_S": "0",
+    "LAUNCHREADY_HTTPS_REDIRECT": "false",
+}
 
 
 def package_dir(folder: Path = FOLDER) -> Path:
@@ -217,7 +225,8 @@ def main() -> None:
     if "--install-only" in sys.argv[1:]:
         print(install())
         return
-    result = grade()
+    off = "--perimeter-off" in sys.argv[1:]
+    result = grade(**PERIMETER_OFF) if off else grade()
     summary = result["scan"]
     print(f"grade {summary['grade']}, score {summary['score']}")
     for name, test in result["tests"].items():

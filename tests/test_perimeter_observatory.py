@@ -53,13 +53,7 @@ def test_the_shop_grades_a_plus(address: str, tmp_path: Path) -> None:
 def test_without_the_perimeter_the_grade_falls(address: str, tmp_path: Path) -> None:
     """The same shop with the perimeter turned off grades far lower: the oracle tells them
     apart."""
-    off = {
-        "LAUNCHREADY_SECURITY_HEADERS": "false",
-        "LAUNCHREADY_CSP": "",
-        "LAUNCHREADY_HSTS_MAX_AGE_S": "0",
-        "LAUNCHREADY_HTTPS_REDIRECT": "false",
-    }
-    result = observatory.grade(tmp_path, **off)
+    result = observatory.grade(tmp_path, **observatory.PERIMETER_OFF)
     results = {name: test["result"] for name, test in result["tests"].items()}
     assert result["scan"]["score"] <= 20, results
     assert results["redirection"] == "redirection-missing"
