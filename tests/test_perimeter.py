@@ -358,6 +358,14 @@ def test_exempt_routes_are_never_redirected(
     assert_secured(response, hsts=False)
 
 
+def test_exempt_routes_still_meet_the_host_check(servers: dict[str, Server]) -> None:
+    """Exempt means never redirected, not unchecked: a webhook for a foreign host is a 400."""
+    with client(servers["shop"], host="evil.example") as c:
+        response = c.post("/webhooks/payment", content=b"{}")
+    assert response.status_code == 400
+    assert "location" not in response.headers
+
+
 # Requests an open-redirect scanner sends: each must stay a path on this site.
 OPEN_REDIRECT_CORPUS = [
     b"//evil.example",

@@ -458,3 +458,77 @@ def test_policies_in_the_environment_as_json_or_pairs() -> None:
     assert dict(s.csp_routes) == {"/embed/*": "default-src https:; frame-ancestors *"}
     assert dict(s.redirects) == {"/a": "/b", "/c/{id}": "/d/{id}"}
     assert Settings(csp=None).csp == ""  # type: ignore[arg-type]
+
+
+async def test_websockets_meet_the_host_check_and_the_admin_guard() -> None:
+    """A websocket for a host off the list, or to an admin path from outside, is closed before
+    the app sees it; an allowed one reaches the app."""
+    reached: list[str] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        reached.append(scope["path"])
+        await send({"type": "websocket.accept"})
+
+    guarded = RedirectMiddleware(
+        AdminGuardMiddleware(app, paths=("/admin/*",), allow=("203.0.113.0/24",)),
+        allowed_hosts=("shop.example",),
+    )
+
+    async def connect(host: bytes, path: str, client: str) -> list[dict[str, Any]]:
+        sent: list[dict[str, Any]] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "websocket.connect"}
+
+        scope = {
+            "type": "websocket", "path": path, "raw_path": path.encode(), "root_path": "",
+            "headers": [(b"host", host)], "client": (client, 1), "query_string": b"",
+        }  # fmt: skip
+        await guarded(scope, receive, send)
+        return sent
+
+    assert await connect(b"evil.example", "/live", "203.0.113.9") == [
+        {"type": "websocket.close", "code": 1008}
+    ]
+    assert await connect(b"shop.example", "/admin/feed", "198.51.100.1") == [
+        {"type": "websocket.close", "code": 1008}
+    ]
+    assert (await connect(b"shop.example", "/admin/feed", "203.0.113.9"))[0]["type"] == (
+        "websocket.accept"
+    )
+    assert reached == ["/admin/feed"]
+
+
+async def test_redirects_keep_the_root_path() -> None:
+    """Under a root path (`uvicorn --root-path /shop`) the rules match the app's own paths and
+    every Location keeps the prefix."""
+    seen: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("redirected requests never reach the app")
+
+    stage = RedirectMiddleware(app, redirects={"/old/{id}": "/new/{id}"}, https_redirect=True)
+
+    async def send(message: Any) -> None:
+        seen.append(message)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    for path in ("/shop/old/7", "/shop/products"):
+        scope = {
+            "type": "http", "method": "GET", "path": path, "raw_path": path[5:].encode(),
+            "root_path": "/shop", "query_string": b"a=1", "scheme": "https",
+            "headers": [(b"host", b"shop.example")], "client": ("203.0.113.9", 1),
+        }  # fmt: skip
+        if path.endswith("products"):
+            scope["scheme"] = "http"
+        await stage(scope, receive, send)
+    locations = [dict(m["headers"])[b"location"] for m in seen if m["type"].endswith("start")]
+    assert locations == [
+        b"https://shop.example/shop/new/7?a=1",
+        b"https://shop.example/shop/products?a=1",
+    ]

@@ -5,8 +5,8 @@ On `http.response.start` it adds, unless the response already carries its own:
 strict-origin-when-cross-origin`, `Cross-Origin-Opener-Policy: same-origin-allow-popups`,
 a `Permissions-Policy` that turns off cameras, microphones, location and other device access,
 the route's `Content-Security-Policy` (or `-Report-Only`), and, on requests that arrived over
-HTTPS, `Strict-Transport-Security`. Every value is rendered once at start-up; a request costs
-a set of the response's header names and a list copy.
+HTTPS, `Strict-Transport-Security`. Every value is rendered once at start-up; a response costs
+a look at its header names and one list extension.
 
 Security stance:
 
