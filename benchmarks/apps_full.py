@@ -36,7 +36,12 @@ CONFIGS = (
     "sdk_cache_redis",
     "sdk_idem_memory",
     "sdk_idem_redis",
+    "bare_headers",
+    "sdk_perimeter",
+    "sdk_perimeter_https",
     "sdk_full",
+    "sdk_full_no_perimeter",
+    "sdk_full_https",
     "sdk_full_route",
     "peers_full",
     "peers_full_route",
@@ -133,15 +138,76 @@ def _idempotency(redis: bool) -> Any:
     return IdempotencyMiddleware(build_api(), idempotency=idem, routes=("/orders",))
 
 
+def _fixed_headers() -> Any:
+    """The app with the six headers the perimeter adds over plain HTTP, appended by the
+    simplest layer there is (no look at what the app set, no scheme): what carrying them
+    costs, whoever adds them; uvicorn checks and writes every header line."""
+    from launchready_sdk.perimeter import SecurityHeaders
+
+    block = list(SecurityHeaders().plan.blocks[False])
+    app = build_api()
+
+    async def layer(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+
+        async def send_with(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *block]
+            await send(message)
+
+        await app(scope, receive, send_with)
+
+    return layer
+
+
+def _perimeter(everything: bool) -> Any:
+    """The perimeter's layers directly around the app.
+
+    Alone: `SecurityHeadersMiddleware` with the defaults (a plain-HTTP request: no HSTS).
+    `everything`: the headers, then trusted hosts, the HTTPS and canonical redirects and a
+    legacy map, behind a trusted proxy that says HTTPS (`X-Forwarded-Proto`, sent by the bench
+    for this row): every check runs, HSTS is added, nothing is redirected.
+    """
+    from launchready_sdk.perimeter import RedirectMiddleware, SecurityHeadersMiddleware
+    from launchready_sdk.proxy import ProxyResolver
+
+    app: Any = build_api()
+    if not everything:
+        return SecurityHeadersMiddleware(app)
+    proxy = ProxyResolver(("127.0.0.1",))
+    app = RedirectMiddleware(
+        app,
+        allowed_hosts=("127.0.0.1", "shop.example"),
+        canonical_host="127.0.0.1",
+        https_redirect=True,
+        redirects={"/old/{id}": "/products/{id}"},
+        proxy=proxy,
+    )
+    return SecurityHeadersMiddleware(app, proxy=proxy)
+
+
 # --- the whole SDK ----------------------------------------------------------------------------
 
 
-def _sdk_full(route_covered: bool) -> Any:
+PERIMETER_HTTPS: dict[str, Any] = {
+    "trusted_proxies": ("127.0.0.1",),
+    "allowed_hosts": ("127.0.0.1", "shop.example"),
+    "canonical_host": "127.0.0.1",
+    "https_redirect": True,
+    "redirects": {"/old/{id}": "/products/{id}"},
+}
+
+
+def _sdk_full(route_covered: bool, perimeter: bool = True, **more: Any) -> Any:
     """Default settings with Redis, the default rate-limit rules, a cache route, idempotency.
 
     Tracing is off. `route_covered=False`: no rule and no cache route covers `GET /products`
     (the default rules cover /login and the like; the cache route is /products/{id}).
-    `route_covered=True`: `GET /products` is also limited and cached.
+    `route_covered=True`: `GET /products` is also limited and cached. The perimeter is on
+    with its defaults (security headers and CSP; plain HTTP, so no HSTS) unless `perimeter`
+    is False; `more` adds settings (`PERIMETER_HTTPS`: all of it, behind a trusted proxy).
     """
     from launchready_sdk import LaunchReady, Settings
     from launchready_sdk.ratelimit import DEFAULT_RATE_LIMITS
@@ -159,6 +225,8 @@ def _sdk_full(route_covered: bool) -> Any:
         cache_routes=cache_routes,
         idempotent_routes=("/orders",),
         otel_exporter="none",
+        **({} if perimeter else {"security_headers": False, "csp": "", "hsts_max_age_s": 0}),
+        **more,
     )
     return LaunchReady(settings).wrap(build_api())
 
@@ -308,7 +376,12 @@ def build(config: str) -> Any:
         "sdk_cache_redis": lambda: _cache(redis=True),
         "sdk_idem_memory": lambda: _idempotency(redis=False),
         "sdk_idem_redis": lambda: _idempotency(redis=True),
+        "bare_headers": _fixed_headers,
+        "sdk_perimeter": lambda: _perimeter(everything=False),
+        "sdk_perimeter_https": lambda: _perimeter(everything=True),
         "sdk_full": lambda: _sdk_full(route_covered=False),
+        "sdk_full_no_perimeter": lambda: _sdk_full(route_covered=False, perimeter=False),
+        "sdk_full_https": lambda: _sdk_full(route_covered=False, **PERIMETER_HTTPS),
         "sdk_full_route": lambda: _sdk_full(route_covered=True),
         "peers_full": lambda: _peers_full(route_covered=False),
         "peers_full_route": lambda: _peers_full(route_covered=True),

@@ -74,12 +74,15 @@ def inproc(
     *,
     unique_key: bool = False,
     env: dict[str, str] | None = None,
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> tuple[float, float]:
     """Wall-clock and CPU µs per request of one configuration driven in process."""
     command = [
         "taskset", "-c", "0", sys.executable, str(ROOT / "benchmarks" / "inproc.py"),
         module, config, method, path, "--blocks", str(blocks),
     ] + (["--idempotency-key"] if unique_key else [])  # fmt: skip
+    for name, value in headers:
+        command += ["--header", f"{name}: {value}"]
     out = subprocess.run(
         command,
         stdout=subprocess.DEVNULL,
@@ -157,10 +160,13 @@ class Row:
     expect: tuple[tuple[str, str | None], ...] = ()
     absent: tuple[str, ...] = ()
     idempotent: bool = False
+    # Request headers of every request (wrk, the probe and the in-process driver alike).
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 HIT = (("x-cache", "HIT"),)
 REQ_ID = (("x-request-id", None),)
+SECURED = (("x-frame-options", "DENY"), ("content-security-policy", None))
 FULL_ROWS = (
     Row("bare", "bare", "GET", "/products", "the FastAPI app alone"),
     Row(
@@ -211,13 +217,61 @@ FULL_ROWS = (
         expect=HIT,
     ),
     Row(
+        "bare_headers",
+        "bare_headers",
+        "GET",
+        "/products",
+        "the app with the same six headers appended by the simplest layer possible (no "
+        "checks): what carrying them costs, whoever adds them",
+        expect=SECURED,
+    ),
+    Row(
+        "sdk_perimeter",
+        "sdk_perimeter",
+        "GET",
+        "/products",
+        "`SecurityHeadersMiddleware` alone, its defaults (plain HTTP: no HSTS)",
+        expect=SECURED,
+        absent=("strict-transport-security",),
+    ),
+    Row(
+        "sdk_perimeter_https",
+        "sdk_perimeter_https",
+        "GET",
+        "/products",
+        "the perimeter's layers: headers, trusted hosts, HTTPS and canonical redirects, a "
+        "legacy map, behind a trusted proxy saying HTTPS (HSTS sent, nothing redirected)",
+        expect=(*SECURED, ("strict-transport-security", None)),
+        headers=(("X-Forwarded-Proto", "https"),),
+    ),
+    Row(
         "sdk_full",
         "sdk_full",
         "GET",
         "/products",
-        "whole SDK, tracing off, Redis; rules and cache routes elsewhere (uncached, unlimited)",
-        expect=REQ_ID,
+        "whole SDK, tracing off, Redis, the perimeter's defaults on; rules and cache routes "
+        "elsewhere (uncached, unlimited)",
+        expect=(*REQ_ID, *SECURED),
         absent=("x-cache", "ratelimit-limit"),
+    ),
+    Row(
+        "sdk_full_no_perimeter",
+        "sdk_full_no_perimeter",
+        "GET",
+        "/products",
+        'the same without the perimeter (`security_headers=False`, `csp=""`, no HSTS)',
+        expect=REQ_ID,
+        absent=("x-cache", "ratelimit-limit", "x-frame-options", "content-security-policy"),
+    ),
+    Row(
+        "sdk_full_https",
+        "sdk_full_https",
+        "GET",
+        "/products",
+        "whole SDK as `sdk_full`, plus trusted hosts, HTTPS and canonical redirects and a "
+        "legacy map, behind a trusted proxy saying HTTPS (HSTS sent, nothing redirected)",
+        expect=(*REQ_ID, *SECURED, ("strict-transport-security", None)),
+        headers=(("X-Forwarded-Proto", "https"),),
     ),
     Row(
         "sdk_full_route",
@@ -361,7 +415,7 @@ def _delete_run_keys(url: str, run: str) -> None:
 
 def check_once(row: Row, base: str) -> list[str]:
     """What a probe request finds wrong with the configuration (nothing: an empty list)."""
-    with httpx.Client(base_url=base, timeout=5) as client:
+    with httpx.Client(base_url=base, timeout=5, headers=dict(row.headers)) as client:
         del client.headers["accept-encoding"]  # as wrk: the same cache key as its requests
         if row.method == "GET":
             response = client.get(row.path)
@@ -410,8 +464,12 @@ def full_round(
         redis.flush()
         counters = {"redis_cmds": redis.commands, "redis_cpu_us": redis.cpu_us}
 
+    fixed = "".join(f'wrk.headers["{name}"] = "{value}"\n' for name, value in row.headers)
+
     def lua() -> str:  # new keys for every wrk run: the warm-up's keys are not replayed
-        return IDEMPOTENCY_LUA.format(token=uuid.uuid4().hex[:12]) if row.idempotent else ""
+        return fixed + (
+            IDEMPOTENCY_LUA.format(token=uuid.uuid4().hex[:12]) if row.idempotent else ""
+        )
 
     env = {"BENCH_REDIS_URL": redis_url, "BENCH_PREFIX": f"{run}-{uuid.uuid4().hex[:8]}"}
     return measure(
@@ -522,7 +580,7 @@ def targets(results: dict[str, dict[str, list[float]]], rounds: int) -> str:
     ]
     b_cpu = _med(results["bare"]["cpu_us"])
     checks = (
-        ("≥ 75 % of bare", "sdk_full", "bare", 0.75),
+        ("≥ 80 % of bare, the perimeter on", "sdk_full", "bare", 0.80),
         ("≥ 10x the peer stack", "sdk_full", "peers_full", 10.0),
         ("≥ 10x the peer stack", "sdk_full_route", "peers_full_route", 10.0),
         ("≥ 10x the peer stack", "sdk_full", "peers_full_route", 10.0),
@@ -547,6 +605,35 @@ def targets(results: dict[str, dict[str, list[float]]], rounds: int) -> str:
     return "\n".join(lines)
 
 
+PERIMETER_CPU_BAR_US = 3.0
+
+
+def cpu_targets(results: dict[str, dict[str, list[float]]], rounds: int) -> str:
+    """The perimeter's own cost: server CPU µs per request added to the bare app."""
+    lines = [
+        "| target | configuration | Δ server CPU µs/req vs bare (median of runs) "
+        "| per-round Δ (median; min-max) | Δ in-process CPU µs | met |",
+        "|---|---|---|---|---|---|",
+    ]
+    bare = results.get("bare")
+    for label in ("bare_headers", "sdk_perimeter", "sdk_perimeter_https"):
+        if bare is None or label not in results:
+            continue
+        r = results[label]
+        delta = _med(r["cpu_us"]) - _med(bare["cpu_us"])
+        per_round = [r["round_cpu"][i] - bare["round_cpu"][i] for i in range(rounds)]
+        inproc_delta = _med(r["inproc"]) - _med(bare["inproc"])
+        reference = label == "bare_headers"
+        met = "—" if reference else ("yes" if delta <= PERIMETER_CPU_BAR_US else "no")
+        target = "reference" if reference else f"≤ {PERIMETER_CPU_BAR_US:g} µs of server CPU"
+        lines.append(
+            f"| {target} | {label} | {delta:+.1f} "
+            f"| {_med(per_round):+.1f}; {min(per_round):+.1f} to {max(per_round):+.1f} "
+            f"| {_fmt(inproc_delta, '+.1f')} | {met} |"
+        )
+    return "\n".join(lines)
+
+
 def run_full(args: argparse.Namespace) -> None:
     wanted = set(args.rows.split(",")) if args.rows else None
     unknown = (wanted or set()) - {r.label for r in FULL_ROWS}
@@ -557,7 +644,8 @@ def run_full(args: argparse.Namespace) -> None:
         r for r in FULL_ROWS if wanted is None or r.label in wanted or r.label.startswith("bare")
     )
     results: dict[str, dict[str, list[float]]] = {
-        r.label: {"inproc": [], "inproc_redis_cmds": [], "round_rps": []} for r in rows
+        r.label: {"inproc": [], "inproc_redis_cmds": [], "round_rps": [], "round_cpu": []}
+        for r in rows
     }
     started = time.monotonic()
     run = f"bench-full-{uuid.uuid4().hex[:8]}"  # the key prefix of this run's servers
@@ -565,11 +653,13 @@ def run_full(args: argparse.Namespace) -> None:
         redis_url = args.redis_url or (redis.url if redis else "")
         for round_no in range(args.rounds):
             in_round: dict[str, list[float]] = {}
+            cpu_in_round: dict[str, list[float]] = {}
             for row in round_order(rows, round_no):
                 r = measure_with_retries(row, args, redis_url, redis, run)
                 for key, value in r.items():
                     results[row.label].setdefault(key, []).append(value)
                 in_round.setdefault(row.label, []).append(r["rps"])
+                cpu_in_round.setdefault(row.label, []).append(r["cpu_us"])
                 print(
                     f"  [{time.monotonic() - started:4.0f} s] round {round_no + 1} {row.label}: "
                     f"{r['rps']:.0f} req/s, {r['cpu_us']:.0f} CPU µs/req, "
@@ -579,6 +669,7 @@ def run_full(args: argparse.Namespace) -> None:
                 )
             for label, values in in_round.items():
                 results[label]["round_rps"].append(statistics.fmean(values))
+                results[label]["round_cpu"].append(statistics.fmean(cpu_in_round[label]))
         for row in rows:
             for _ in range(args.inproc_rounds):
                 before = 0.0
@@ -594,6 +685,7 @@ def run_full(args: argparse.Namespace) -> None:
                     args.inproc_blocks,
                     unique_key=row.idempotent,
                     env=env,
+                    headers=row.headers,
                 )
                 results[row.label]["inproc"].append(cpu)
                 if redis is not None:
@@ -607,6 +699,8 @@ def run_full(args: argparse.Namespace) -> None:
     print(full_table(rows, results))
     print()
     print(targets(results, args.rounds))
+    print()
+    print(cpu_targets(results, args.rounds))
     print()
     print(f"wall time: {time.monotonic() - started:.0f} s")
 

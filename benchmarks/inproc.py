@@ -7,7 +7,8 @@ requests one at a time straight into the ASGI app (no sockets, no uvicorn, no wr
 two figures over `--blocks` blocks of `--block-size` requests, after one unmeasured block of
 warm-up: the median wall-clock µs per request, and the median CPU µs per request of the whole
 process (all threads), which unlike the wall-clock figure leaves out waiting on Redis. POSTs
-carry the body `{}`; `--idempotency-key` gives each request an `Idempotency-Key` of its own.
+carry the body `{}`; `--idempotency-key` gives each request an `Idempotency-Key` of its own;
+`--header "Name: value"` adds a request header.
 Every response must be 2xx.
 """
 
@@ -33,13 +34,18 @@ Message = dict[str, Any]
 class Driver:
     """Calls one ASGI app with a fixed request and checks each response's status."""
 
-    def __init__(self, app: Any, method: str, path: str, unique_key: bool) -> None:
+    def __init__(
+        self, app: Any, method: str, path: str, unique_key: bool, extra: list[str] | None = None
+    ) -> None:
         self.app = app
         self.unique_key = unique_key
         self.token = uuid.uuid4().hex[:12]
         self.count = 0
         self.status = 0
         headers = [(b"host", b"127.0.0.1"), (b"user-agent", b"bench")]
+        for item in extra or ():
+            name, _, value = item.partition(":")
+            headers.append((name.strip().lower().encode(), value.strip().encode()))
         self.body = b"{}" if method != "GET" else b""
         if self.body:
             headers += [(b"content-type", b"application/json"), (b"content-length", b"2")]
@@ -99,7 +105,7 @@ async def run(args: argparse.Namespace) -> tuple[float, float]:
     os.environ["BENCH_CONFIG"] = args.config
     app = importlib.import_module(args.module).app
     inbox, task = await lifespan_start(app)
-    driver = Driver(app, args.method, args.path, args.idempotency_key)
+    driver = Driver(app, args.method, args.path, args.idempotency_key, args.header)
     for _ in range(args.block_size):
         await driver.one()
     wall: list[float] = []
@@ -124,6 +130,7 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=9)
     parser.add_argument("--block-size", type=int, default=500)
     parser.add_argument("--idempotency-key", action="store_true")
+    parser.add_argument("--header", action="append", default=[], help="NAME: VALUE, repeatable")
     args = parser.parse_args()
     import uvloop  # the loop uvicorn runs the servers on
 

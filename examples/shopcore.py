@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 import httpx
 
 from launchready_sdk import get_logger, get_request_id
+from launchready_sdk.perimeter import check_canonical_host, check_host_entry
 
 CATEGORIES = ("apparel", "books", "electronics", "garden", "home", "kitchen", "sports", "toys")
 PRODUCT_COUNT = 240
@@ -238,9 +239,51 @@ def sdk_overrides(service_name: str, **more: Any) -> dict[str, Any]:
         "service_name": service_name,
         "idempotent_routes": ("/checkout",),
         "cache_routes": {"/": 30, "/products": 30, "/products/{id}": 60},
+        **perimeter_settings(),
         **more,
     }
     return {k: v for k, v in wanted.items() if f"LAUNCHREADY_{k.upper()}" not in os.environ}
+
+
+def public_hosts(env: Mapping[str, str] | None = None) -> tuple[str, ...]:
+    """The hosts the shop answers for when told its public host: `SHOP_PUBLIC_HOST` (the
+    canonical one, e.g. www.shop.example), its apex or www twin, and `SHOP_ALLOWED_HOSTS`."""
+    env = os.environ if env is None else env
+    public = (env.get("SHOP_PUBLIC_HOST") or "").strip().lower().rstrip(".")
+    if not public:
+        return ()
+    if public.startswith("[") or public.replace(".", "").isdigit():
+        twin = ""  # an address has no www twin
+    else:
+        twin = public[4:] if public.startswith("www.") else "www." + public
+    extra = [h.strip() for h in env.get("SHOP_ALLOWED_HOSTS", "").split(",") if h.strip()]
+    return tuple(dict.fromkeys(h for h in (public, twin, *extra) if h))
+
+
+def perimeter_settings(env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The shop's perimeter, as a real shop turns it on.
+
+    Security headers and the Content-Security-Policy are the SDK's defaults, always on. Told
+    its public host (`SHOP_PUBLIC_HOST=www.shop.example`), the shop redirects plain HTTP to
+    HTTPS and other hosts to that one, and answers no host but its own (400); the payment
+    webhook is exempt, as the SDK's defaults say. Told its staff networks
+    (`SHOP_ADMIN_ALLOW=10.0.0.0/8`), the admin routes answer only there (404 elsewhere).
+    """
+    env = os.environ if env is None else env
+    settings: dict[str, Any] = {}
+    hosts = public_hosts(env)
+    if hosts:
+        try:
+            canonical = check_canonical_host(hosts[0])
+            for host in hosts:
+                check_host_entry(host)
+        except ValueError as exc:
+            raise ShopConfigError(f"SHOP_PUBLIC_HOST or SHOP_ALLOWED_HOSTS: {exc}") from None
+        settings.update(canonical_host=canonical, https_redirect=True, allowed_hosts=hosts)
+    allow = [n.strip() for n in env.get("SHOP_ADMIN_ALLOW", "").split(",") if n.strip()]
+    if allow:
+        settings.update(admin_paths=("/admin/*",), admin_allow=tuple(allow))
+    return settings
 
 
 def seed_products() -> list[dict[str, Any]]:

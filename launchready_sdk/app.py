@@ -7,20 +7,37 @@ outermost first:
 2. request context     X-Request-ID, client address, access log, last-resort 500 problem+json;
                        its lifespan hooks start the SDK's background work at start-up and stop
                        it (and close Redis) at shutdown
-3. health              /healthz and /readyz, answered before anything below can refuse them;
+   + security headers  nosniff, X-Frame-Options, Referrer-Policy, COOP, Permissions-Policy,
+                       CSP and (over HTTPS) HSTS, added by the request-context layer to every
+                       response leaving it that lacks them: its own last-resort 500 and all
+                       below (the SDK's 400s, redirects, 404s, 429s, 503s, cache hits)
+3. hosts and redirects the dispatch's gate, met by every request first: `allowed_hosts` (400
+                       before any URL is built from the Host), then one redirect stage: legacy
+                       301 map, HTTP to HTTPS on the same host, the canonical host; exempt
+                       routes are never redirected, and the SDK's endpoints pass whatever
+                       their Host
+   (a request for a path none of 4-8 acts on goes from the gate straight to the app)
+4. health              /healthz and /readyz, answered before anything below can refuse them;
                        readiness turns 503 when shutdown begins
-4. metrics             serves /metrics (the timing itself is taken by the request-context
+5. metrics             serves /metrics (the timing itself is taken by the request-context
                        layer, which already has the duration, status and route template)
    status page         `status_path` and `.json` with `status_token` (see `status`): its own
                        token check and throttle, above the limiter and the cache
-   (a request for a path none of 3-7 acts on goes from 2 straight to the app)
-5. rate limits         429 before the app runs or the body is read (only on ruled routes)
-6. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
-7. cache               GET/HEAD of cache routes answered from the store; misses fill it
-8. the app
+6. admin guard         `admin_paths` only from `admin_allow`; others get the app's own 404
+7. rate limits         429 before the app runs or the body is read (only on ruled routes)
+8. idempotency         POSTs with an Idempotency-Key on `idempotent_routes`: replay, 409, 422
+9. cache               GET/HEAD of cache routes answered from the store; misses fill it
+10. the app
+
+Under a WSGI server (`wrap_wsgi`, Django's `launchready_django_wsgi`) the same layers run in
+the same order: the request context and the gate in the worker thread, the path-specific
+layers (4-9) on the thread's event loop for the paths they act on (see `launchready_sdk.wsgi`).
 
 Because the request-context layer is outside the framework's own error handling, 404s, 405s,
-the SDK's own 4xx/503s and unhandled 500s all carry the request ID. Health, readiness and
+the SDK's own 4xx/503s and unhandled 500s all carry the request ID and the security headers.
+The headers and the gate ride on layers every request passes anyway (the request context and
+the dispatch) rather than adding two layers of their own; `SecurityHeadersMiddleware` and
+`RedirectMiddleware` are the same parts as layers, for use without `wrap`. Health, readiness and
 metrics are answered above the limiter and the cache and are not timed. Other modules link
 here rather than restate this order.
 
@@ -36,6 +53,7 @@ Where each part lives (packages keep their internals in `_name.py` modules):
     telemetry.py   OpenTelemetry tracing                   dbtiming.py  SQL statement timing
     store/         Redis client, breaker, scripts, LRU     responses.py problem+json bodies
     body.py        capped request bodies                   django/      Django integration
+    perimeter/     security headers, CSP, hosts, redirects, admin guard
     testing.py     switches for users' test suites         cli/         `launchready` command
     periodic.py    background steps between start-up and shutdown
     status/        status page, error tracking, slow requests
@@ -47,7 +65,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Iterable
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 import httpx
 
@@ -78,6 +96,12 @@ from launchready_sdk.outbound import (
     http_client_sync,
 )
 from launchready_sdk.patterns import PatternTable
+from launchready_sdk.perimeter import (
+    AdminGuardMiddleware,
+    RedirectStage,
+    SecurityHeaders,
+    docs_policies,
+)
 from launchready_sdk.proxy import ProxyResolver
 from launchready_sdk.ratelimit import RateLimiter, RateLimitMiddleware
 from launchready_sdk.routing import iter_route_paths
@@ -365,11 +389,7 @@ class LaunchReady:
         self.app = inner = inner if inner is not None else WSGIAsASGI(app)
         if s.configure_logging:
             adopt_foreign_loggers(access_log=s.access_log)
-        layers, covers = self.path_layers(inner)
-        self._dispatch = PathDispatch(
-            layers, inner, covers, on_first=lambda: self._discover_routes(report=True)
-        )
-        self._discover_routes()
+        self._dispatch = self._path_dispatch(inner)
         return WSGIStack(
             app,
             dispatch=self._dispatch,
@@ -377,6 +397,19 @@ class LaunchReady:
             startup=self.startup,
             shutdown=self.shutdown,
         )
+
+    def _path_dispatch(self, inner: ASGIApp) -> PathDispatch:
+        """The gate, then the path-specific layers around `inner` for the paths they act on."""
+        layers, covers = self.path_layers(inner)
+        dispatch = PathDispatch(
+            layers,
+            inner,
+            covers,
+            on_first=lambda: self._discover_routes(report=True),
+            gate=self.redirect_stage(),
+        )
+        self._discover_routes()
+        return dispatch
 
     def _install(self, app: Any) -> Any:
         """Make a Starlette app build its middleware stack inside the SDK's."""
@@ -398,12 +431,8 @@ class LaunchReady:
         """The SDK's middleware stack around `inner` (what `wrap` returns for a plain ASGI
         app, and what a Starlette app builds around its own stack)."""
         s = self.settings
-        layers, covers = self.path_layers(inner)
         stack: ASGIApp
-        stack = self._dispatch = PathDispatch(
-            layers, inner, covers, on_first=lambda: self._discover_routes(report=True)
-        )
-        self._discover_routes()
+        stack = self._dispatch = self._path_dispatch(inner)
         stack = self._request_context(stack)
         quiet = (s.health_path, s.ready_path, s.metrics_path)
         self.telemetry = setup_telemetry(
@@ -435,6 +464,11 @@ class LaunchReady:
                 client_ip=self.proxy.client_ip,
                 header_style=s.rate_limit_headers,
             )
+        if s.admin_paths:
+            stack = guard = AdminGuardMiddleware(
+                stack, paths=s.admin_paths, allow=s.admin_allow, client_ip=self.proxy.client_ip
+            )
+            tables.append(guard.table)
         stack = MetricsEndpoint(stack, tracker=self.latency, path=s.metrics_path)
         if self.status is not None:
             stack = StatusEndpoint(stack, status=self.status)
@@ -453,6 +487,50 @@ class LaunchReady:
 
         return stack, covers
 
+    def redirect_stage(self) -> RedirectStage | None:
+        """Trusted hosts and the redirect stage, when any of them is set."""
+        s = self.settings
+        if not (s.allowed_hosts or s.https_redirect or s.canonical_host or s.redirects):
+            return None
+        if s.https_redirect and not s.trusted_proxies:
+            _log.info(
+                "perimeter.https_redirect",
+                detail="a request counts as HTTPS only when this server speaks TLS itself or a "
+                "trusted proxy says so (X-Forwarded-Proto); trusted_proxies is empty",
+            )
+        if s.https_redirect and not (s.allowed_hosts or s.canonical_host):
+            _log.warning(
+                "perimeter.hosts_unchecked",
+                hint="https_redirect writes the request's own Host into Location; set "
+                "allowed_hosts (or canonical_host) so only your hosts are ever written",
+            )
+        return RedirectStage(
+            allowed_hosts=s.allowed_hosts,
+            canonical_host=s.canonical_host,
+            https_redirect=s.https_redirect,
+            redirects=s.redirects,
+            exempt=s.redirect_exempt,
+            endpoints=self._endpoints,
+            proxy=self.proxy,
+        )
+
+    def security_headers(self) -> SecurityHeaders | None:
+        """The security headers of every response, when any is on."""
+        s = self.settings
+        if not (s.security_headers or s.csp or s.csp_routes or s.hsts_max_age_s):
+            return None
+        routes = dict(s.csp_routes)
+        if s.csp:
+            routes = {**docs_policies(self.app, taken=routes), **routes}
+        return SecurityHeaders(
+            security_headers=s.security_headers,
+            csp=s.csp,
+            csp_routes=routes,
+            csp_report_only=s.csp_report_only,
+            hsts_max_age_s=s.hsts_max_age_s,
+            proxy=self.proxy,
+        )
+
     def _request_context(self, app: ASGIApp) -> RequestContextMiddleware:
         s = self.settings
         access = AccessLogger(
@@ -470,6 +548,7 @@ class LaunchReady:
             error_log=access.error if self.status is None else self.status.error_hook(access.error),
             on_startup=self.startup,
             on_shutdown=self.shutdown,
+            response_headers=self.security_headers(),
         )
 
     def _observer(self, access: AccessLog | None) -> AccessLog:
@@ -537,6 +616,16 @@ class LaunchReady:
             self.telemetry.shutdown()
 
 
+class Gate(Protocol):
+    """What every request meets first in the dispatch: the perimeter's hosts and redirects."""
+
+    def check(self, scope: Scope) -> str | None:
+        """None when the request goes on; else an answer for `respond`."""
+
+    async def respond(self, scope: Scope, send: Send, answer: str) -> None:
+        """Send the answer."""
+
+
 class PathDispatch:
     """Sends a request through the path-specific layers only when one of them acts on its path.
 
@@ -546,6 +635,9 @@ class PathDispatch:
     table (cleared when full; paths over 256 characters are never kept), so distinct paths
     from clients cannot grow memory by more than about a megabyte. Anything
     that is not an HTTP request (lifespan, websockets) goes through the layers.
+
+    First, every request meets the `gate` when there is one (trusted hosts and the redirect
+    stage): it may answer there, before any layer or the app.
     """
 
     def __init__(
@@ -555,9 +647,11 @@ class PathDispatch:
         covers: Callable[[str], bool],
         max_paths: int = 4096,
         on_first: Callable[[], None] | None = None,
+        gate: Gate | None = None,
     ) -> None:
         self.layers = layers
         self.app = app
+        self.gate = gate
         self._covers = covers
         self._known: dict[str, bool] = {}
         self._max_paths = max_paths
@@ -567,6 +661,12 @@ class PathDispatch:
         if self._on_first is not None and scope["type"] == "http":
             first, self._on_first = self._on_first, None
             first()
+        gate = self.gate
+        if gate is not None:
+            answer = gate.check(scope)
+            if answer is not None:
+                await gate.respond(scope, send, answer)
+                return
         if scope["type"] == "http":
             path = route_path(scope)
             covered = self._known.get(path)

@@ -6,6 +6,9 @@ with exactly one `X-Request-ID`. The ID and the client address live in a `Contex
 log line emitted while the request runs, from any logger, carries them, and nothing leaks into
 the next request on the same connection. After the response it writes one access-log line.
 
+With `response_headers` (what `LaunchReady` passes when the perimeter's security headers are
+on) it also adds those headers to every response leaving it, its own last-resort 500 included.
+
 Security stance: an incoming `X-Request-ID` is believed only when it matches
 `[A-Za-z0-9._:-]{1,128}` and comes from a trusted proxy (or from anyone, with
 `trust_request_id=True`). Anything else is replaced by a fresh time-ordered ID (UUIDv7), and a
@@ -18,8 +21,8 @@ import contextvars
 import os
 import re
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, Protocol
 
 from launchready_sdk.responses import send_problem
 from launchready_sdk.routing import route_template
@@ -192,6 +195,18 @@ AccessLog = Callable[[RequestContext, int, int, float], None]
 ErrorLog = Callable[[RequestContext, BaseException], None]
 
 
+class ResponseHeaders(Protocol):
+    """Headers added to every response as it leaves the request-context layer (the
+    perimeter's security headers), without a layer of their own."""
+
+    def begin(self, scope: Scope) -> Any:
+        """Called as the request arrives; what it returns is given to `finish`."""
+
+    def finish(self, scope: Scope, state: Any, headers: Headers) -> Headers:
+        """The response's headers (a list the caller owns, changed in place) with the added
+        ones."""
+
+
 class RequestContextMiddleware:
     """Request IDs, client address and access log; the last-resort 500 with the request ID.
 
@@ -204,6 +219,7 @@ class RequestContextMiddleware:
         error_log: called with an exception that escaped the app.
         on_startup: awaited when the app reports lifespan start-up complete.
         on_shutdown: awaited when the app reports lifespan shutdown complete.
+        response_headers: adds headers to every response, the last-resort 500 included.
     """
 
     def __init__(
@@ -217,8 +233,10 @@ class RequestContextMiddleware:
         error_log: ErrorLog | None = None,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        response_headers: ResponseHeaders | None = None,
     ) -> None:
         self.app = app
+        self._extra = response_headers
         self._client_ip = client_ip or _peer_ip
         self._is_trusted_peer = is_trusted_peer or (lambda scope: False)
         self._trust_all = trust_request_id
@@ -236,6 +254,8 @@ class RequestContextMiddleware:
         ctx = self._context(scope)
         token = _current.set(ctx)
         header = (REQUEST_ID_HEADER, ctx.request_id.encode("ascii"))
+        extra = self._extra
+        state = extra.begin(scope) if extra is not None else None
         status = 0
         sent = 0
         complete = False
@@ -247,7 +267,10 @@ class RequestContextMiddleware:
             nonlocal status, sent, complete, held
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = _with_header(message.get("headers", ()), header)
+                headers = _with_header(list(message.get("headers", ())), header)
+                message["headers"] = (
+                    headers if extra is None else extra.finish(scope, state, headers)
+                )
                 if status == 500:
                     held = []
             else:
@@ -266,7 +289,7 @@ class RequestContextMiddleware:
             if status == 0 or held is not None:
                 held, status, sent = None, 500, 0
                 await send_problem(
-                    send,
+                    send if extra is None else _finishing(send, extra, scope, state),
                     500,
                     "The server failed to handle this request.",
                     scope=scope,
@@ -318,6 +341,11 @@ class RequestContextMiddleware:
         """What is called with an exception that escaped the app."""
         return self._error_log
 
+    @property
+    def response_headers(self) -> ResponseHeaders | None:
+        """What adds headers to every response (the perimeter's security headers)."""
+        return self._extra
+
     def context_of(self, scope: Scope) -> RequestContext:
         """A new request's context from its scope: its ID, client address and paths (for
         server adapters that run the rest of this layer's work themselves)."""
@@ -356,15 +384,26 @@ class RequestContextMiddleware:
 _ID_HEADER_LENGTH = len(REQUEST_ID_HEADER)
 
 
-def _with_header(headers: Iterable[tuple[bytes, bytes]], header: tuple[bytes, bytes]) -> Headers:
-    """The response headers without any `X-Request-ID` the app set, plus the SDK's."""
-    out = list(headers)
+def _with_header(out: Headers, header: tuple[bytes, bytes]) -> Headers:
+    """The response headers (a list of the caller's own, changed in place) without any
+    `X-Request-ID` the app set, plus the SDK's."""
     for name, _ in out:
         if len(name) == _ID_HEADER_LENGTH and name.lower() == REQUEST_ID_HEADER:
             out = [h for h in out if h[0].lower() != REQUEST_ID_HEADER]
             break
     out.append(header)
     return out
+
+
+def _finishing(send: Send, extra: ResponseHeaders, scope: Scope, state: Any) -> Send:
+    """`send` for a response the layer writes itself, with the added headers."""
+
+    async def finish(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message["headers"] = extra.finish(scope, state, list(message.get("headers", ())))
+        await send(message)
+
+    return finish
 
 
 def _peer_ip(scope: Scope) -> str | None:

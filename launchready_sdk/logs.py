@@ -243,10 +243,13 @@ class JsonLineWriter:
         """Render and write one line (fields bound with structlog.contextvars included)."""
         if _structlog_vars:  # only when something was ever bound with structlog.contextvars
             line = {**structlog.contextvars.get_contextvars(), **line}
-        try:
-            data = orjson.dumps(line, default=repr, option=_ORJSON_OPTIONS)
+        try:  # string keys (every line the SDK writes): orjson's fast path
+            data = orjson.dumps(line, default=repr, option=orjson.OPT_UTC_Z)
         except TypeError:
-            data = _render_json(line).encode()
+            try:
+                data = orjson.dumps(line, default=repr, option=_ORJSON_OPTIONS)
+            except TypeError:
+                data = _render_json(line).encode()
         if self._raw is None:
             self.stream.write(data.decode() + "\n")
             self.stream.flush()

@@ -2,8 +2,9 @@
 
 Every middleware that keys, limits, caches or logs by client reads it through this module: the
 request context and the rate limiter take the client from `ProxyResolver.client_ip`, redirects
-and HSTS take `ProxyResolver.scheme` and `host`. It does no I/O; its only state is a few
-bounded LRU caches.
+and HSTS take `ProxyResolver.scheme` and `host`. One pass over a request's headers serves all
+three, and its result is kept in the scope. It does no I/O; its only state is a few bounded
+LRU caches.
 
 Security stance:
 
@@ -45,6 +46,8 @@ _IP_CACHE_SIZE = 4096
 _TRUST_CACHE_SIZE = 1024
 _XFF_CACHE_SIZE = 4096
 _MAX_CACHED_XFF = 256
+_HOST_CACHE_SIZE = 1024
+_MAX_HOST_LINE = 300
 
 _OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
 _CANONICAL_IPV4 = re.compile(rf"(?:{_OCTET}\.){{3}}{_OCTET}")
@@ -181,9 +184,16 @@ class ProxyResolver:
         self._xff_cached: Callable[[str], str | None] = functools.lru_cache(
             maxsize=_XFF_CACHE_SIZE
         )(self._xff)
+        self._origin_key = f"launchready.origin.{id(self)}"
+        self._view_key = f"launchready.forwarding.{id(self)}"
 
     def __repr__(self) -> str:
         return f"ProxyResolver({[str(net) for net in self._networks]!r})"
+
+    @property
+    def trusts_anyone(self) -> bool:
+        """Whether any proxy is trusted (with none, the scope's own scheme and Host count)."""
+        return bool(self._networks)
 
     def is_trusted_peer(self, scope: Mapping[str, Any]) -> bool:
         """Tell whether the socket peer of `scope` is one of the trusted proxies."""
@@ -197,7 +207,7 @@ class ProxyResolver:
         peer = _peer(scope)
         if peer is None or not self._networks or not self._trusted(peer):
             return peer
-        hop = self._client_hop(_forwarding_headers(scope))
+        hop = self._client_hop(self._view(scope)[1])
         return peer if hop is None else hop[0]
 
     def scheme(self, scope: Mapping[str, Any]) -> str:
@@ -205,20 +215,10 @@ class ProxyResolver:
 
         For a websocket scope a forwarded `https` gives `wss` and `http` gives `ws`.
         """
-        websocket = scope.get("type") == "websocket"
-        default = str(scope.get("scheme") or ("ws" if websocket else "http"))
-        if not self.is_trusted_peer(scope):
-            return default
-        headers = _forwarding_headers(scope)
-        if b"x-forwarded-for" in headers or b"forwarded" not in headers:
-            proto = _first_value(headers.get(b"x-forwarded-proto"))
-        else:
-            hop = self._client_hop(headers)
-            proto = hop[1].get("proto") if hop is not None else None
-        proto = proto.lower() if proto else None
-        if proto not in ("http", "https"):
-            return default
-        return proto.replace("http", "ws") if websocket else proto
+        if not self._networks:  # nobody's headers are believed: the server's own scheme
+            websocket = scope.get("type") == "websocket"
+            return str(scope.get("scheme") or ("ws" if websocket else "http"))
+        return self.origin(scope)[0]
 
     def host(self, scope: Mapping[str, Any]) -> str | None:
         """Return the lowercased `Host` (or a trusted proxy's forwarded host), else None.
@@ -226,17 +226,66 @@ class ProxyResolver:
         Only the charset is checked (letters, digits, `.-_:[]`); several `Host` lines or a
         value with other characters give None. A bad forwarded host falls back to `Host`.
         """
-        if self.is_trusted_peer(scope):
-            headers = _forwarding_headers(scope)
-            if b"x-forwarded-for" in headers or b"forwarded" not in headers:
-                forwarded = _valid_host(_first_value(headers.get(b"x-forwarded-host")))
-            else:
-                hop = self._client_hop(headers)
-                forwarded = _valid_host(hop[1].get("host") if hop is not None else None)
-            if forwarded is not None:
-                return forwarded
-        lines = [value for name, value in scope.get("headers") or () if name == b"host"]
-        return _valid_host(lines[0].decode("latin-1")) if len(lines) == 1 else None
+        return self.origin(scope)[1]
+
+    def origin(self, scope: Mapping[str, Any]) -> tuple[str, str | None]:
+        """`(scheme, host)` as `scheme()` and `host()` give them, worked out once per request.
+
+        The pair is kept in the scope (under a key of this resolver's own), so the layers that
+        need it (security headers, redirects, the cache key) share one pass over the headers.
+        """
+        found = scope.get(self._origin_key)
+        if found is None:
+            found = self._origin(scope)
+            if isinstance(scope, dict):  # ASGI scopes are dicts; any other mapping: each time
+                scope[self._origin_key] = found
+        return found
+
+    def _view(self, scope: Mapping[str, Any]) -> tuple[bool, dict[bytes, str], bytes | None]:
+        """`(peer trusted, its forwarding headers, the one Host line or None)`, from one pass
+        over the headers, kept in the scope for `client_ip`, `scheme` and `host`."""
+        found = scope.get(self._view_key)
+        if found is not None:
+            return found  # type: ignore[no-any-return]
+        trusted = self.is_trusted_peer(scope)
+        forwarding: dict[bytes, str] = {}
+        line: bytes | None = None
+        several = repeated = False
+        for name, value in scope.get("headers") or ():
+            if name == b"host":
+                several = line is not None
+                line = value
+            elif trusted and name in _FORWARDING:
+                repeated = repeated or name in forwarding
+                forwarding[name] = value.decode("latin-1")
+        if repeated:
+            forwarding = _joined_forwarding_headers(scope)
+        view = (trusted, forwarding, None if several else line)
+        if isinstance(scope, dict):
+            scope[self._view_key] = view
+        return view
+
+    def _origin(self, scope: Mapping[str, Any]) -> tuple[str, str | None]:
+        websocket = scope.get("type") == "websocket"
+        scheme = str(scope.get("scheme") or ("ws" if websocket else "http"))
+        trusted, forwarding, line = self._view(scope)
+        host = _host_line(line) if line is not None else None
+        if not trusted:
+            return scheme, host
+        if b"x-forwarded-for" in forwarding or b"forwarded" not in forwarding:
+            proto = forwarding.get(b"x-forwarded-proto")
+            proto = _first_value(proto) if proto is not None else None
+            forwarded = forwarding.get(b"x-forwarded-host")
+            forwarded_host = _valid_host(_first_value(forwarded)) if forwarded else None
+        else:
+            hop = self._client_hop(forwarding)
+            params = hop[1] if hop is not None else {}
+            proto = params.get("proto")
+            forwarded_host = _valid_host(params.get("host"))
+        proto = proto.lower() if proto else None
+        if proto in ("http", "https"):
+            scheme = proto.replace("http", "ws") if websocket else proto
+        return scheme, forwarded_host or host
 
     def _check_trusted(self, address: str) -> bool:
         """Membership of a canonical address, by integer masks (ipaddress is slow to build)."""
@@ -330,6 +379,11 @@ def _unquote(value: str) -> str:
 
 def _first_value(value: str | None) -> str | None:
     return value.split(",", 1)[0].strip() if value is not None else None
+
+
+@functools.lru_cache(maxsize=_HOST_CACHE_SIZE)
+def _host_line(value: bytes) -> str | None:
+    return _valid_host(value.decode("latin-1")) if len(value) <= _MAX_HOST_LINE else None
 
 
 def _valid_host(value: str | None) -> str | None:

@@ -15,6 +15,7 @@ Lists are written `,`- or `;`-separated; mappings as `pattern=value` pairs separ
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 from collections.abc import Callable, Mapping
@@ -26,6 +27,16 @@ from launchready_sdk import status as status_page
 from launchready_sdk import store as redis_store
 from launchready_sdk.errors import SettingsError
 from launchready_sdk.patterns import PatternTable, split_methods, validate_pattern
+from launchready_sdk.perimeter import (
+    DEFAULT_CSP,
+    DEFAULT_HSTS_MAX_AGE_S,
+    DEFAULT_REDIRECT_EXEMPT,
+    check_canonical_host,
+    check_host_entry,
+    check_networks,
+    check_policy,
+    check_redirects,
+)
 
 DEFAULT_SERVICE_NAME = "app"
 DEFAULT_METRICS_PATH = "/metrics"
@@ -122,6 +133,28 @@ def _pairs(example: str) -> Parser:
             else:
                 raise SettingsError("", f"expected pattern=value pairs, got {item!r}", example)
         return pairs
+
+    return parse
+
+
+def _json_or_pairs(example: str) -> Parser:
+    """A JSON object (`{"/embed/*": "default-src https:; frame-ancestors *"}`), needed when
+    values hold `;` or `=`, or `pattern=value` pairs."""
+    pairs = _pairs(example)
+
+    def parse(raw: str) -> dict[str, str]:
+        if not raw.strip().startswith("{"):
+            parsed: dict[str, str] = pairs(raw)
+            return parsed
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            raise SettingsError("", "expected a JSON object of pattern to value", example) from None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise SettingsError("", "expected a JSON object of strings", example)
+        return dict(value)
 
     return parse
 
@@ -398,6 +431,71 @@ def _check_status_token(name: str, value: object) -> str | None:
     return str(value)
 
 
+def _patterns(example: str) -> Check:
+    def check(name: str, value: object) -> tuple[str, ...]:
+        patterns = _str_tuple(example)(name, value)
+        for pattern in patterns:
+            _check_pattern(name, pattern, example)
+        _check_distinct(name, list(patterns), example)
+        return patterns
+
+    return check
+
+
+def _check_csp(name: str, value: object) -> str:
+    example = "default-src 'self'; img-src 'self' data:"
+    try:
+        return check_policy(value)  # type: ignore[arg-type]
+    except (ValueError, TypeError) as exc:
+        raise SettingsError(name, str(exc), example) from None
+
+
+def _check_csp_routes(name: str, value: object) -> Mapping[str, str]:
+    example = '{"/embed/*": "default-src \'self\'; frame-ancestors *"}'
+    if not isinstance(value, Mapping):
+        problem = f"expected a mapping of pattern to policy, got {value!r}"
+        raise SettingsError(name, problem, example)
+    routes = {_check_pattern(name, p, example): _check_csp(name, v) for p, v in value.items()}
+    _check_distinct(name, list(routes), example)
+    return _frozen_map(routes)
+
+
+def _check_hosts(name: str, value: object) -> tuple[str, ...]:
+    example = "shop.example,*.shop.example"
+    try:
+        return tuple(check_host_entry(h) for h in _str_tuple(example)(name, value))
+    except ValueError as exc:
+        raise SettingsError(name, str(exc), example) from None
+
+
+def _check_canonical_host(name: str, value: object) -> str | None:
+    try:
+        return check_canonical_host(value)
+    except ValueError as exc:
+        raise SettingsError(name, str(exc), "www.shop.example") from None
+
+
+def _check_redirects(name: str, value: object) -> Mapping[str, str]:
+    example = "/old/{id}=/new/{id}"
+    if not isinstance(value, Mapping):
+        raise SettingsError(name, f"expected a mapping of old to new URL, got {value!r}", example)
+    try:
+        check_redirects(value)
+    except ValueError as exc:
+        raise SettingsError(name, str(exc), example) from None
+    return _frozen_map(value)
+
+
+def _check_networks(name: str, value: object) -> tuple[str, ...]:
+    example = "10.0.0.0/8,192.0.2.7"
+    items = _str_tuple(example)(name, value)
+    try:
+        check_networks(items)
+    except ValueError as exc:
+        raise SettingsError(name, str(exc), example) from None
+    return items
+
+
 # --- the settings -------------------------------------------------------------------------------
 
 
@@ -607,6 +705,58 @@ class Settings:
         doc="with the status page on, hand errors to `sentry-sdk` when it is initialised "
         "(every Sentry event redacted first)",
     )  # fmt: skip
+    security_headers: bool = setting(
+        True, parse=_parse_bool, check=_check_bool,
+        doc="nosniff, `X-Frame-Options: DENY`, `Referrer-Policy`, COOP and `Permissions-Policy` "
+        "on every response the app leaves them off",
+    )  # fmt: skip
+    hsts_max_age_s: int = setting(
+        DEFAULT_HSTS_MAX_AGE_S, parse=_parse_int, check=_whole("31536000", 0),
+        doc="`Strict-Transport-Security` lifetime, sent only over HTTPS; 0 sends none",
+    )  # fmt: skip
+    csp: str = setting(
+        DEFAULT_CSP, parse=_parse_str, check=_check_csp,
+        doc="the `Content-Security-Policy`; `'nonce-{nonce}'` stands for the request's nonce; "
+        "empty sends none",
+    )  # fmt: skip
+    csp_routes: Mapping[str, str] = setting(
+        parse=_json_or_pairs('{"/embed/*": "default-src https:; frame-ancestors *"}'),
+        check=_check_csp_routes, factory=dict,
+        doc='`{pattern: policy}`, `""` for no CSP there (a JSON object in the environment)',
+    )  # fmt: skip
+    csp_report_only: bool = setting(
+        False, parse=_parse_bool, check=_check_bool,
+        doc="send the policy as `Content-Security-Policy-Report-Only`",
+    )  # fmt: skip
+    https_redirect: bool = setting(
+        False, parse=_parse_bool, check=_check_bool,
+        doc="plain-HTTP requests go to `https://` on the same host (301; 308 for non-GET)",
+    )  # fmt: skip
+    canonical_host: str | None = setting(
+        None, parse=_parse_optional_str, check=_check_canonical_host,
+        doc="`www.shop.example`: requests for other hosts are redirected to it",
+    )  # fmt: skip
+    allowed_hosts: tuple[str, ...] = setting(
+        (), parse=_parse_list, check=_check_hosts,
+        doc="`shop.example`, `*.shop.example`: any other `Host` gets 400; none = any host",
+    )  # fmt: skip
+    redirects: Mapping[str, str] = setting(
+        parse=_json_or_pairs("/old/{id}=/new/{id}"), check=_check_redirects, factory=dict,
+        doc="legacy URLs, `{old pattern: new path or URL}`, 301 with the query kept",
+    )  # fmt: skip
+    redirect_exempt: tuple[str, ...] = setting(
+        DEFAULT_REDIRECT_EXEMPT, parse=_parse_list,
+        check=_patterns("/webhooks/*;/auth/callback"),
+        doc="patterns no redirect ever touches (webhooks, auth callbacks)",
+    )  # fmt: skip
+    admin_paths: tuple[str, ...] = setting(
+        (), parse=_parse_list, check=_patterns("/admin/*"),
+        doc="patterns only `admin_allow` clients reach; others get the app's 404",
+    )  # fmt: skip
+    admin_allow: tuple[str, ...] = setting(
+        (), parse=_parse_list, check=_check_networks,
+        doc="CIDRs allowed to reach `admin_paths` (none = nobody)",
+    )  # fmt: skip
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
@@ -620,6 +770,7 @@ class Settings:
             raise SettingsError("health_path", f"endpoint paths must differ, got {paths}")
         if self.status_path in paths or self.status_path + ".json" in paths:
             raise SettingsError("status_path", f"must differ from {paths}", "/_launchready/status")
+        _check_perimeter(self)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -643,6 +794,19 @@ class Settings:
                 raise
             variable = ENV_PREFIX + exc.name.upper()
             raise SettingsError(variable, exc.problem, _env_example(variable, exc)) from None
+
+
+def _check_perimeter(s: Settings) -> None:
+    """The legacy map against the hosts and scheme it redirects to (loops, downgrades)."""
+    try:
+        check_redirects(
+            s.redirects,
+            allowed_hosts=s.allowed_hosts,
+            canonical_host=s.canonical_host,
+            https_redirect=s.https_redirect,
+        )
+    except ValueError as exc:
+        raise SettingsError("redirects", str(exc), "/old/{id}=/new/{id}") from None
 
 
 def _env_example(variable: str, exc: SettingsError) -> str | None:

@@ -16,7 +16,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -45,9 +45,10 @@ class Shop:
     server: Server
     providers: Server
     env: dict[str, str]  # what the shop was started with: production-like, no development mode
+    headers: dict[str, str] = field(default_factory=dict)  # sent by every client (a proxy's)
 
     def client(self, ip: str | None = None, token: str | None = None) -> httpx.Client:
-        headers = {"X-Forwarded-For": ip or new_ip()}
+        headers = {**self.headers, "X-Forwarded-For": ip or new_ip()}
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return httpx.Client(base_url=self.url, headers=headers, timeout=20.0)
@@ -94,7 +95,7 @@ def running_shop(
     `server` says otherwise, for the shop), on loopback.
 
     The shop runs as in production: its own secrets and a payment URL, no development mode.
-    `extra_env` adds variables (a status token).
+    `extra_env` adds to its environment (a status token, a public host, staff networks).
     """
     folder.mkdir(parents=True, exist_ok=True)
     provider_env = {"SHOP_WEBHOOK_SECRET": WEBHOOK_SECRET, "PROVIDER_WEBHOOK_DELAY_MS": "20"}
@@ -212,8 +213,39 @@ def order_status(shop: Shop, email: str) -> str:
     return status
 
 
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "strict-origin-when-cross-origin",
+    "cross-origin-opener-policy": "same-origin-allow-popups",
+}
+
+
+def assert_security_headers(response: httpx.Response, *, hsts: bool = False) -> None:
+    """The SDK's security headers, each once; HSTS exactly when the request was HTTPS."""
+    for name, value in SECURITY_HEADERS.items():
+        assert response.headers.get_list(name) == [value], (name, response.headers)
+    assert response.headers["content-security-policy"].startswith("default-src 'self'")
+    assert "camera=()" in response.headers["permissions-policy"]
+    assert ("strict-transport-security" in response.headers) is hsts
+
+
 class ShopFlows:
     """The flows every bundled shop must pass. Subclasses provide the `shop` fixture."""
+
+    def test_every_answer_carries_the_security_headers(self, shop: Shop) -> None:
+        """The shop's pages, its errors, the SDK's 429 and cache hits carry the headers; no
+        HSTS over plain HTTP."""
+        with shop.client() as c:
+            answers = [c.get("/products/3"), c.get("/products/3"), c.get("/products/99999")]
+            answers += [c.get("/cart"), c.post("/signup", content=b"{")]
+        with shop.client() as c:
+            flood = [c.post("/password-reset", json={"email": "a@example.com"}) for _ in range(8)]
+        assert answers[1].headers["x-cache"] == "HIT"
+        assert [r.status_code for r in answers] == [200, 200, 404, 401, 422]
+        assert flood[-1].status_code == 429
+        for response in (*answers, flood[-1]):
+            assert_security_headers(response)
 
     def test_browse_cart_checkout_webhook_paid_email(self, shop: Shop) -> None:
         with shop.client() as c:

@@ -78,6 +78,18 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_STATUS_TOKEN": "Zq3-" + "x7Lk9PwN2mB8vRt5YcHs4JdFg6Ae1Uo0",
         "LAUNCHREADY_STATUS_PATH": "/ops/status/",
         "LAUNCHREADY_STATUS_SENTRY": "off",
+        "LAUNCHREADY_SECURITY_HEADERS": "false",
+        "LAUNCHREADY_HSTS_MAX_AGE_S": "15552000",
+        "LAUNCHREADY_CSP": "default-src 'self'; script-src 'self' 'nonce-{nonce}'",
+        "LAUNCHREADY_CSP_ROUTES": '{"/embed/*": "default-src https:; frame-ancestors *"}',
+        "LAUNCHREADY_CSP_REPORT_ONLY": "true",
+        "LAUNCHREADY_HTTPS_REDIRECT": "true",
+        "LAUNCHREADY_CANONICAL_HOST": "WWW.Shop.Example",
+        "LAUNCHREADY_ALLOWED_HOSTS": "shop.example;*.shop.example",
+        "LAUNCHREADY_REDIRECTS": "/old/{id}=/new/{id};/blog/*=https://blog.shop.example/*",
+        "LAUNCHREADY_REDIRECT_EXEMPT": "/webhooks/*;/sso/return",
+        "LAUNCHREADY_ADMIN_PATHS": "/admin/*",
+        "LAUNCHREADY_ADMIN_ALLOW": "10.0.0.0/8,192.0.2.7",
     }
     names = {f"LAUNCHREADY_{f.name.upper()}" for f in dataclasses.fields(Settings)}
     assert names == set(env), "the test covers every field"
@@ -97,6 +109,14 @@ def test_every_field_has_an_environment_variable() -> None:
     assert s.redact_keys == ("partner_code", "x-shop-key")
     assert (s.health_path, s.ready_path, s.metrics_path) == ("/livez", "/ready", "/prom")
     assert (s.status_path, s.status_sentry) == ("/ops/status", False)
+    assert (s.security_headers, s.hsts_max_age_s, s.csp_report_only) == (False, 15552000, True)
+    assert s.csp == "default-src 'self'; script-src 'self' 'nonce-{nonce}'"
+    assert dict(s.csp_routes) == {"/embed/*": "default-src https:; frame-ancestors *"}
+    assert (s.https_redirect, s.canonical_host) == (True, "www.shop.example")
+    assert s.allowed_hosts == ("shop.example", "*.shop.example")
+    assert dict(s.redirects) == {"/old/{id}": "/new/{id}", "/blog/*": "https://blog.shop.example/*"}
+    assert s.redirect_exempt == ("/webhooks/*", "/sso/return")
+    assert (s.admin_paths, s.admin_allow) == (("/admin/*",), ("10.0.0.0/8", "192.0.2.7"))
 
 
 def test_from_env_ignores_unrelated_variables_and_takes_overrides() -> None:

@@ -392,3 +392,62 @@ def test_threads_share_no_future_across_loops(log_stream: LogCapture) -> None:
     for thread in threads:
         thread.join(30)
     assert sorted(statuses) == [("/readyz", 200)] * 2 + [("/slow", 200)] * 2
+
+
+def test_the_perimeter_answers_and_marks_every_response(log_stream: LogCapture) -> None:
+    """Under WSGI as under ASGI: a foreign Host gets 400, plain HTTP a 301 to HTTPS (308 for a
+    POST), a legacy path its 301, a webhook is never redirected; every response (the app's,
+    a layer's, a problem, a redirect) carries the security headers and one request ID."""
+    app, shop, _ = build(
+        log_stream,
+        allowed_hosts=["shop.example"],
+        https_redirect=True,
+        trusted_proxies=["203.0.113.9"],
+        redirects={"/old-catalog": "/products"},
+        redirect_exempt=["/webhooks/*"],
+        csp="default-src 'self'; script-src 'self' 'nonce-{nonce}'",
+    )
+    https = {"X-Forwarded-Proto": "https"}
+    refused = call(app, environ("GET", "/plain", headers={"Host": "evil.example", **https}))
+    upgrade = call(app, environ("GET", "/plain"))
+    post = call(app, environ("POST", "/checkout", b"{}"))
+    legacy = call(app, environ("GET", "/old-catalog", headers=https))
+    webhook = call(app, environ("POST", "/webhooks/stripe", b"{}"))
+    served = call(app, environ("GET", "/plain", headers=https))
+    health = call(app, environ("GET", "/healthz", headers=https))
+    boom = call(app, environ("GET", "/boom", headers=https))
+    assert refused.status == 400
+    assert refused.json()["request_id"] == refused.header("X-Request-ID")[0]
+    assert (upgrade.status, upgrade.header("Location")) == (301, ["https://shop.example/plain"])
+    assert (post.status, post.header("Location")) == (308, ["https://shop.example/checkout"])
+    assert (legacy.status, legacy.header("Location")) == (301, ["https://shop.example/products"])
+    assert (webhook.status, served.status, health.status, boom.status) == (201, 200, 200, 500)
+    assert shop.ran == ["/webhooks/stripe", "/plain", "/boom"]
+    for answer in (refused, upgrade, post, legacy, webhook, served, health, boom):
+        assert len(answer.header("X-Request-ID")) == 1
+        assert answer.header("X-Content-Type-Options") == ["nosniff"]
+        assert len(answer.header("Content-Security-Policy")) == 1
+    assert served.header("Strict-Transport-Security")
+    assert not upgrade.header("Strict-Transport-Security")  # never over plain HTTP
+
+
+def test_the_csp_nonce_reaches_the_wsgi_app(log_stream: LogCapture) -> None:
+    """A policy naming `{nonce}` puts a fresh nonce in the environ; the header carries the
+    one the app read."""
+    seen: list[str] = []
+
+    def page(env: Environ, start_response: Callable[..., Any]) -> list[bytes]:
+        nonce = str(env["launchready.csp_nonce"])
+        seen.append(nonce)
+        start_response("200 OK", [("Content-Type", "text/html")])
+        return [f'<script nonce="{nonce}"></script>'.encode()]
+
+    lr = LaunchReady(
+        Settings(csp="default-src 'self'; script-src 'self' 'nonce-{nonce}'"), log_stream=log_stream
+    )
+    app = lr.wrap_wsgi(page)
+    _built.append(app)
+    answers = [call(app, environ("GET", "/page")) for _ in range(2)]
+    assert seen[0] != seen[1]
+    for nonce, answer in zip(seen, answers, strict=True):
+        assert f"'nonce-{nonce}'" in answer.header("Content-Security-Policy")[0]

@@ -11,7 +11,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 import django
 from django.core.exceptions import ImproperlyConfigured
 
-from examples.shopcore import ShopConfig, sdk_overrides
+from examples.shopcore import ShopConfig, public_hosts, sdk_overrides
 from launchready_sdk.ratelimit import DEFAULT_RATE_LIMITS
 
 SHOP = ShopConfig.from_env("django_shop")
@@ -54,7 +54,7 @@ ALLOWED_HOSTS = [
     h.strip()
     for h in os.environ.get("SHOP_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1]").split(",")
     if h.strip()
-]
+] + list(public_hosts())  # SHOP_PUBLIC_HOST and its twin (the SDK checks hosts first)
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",

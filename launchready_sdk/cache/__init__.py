@@ -20,7 +20,8 @@ Security stance:
   entry) or varies on that header (one entry per credential).
 - A response is stored only when it is a 200 (a 404 too with `negative_ttl_s`), sets no cookie,
   is not `private`, `no-store` or `no-cache`, has no `Vary: *` nor a `Vary` on a header the key
-  does not hold, is not partial, not `text/event-stream`, and is no larger than the cap (1 MiB).
+  does not hold, is not partial, not `text/event-stream`, and is no larger than the cap (1 MiB),
+  and when the page did not read the request's CSP nonce (its body holds that nonce).
   Replays carry an allow-list of headers; `Set-Cookie`, `Date` and `X-Request-ID` of another
   request are never replayed. A client's `Cache-Control: no-cache` does not force origin load.
 - Entries are a versioned binary format (a JSON header and the body bytes), never pickle; an

@@ -30,6 +30,7 @@ from launchready_sdk.cache._recorder import (
 from launchready_sdk.cache._rules import CacheRule, RequestKey, Route
 from launchready_sdk.context import request_method, route_path
 from launchready_sdk.logs import get_logger
+from launchready_sdk.perimeter import SCOPE_CSP_NONCE
 from launchready_sdk.routing import SCOPE_ROUTE
 from launchready_sdk.store import RedisStore
 from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
@@ -173,7 +174,10 @@ class CacheMiddleware:
     ) -> Entry | None:
         """Call the app, forward its response, store it; serve the stale entry if it fails."""
         stale = found.entry
-        recorder = Recorder(send, self.cache, route, request.if_none_match, stale is not None)
+        nonce = scope.get(SCOPE_CSP_NONCE)
+        recorder = Recorder(
+            send, self.cache, route, request.if_none_match, stale is not None, nonce=nonce
+        )
         origin = origin_scope(scope, request)
         try:
             await self.app(origin, receive, recorder)

@@ -27,9 +27,16 @@ class Recorder:
     """Wraps `send` for an origin call: forwards as the app responds and builds the entry."""
 
     def __init__(
-        self, send: Send, cache: Cache, route: Route, if_none_match: bytes | None, stale: bool
+        self,
+        send: Send,
+        cache: Cache,
+        route: Route,
+        if_none_match: bytes | None,
+        stale: bool,
+        nonce: object = None,
     ) -> None:
         self.send = send
+        self.nonce = nonce  # the request's CSP nonce: a page that read it is never stored
         self.cache = cache
         self.route = route
         self.if_none_match = if_none_match
@@ -58,6 +65,8 @@ class Recorder:
 
     def _judge(self, start: Message) -> str | None:
         """Why this response cannot be stored, or None."""
+        if getattr(self.nonce, "used", False):
+            return "csp-nonce"
         status = start["status"]
         if status == 404 and self.route.rule.negative_ttl_s > 0:
             self.fresh_ms = self.route.rule.negative_ttl_s * 1000

@@ -14,6 +14,7 @@ from typing import Any
 
 from launchready_sdk.context import current
 from launchready_sdk.django._routes import django_route_template
+from launchready_sdk.perimeter import SCOPE_CSP_NONCE
 from launchready_sdk.responses import HTML_TYPE, prefers_html, problem_body, problem_page
 from launchready_sdk.routing import SCOPE_ROUTE
 
@@ -63,7 +64,8 @@ class LaunchReadyDjangoMiddleware:
     """Names the route for the SDK's figures and turns Django's HTML error pages into problems.
 
     Put it first in `MIDDLEWARE` (`launchready_django()` does). It works in sync and async
-    stacks and costs a dictionary write per request.
+    stacks and costs a dictionary write per request. It also gives templates the request's
+    CSP nonce as `request.csp_nonce` when the route's policy uses one.
     """
 
     sync_capable = True
@@ -78,12 +80,25 @@ class LaunchReadyDjangoMiddleware:
             markcoroutinefunction(self)
 
     def __call__(self, request: Any) -> Any:
+        _expose_nonce(request)
         if self.is_async:
             return self._acall(request)
         return _finish(request, self.get_response(request))
 
     async def _acall(self, request: Any) -> Any:
         return _finish(request, await self.get_response(request))
+
+
+def _expose_nonce(request: Any) -> None:
+    """`request.csp_nonce` for templates (`<script nonce="{{ request.csp_nonce }}">`), when
+    the route's policy names the request's nonce and nothing else set that attribute."""
+    # Under ASGI the nonce is in the scope; under WSGI in the environ (`META`).
+    scope = getattr(request, "scope", None)
+    if scope is None:
+        scope = getattr(request, "META", None)
+    nonce = scope.get(SCOPE_CSP_NONCE) if scope is not None else None
+    if nonce is not None and not hasattr(request, "csp_nonce"):
+        request.csp_nonce = nonce
 
 
 def _finish(request: Any, response: Any) -> Any:

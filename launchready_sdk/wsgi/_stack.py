@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterable, Iterator
+from functools import partial
+from http import HTTPStatus
 from typing import Any
 
 from launchready_sdk.context import (
@@ -16,9 +17,10 @@ from launchready_sdk.context import (
     activate,
     deactivate,
 )
+from launchready_sdk.perimeter import SCOPE_CSP_NONCE
 from launchready_sdk.responses import send_problem
 from launchready_sdk.routing import SCOPE_ROUTE, route_template
-from launchready_sdk.types import Message
+from launchready_sdk.types import Message, Send
 from launchready_sdk.wsgi._environ import (
     MAX_CHUNKED_BODY_BYTES,
     SPOOL_KEY,
@@ -36,18 +38,21 @@ _ID_HEADER = REQUEST_ID_HEADER.decode()
 _SERVER_ERROR = "The server failed to handle this request."
 _PHRASES = {400: "400 Bad Request", 413: "413 Content Too Large", 500: "500 Internal Server Error"}
 StartResponse = Callable[..., Any]
+# The security headers as WSGI text, by the bytes `SecurityHeaders.finish` added.
+_TEXT: dict[tuple[tuple[bytes, bytes], ...], list[tuple[str, str]]] = {}
 
 
 class WSGIStack:
-    """The SDK around a WSGI app: request context for every request, the ASGI layers for
-    the paths they act on.
+    """The SDK around a WSGI app: request context for every request, the dispatch's gate
+    (trusted hosts, redirects), the ASGI layers for the paths they act on, and the security
+    headers of every response.
 
     Args:
         app: the WSGI app.
         dispatch: decides which route paths go through the layers (`dispatch.layers`,
-            around the app adapted to ASGI).
-        context: the request-context layer whose context, access log and error log every
-            request gets.
+            around the app adapted to ASGI); its `gate`, when set, may answer first.
+        context: the request-context layer whose context, access log, error log and
+            response headers every request gets.
         startup: awaited on the background loop at the first request of a process.
         shutdown: awaited there at interpreter exit.
         max_chunked_body_bytes: a chunked request body larger than this is refused (413).
@@ -70,6 +75,8 @@ class WSGIStack:
         self.max_chunked_body_bytes = max_chunked_body_bytes
         self._access_log = context.access_log
         self._error_log = context.error_log
+        self._gate = dispatch.gate
+        self._extra = context.response_headers
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         started = time.perf_counter()
@@ -80,6 +87,15 @@ class WSGIStack:
         token = activate(ctx)
         body = _Body(self, ctx, scope, started, token)
         try:
+            extra = self._extra
+            if extra is not None:
+                body.extra = extra.begin(scope)
+                nonce = scope.get(SCOPE_CSP_NONCE)
+                if nonce is not None:  # for the Django middleware: `request.csp_nonce`
+                    environ[SCOPE_CSP_NONCE] = nonce
+            gate = self._gate
+            if gate is not None and (answer := gate.check(scope)) is not None:
+                return body.collected(start_response, partial(gate.respond, scope, answer=answer))
             if is_chunked(environ):
                 body.environ = environ
                 spool_chunked(environ, self.max_chunked_body_bytes)
@@ -113,6 +129,8 @@ class WSGIStack:
             return body
         _, status, headers = event
         body.status = status
+        if body.extra is not None:
+            headers = self._extra.finish(scope, body.extra, list(headers))  # type: ignore[union-attr]
         wsgi_headers = [
             (name.decode("latin-1"), value.decode("latin-1"))
             for name, value in headers
@@ -133,6 +151,7 @@ class _Body:
         "ctx",
         "direct",
         "environ",
+        "extra",
         "id",
         "inner",
         "scope",
@@ -164,6 +183,7 @@ class _Body:
         self.environ: Environ | None = None
         self.direct = False  # the app answered without the layers: its route is in environ
         self.server_start: StartResponse | None = None
+        self.extra: Any = None  # the security headers' state for this request (`begin`)
         self._closed = False
 
     def start_response(self, start_response: StartResponse) -> StartResponse:
@@ -179,8 +199,25 @@ class _Body:
                 break
         headers = headers if isinstance(headers, list) else list(headers)
         headers.append((_ID_HEADER, self.id))
+        if self.extra is not None:
+            headers = self._secured(headers)
         assert self.server_start is not None  # set by start_response() before the app runs
         return self.server_start(status, headers, exc_info)
+
+    def _secured(self, headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """`headers` with the security headers the app did not set."""
+        raw = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+        known = len(raw)
+        raw = self.stack._extra.finish(self.scope, self.extra, raw)  # type: ignore[union-attr]
+        added = tuple(raw[known:])  # mostly the same few blocks: their text is kept
+        text = _TEXT.get(added)
+        if text is None:
+            text = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in added]
+            if len(_TEXT) >= 64:
+                _TEXT.clear()
+            _TEXT[added] = text
+        headers.extend(text)
+        return headers
 
     def __iter__(self) -> Iterator[bytes]:
         try:
@@ -229,26 +266,46 @@ class _Body:
         self, start_response: StartResponse, status: int, detail: str, exc_info: Any = None
     ) -> _Body:
         """A complete problem response (problem+json, or a page for a browser)."""
+        return self.collected(
+            start_response,
+            lambda send: send_problem(send, status, detail, scope=self.scope),
+            exc_info,
+        )
+
+    def collected(
+        self,
+        start_response: StartResponse,
+        respond: Callable[[Send], Awaitable[None]],
+        exc_info: Any = None,
+    ) -> _Body:
+        """The response `respond` sends whole without waiting (a problem, a redirect), with
+        the request ID and the security headers."""
         messages: list[Message] = []
 
         async def collect(message: Message) -> None:
             messages.append(message)
 
-        headers = [(REQUEST_ID_HEADER, self.id.encode())]
-        coroutine = send_problem(collect, status, detail, scope=self.scope, headers=headers)
-        with contextlib.suppress(StopIteration):
-            coroutine.send(None)  # `collect` never suspends: it runs to its end at once
-        start, body = messages
-        self.status = status
-        wsgi_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in start["headers"]]
-        start_response(_PHRASES[status], wsgi_headers, exc_info)
-        self.inner = [body.get("body", b"")]
+        coroutine = respond(collect)
+        try:
+            coroutine.send(None)  # type: ignore[attr-defined]
+        except StopIteration:
+            pass
+        else:  # it waited on something: never the case for what is sent here
+            coroutine.close()  # type: ignore[attr-defined]
+            raise RuntimeError("a response written here must not wait")
+        start = messages[0]
+        status = self.status = start["status"]
+        headers = [(k, v) for k, v in start.get("headers", ()) if k.lower() != REQUEST_ID_HEADER]
+        headers.append((REQUEST_ID_HEADER, self.id.encode()))
+        if self.extra is not None:
+            headers = self.stack._extra.finish(self.scope, self.extra, headers)  # type: ignore[union-attr]
+        wsgi_headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+        start_response(f"{status} {_reason(status)}", wsgi_headers, exc_info)
+        self.inner = [b"".join(m.get("body", b"") for m in messages[1:])]
         return self
 
 
 def _reason(status: int) -> str:
-    from http import HTTPStatus
-
     try:
         return HTTPStatus(status).phrase
     except ValueError:

@@ -36,3 +36,14 @@ else:
     }
 
 LAUNCHREADY = json.loads(os.environ.get("DJANGO_PROJ_LAUNCHREADY") or "{}")
+
+if os.environ.get("DJANGO_PROJ_SECURITY") == "1":  # the perimeter's coexistence test
+    MIDDLEWARE = [
+        "django.middleware.security.SecurityMiddleware",
+        "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    ]
+    SECURE_HSTS_SECONDS = 600
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_REFERRER_POLICY = "same-origin"
+    SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+    X_FRAME_OPTIONS = "SAMEORIGIN"

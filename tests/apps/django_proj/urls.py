@@ -20,4 +20,5 @@ urlpatterns = [
     path("computed-async/<int:pk>", views.computed_async),
     path("outbound", views.outbound),
     path("echo", views.echo),
+    path("page", views.page),
 ]

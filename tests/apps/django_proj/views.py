@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.template import Context, Engine
 
 from launchready_sdk import cached, get_logger, get_request_id
 from launchready_sdk.django import cached_sync, get_launchready
@@ -95,3 +96,9 @@ async def computed_async(request: HttpRequest, pk: int) -> JsonResponse:
 def boom_local(request: HttpRequest, pk: int) -> JsonResponse:
     card_secret = "sk_live_" + "51HbQpLxL8kQ2vYtRz9WmN3c"  # held in a local: never shown
     raise KeyError(f"charge with key={card_secret} failed")
+
+
+def page(request: HttpRequest) -> HttpResponse:
+    """An HTML page with an inline script carrying the request's CSP nonce."""
+    template = Engine().from_string('<script nonce="{{ request.csp_nonce }}">let x;</script>')
+    return HttpResponse(template.render(Context({"request": request})))
