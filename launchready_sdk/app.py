@@ -30,6 +30,7 @@ Where each part lives (packages keep their internals in `_name.py` modules):
     health.py      /healthz, /readyz                       ratelimit/   rules, backends, layer
     idempotency.py Idempotency-Key replay, once()          cache/       read cache, @cached
     latency/       histograms, budgets, fleet, /metrics    outbound/    resilient httpx
+    breakdown.py   per-route SQL, outbound, blocked, bytes  loopmonitor.py  event-loop stalls
     redaction/     redact(), Redactor                      logs.py      structlog, access log
     telemetry.py   OpenTelemetry tracing                   dbtiming.py  SQL statement timing
     store/         Redis client, breaker, scripts, LRU     responses.py problem+json bodies
@@ -44,6 +45,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from launchready_sdk.breakdown import Breakdown
 from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
 from launchready_sdk.context import (
     AccessLog,
@@ -63,6 +65,7 @@ from launchready_sdk.logs import (
     configure_logging,
     get_logger,
 )
+from launchready_sdk.loopmonitor import LoopMonitor
 from launchready_sdk.outbound import (
     OutboundPolicy,
     OutboundRecorder,
@@ -118,6 +121,9 @@ class LaunchReady:
             store=self.redis, ttl_s=s.idempotency_ttl_s, fail=s.idempotency_fail
         )
         self.latency = self._latency_tracker()
+        self.loop_monitor = LoopMonitor(stall_ms=s.loop_stall_ms) if s.loop_stall_ms else None
+        self.breakdown = Breakdown(monitor=self.loop_monitor, max_routes=s.latency_max_routes)
+        self.breakdown.export(self.latency)
         self.outbound_policy = OutboundPolicy.from_settings(s)
         self.outbound = OutboundRecorder()
         self.db_stats = QueryStats(
@@ -352,9 +358,7 @@ class LaunchReady:
                 or _covered(path, (limiter.table, limiter.accounts))
             )
 
-        stack = self._dispatch = PathDispatch(
-            stack, app, covers, on_first=lambda: self._discover_routes(report=True)
-        )
+        stack = self._dispatch = PathDispatch(stack, app, covers, on_first=self._first_request)
         self._discover_routes()
         stack = self._request_context(stack)
         quiet = (s.health_path, s.ready_path, s.metrics_path)
@@ -380,6 +384,7 @@ class LaunchReady:
             error_log=access.error,
             on_startup=self.startup,
             on_shutdown=self.shutdown,
+            in_flight=self.loop_monitor.in_flight if self.loop_monitor is not None else None,
         )
 
     def _observer(self, access: AccessLog | None) -> AccessLog:
@@ -390,10 +395,12 @@ class LaunchReady:
         """
         exempt = self._endpoints
         record = self.latency.observe
+        account = self.breakdown.record
 
         def observe(ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
             if ctx.route_path not in exempt:
                 record(ctx.method, ctx.route, status, duration_s)
+                account(ctx, sent, duration_s)
             if access is not None:
                 access(ctx, status, sent, duration_s)
 
@@ -404,7 +411,15 @@ class LaunchReady:
         if self.settings.configure_logging:
             adopt_foreign_loggers(access_log=self.settings.access_log)
         self._discover_routes(report=True)
+        if self.loop_monitor is not None:
+            self.loop_monitor.start()
         await self.latency.start()
+
+    def _first_request(self) -> None:
+        """At the first request (a server without lifespan events never calls `startup`)."""
+        self._discover_routes(report=True)
+        if self.loop_monitor is not None:
+            self.loop_monitor.start()
 
     def _discover_routes(self, *, report: bool = False) -> None:
         """Read the app's route table: the built-in limits reach its auth routes wherever they
@@ -427,6 +442,8 @@ class LaunchReady:
     async def shutdown(self) -> None:
         """Run at ASGI lifespan shutdown (readiness already answers 503): flush, close Redis."""
         await self.latency.stop()
+        if self.loop_monitor is not None:
+            self.loop_monitor.stop()
         await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()

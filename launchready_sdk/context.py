@@ -14,6 +14,7 @@ sanitised, truncated copy of what the client sent is logged as `client_request_i
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import os
 import re
@@ -44,11 +45,14 @@ class RequestContext:
         "client_request_id",
         "fields",
         "method",
+        "outbound",
         "path",
         "query",
         "request_id",
         "route",
         "route_path",
+        "sql_count",
+        "sql_s",
     )
 
     def __init__(
@@ -68,6 +72,19 @@ class RequestContext:
         self.route: str | None = None
         self.client_request_id: str | None = None
         self.fields: dict[str, Any] = {}
+        # Where the time went (see `launchready_sdk.breakdown`): SQL statements and their time,
+        # and seconds in outbound calls per host, added up while the request runs.
+        self.sql_count = 0
+        self.sql_s = 0.0
+        self.outbound: dict[str, float] | None = None
+
+    def add_outbound(self, host: str, seconds: float) -> None:
+        """Count `seconds` spent in a call to `host` against this request."""
+        spent = self.outbound
+        if spent is None:
+            self.outbound = {host: seconds}
+        else:
+            spent[host] = spent.get(host, 0.0) + seconds
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
@@ -191,6 +208,9 @@ class RequestContextMiddleware:
         error_log: called with an exception that escaped the app.
         on_startup: awaited when the app reports lifespan start-up complete.
         on_shutdown: awaited when the app reports lifespan shutdown complete.
+        in_flight: when given, each request's scope and root path are kept there under its
+            task while it runs (the event-loop monitor reads it to name the routes a stall
+            held up).
     """
 
     def __init__(
@@ -204,8 +224,10 @@ class RequestContextMiddleware:
         error_log: ErrorLog | None = None,
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
+        in_flight: dict[Any, tuple[Scope, str]] | None = None,
     ) -> None:
         self.app = app
+        self._in_flight = in_flight
         self._client_ip = client_ip or _peer_ip
         self._is_trusted_peer = is_trusted_peer or (lambda scope: False)
         self._trust_all = trust_request_id
@@ -222,6 +244,10 @@ class RequestContextMiddleware:
         root_path = scope.get("root_path", "")
         ctx = self._context(scope)
         token = _current.set(ctx)
+        in_flight = self._in_flight
+        if in_flight is not None:
+            task = asyncio.current_task()
+            in_flight[task] = (scope, root_path)
         header = (REQUEST_ID_HEADER, ctx.request_id.encode("ascii"))
         status = 0
         sent = 0
@@ -268,6 +294,8 @@ class RequestContextMiddleware:
                 for message in messages:
                     await send(message)
             ctx.route = route_template(scope, root_path, status)
+            if in_flight is not None:
+                in_flight.pop(task, None)
             if self._access_log is not None:
                 self._access_log(ctx, status, sent, time.perf_counter() - start)
             _current.reset(token)

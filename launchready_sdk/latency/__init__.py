@@ -56,6 +56,9 @@ from launchready_sdk.latency._tracker import (
     DEFAULT_FLUSH_INTERVAL_S,
     DEFAULT_MAX_ROUTES,
     DEFAULT_WINDOW_S,
+    KNOWN_METHODS,
+    OVERFLOW,
+    UNMATCHED,
     LatencyTracker,
 )
 from launchready_sdk.latency._window import RollingHistogram
@@ -65,6 +68,9 @@ __all__ = [
     "DEFAULT_FLUSH_INTERVAL_S",
     "DEFAULT_MAX_ROUTES",
     "DEFAULT_WINDOW_S",
+    "KNOWN_METHODS",
+    "OVERFLOW",
+    "UNMATCHED",
     "LatencyTracker",
     "LogLinearHistogram",
     "MetricsEndpoint",
