@@ -192,16 +192,23 @@ class LoadGenerator:
         """What the generator noticed so far (setup included)."""
         return self._health
 
-    async def _send(self, user: VirtualUser, step: Step) -> Outcome:
-        """How one step for `user` went; captures land in `user.values`. Never raises (but
-        for cancellation): whatever goes wrong is an error of the step."""
+    async def send(
+        self, user: VirtualUser, step: Step, extra: Sequence[tuple[str, str]] = ()
+    ) -> Outcome:
+        """How one step for `user` went (with `extra` headers); captures land in `user.values`.
+        Never raises (but for cancellation): whatever goes wrong is an error of the step."""
+        return await self._send(user, step, extra)
+
+    async def _send(
+        self, user: VirtualUser, step: Step, extra: Sequence[tuple[str, str]] = ()
+    ) -> Outcome:
         try:
             target, headers, body = step.build(user.values)
             data = encode_request(
                 step.method,
                 self.pool.origin.prefix + target,
                 self.pool.origin.host_header,
-                self._headers(user, headers),
+                [*self._headers(user, headers), *extra],
                 body,
             )
         except (TemplateError, ValueError) as exc:
