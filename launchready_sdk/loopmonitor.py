@@ -31,8 +31,10 @@ function): never request paths, query strings, headers or variable values.
 
 Limits, candidly: a block is measured by the tick's lateness, so one that began between two
 ticks is counted up to one interval short (at most 10 ms). When the running code belongs to
-no request the SDK knows (a background task, or a view Django runs in a task of its own) the
-stall names every route in flight instead of the one that ran. A stall is logged when the
+no request the SDK knows (a background task, or a task the app started) the stall names every
+route in flight instead of the one that ran; Django's views, which run in a task of their own,
+are known (its middleware calls `serving`). A request still being routed when the stall is
+logged is named `<not routed yet>`. A stall is logged when the
 loop wakes from it, so a loop blocked for ever is never logged (the watchdog has its stack,
 but logging from the watchdog would need the loop). One monitor watches one loop: the loop
 that started it.
@@ -48,15 +50,23 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from launchready_sdk.context import SCOPE_METHOD
+from launchready_sdk.context import SCOPE_CONTEXT, SCOPE_METHOD
 from launchready_sdk.logs import get_logger
 from launchready_sdk.routing import route_template
 from launchready_sdk.types import Scope
 
-__all__ = ["BLOCK_FLOOR_S", "DEFAULT_INTERVAL_S", "DEFAULT_STALL_MS", "LoopMonitor", "Stall"]
+__all__ = [
+    "BLOCK_FLOOR_S",
+    "DEFAULT_INTERVAL_S",
+    "DEFAULT_STALL_MS",
+    "LoopMonitor",
+    "Stall",
+    "serving",
+]
 
 _log = get_logger("launchready.loop")
 
@@ -66,8 +76,11 @@ BLOCK_FLOOR_S = 0.005  # a tick this late means something held the loop
 _RECENT_BLOCKS = 64
 _STACK_FRAMES = 12
 UNKNOWN_ROUTE = ("-", "<no request>")
+NOT_ROUTED = "<not routed yet>"
 
 RouteKey = tuple[str, str]
+Request = tuple[Scope, str]  # a request's scope and the root path it arrived with
+_running_monitors: set[LoopMonitor] = set()
 
 
 @dataclass(slots=True)
@@ -76,8 +89,8 @@ class Stall:
 
     due: float  # when the tick should have run: the stall began at or before it
     stack: list[str] = field(default_factory=list)
-    running: RouteKey | None = None  # the route whose task was on the loop, when known
-    in_flight: list[RouteKey] = field(default_factory=list)
+    running: Request | None = None  # the request whose task was on the loop, when known
+    in_flight: list[Request] = field(default_factory=list)
     blocked_s: float = 0.0
 
 
@@ -96,7 +109,7 @@ class LoopMonitor:
             raise ValueError("stall_ms and interval_s must be positive")
         self.stall_s = stall_ms / 1000
         self.interval_s = interval_s
-        self.in_flight: dict[Any, tuple[Scope, str]] = {}  # task -> (scope, root path)
+        self.in_flight: dict[Any, Request] = {}  # task -> the request it serves
         self.due = math.inf  # when the next tick should run (perf_counter)
         self.last_end = -math.inf  # when the latest recorded block ended
         self.blocked_s = 0.0
@@ -127,9 +140,11 @@ class LoopMonitor:
             target=self._watch, name="launchready-loop-monitor", daemon=True
         )
         self._watchdog.start()
+        _running_monitors.add(self)
 
     def stop(self) -> None:
         """Stop the tick and the watchdog."""
+        _running_monitors.discard(self)
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -172,16 +187,19 @@ class LoopMonitor:
     def _report(self, stall: Stall) -> None:
         self.stalls += 1
         self.last_stall = stall
-        charged = [stall.running] if stall.running is not None else stall.in_flight
+        # Routes are read now, after the block: a request routed while it ran is named.
+        running = _route(*stall.running) if stall.running is not None else None
+        in_flight = _routes(stall.in_flight)
+        charged = [running] if running is not None else in_flight
         for key in dict.fromkeys(charged or [UNKNOWN_ROUTE]):
             self.stalls_by_route[key] = self.stalls_by_route.get(key, 0) + 1
         _log.warning(
             "loop.stall",
             blocked_ms=round(stall.blocked_s * 1000, 1),
             threshold_ms=round(self.stall_s * 1000, 1),
-            running=_name(stall.running) if stall.running is not None else None,
+            running=_name(running) if running is not None else None,
             blocked_at=_own_frame(stall.stack),
-            in_flight=[_name(k) for k in stall.in_flight],
+            in_flight=[_name(k) for k in in_flight],
             blocking_stack=stall.stack,
             hint="something ran on the event loop without yielding (a sync call, time.sleep, "
             "CPU work); every request in flight waited for it",
@@ -231,10 +249,8 @@ class LoopMonitor:
         loop = self._loop
         task = asyncio.current_task(loop) if loop is not None else None
         requests = self.in_flight.copy()
-        found = requests.get(task) if task is not None else None
-        if found is not None:
-            stall.running = _route(*found)
-        stall.in_flight = list(dict.fromkeys(_route(*r) for r in requests.values()))
+        stall.running = requests.get(task) if task is not None else None
+        stall.in_flight = list(requests.values())
         return stall
 
 
@@ -267,13 +283,41 @@ def _own_frame(stack: list[str]) -> str | None:
     return None
 
 
+def serving(scope: Scope) -> Callable[[], None]:
+    """Count the current task as serving the request of `scope` while it runs (for a
+    framework that runs a view in a task of its own, as Django does): a stall in it is then
+    charged to that request's route. Returns the function that ends it."""
+    task = asyncio.current_task()
+    monitors = [m for m in _running_monitors if task is not None and task not in m.in_flight]
+    for monitor in monitors:
+        monitor.in_flight[task] = (scope, "")
+
+    def done() -> None:
+        for monitor in monitors:
+            monitor.in_flight.pop(task, None)
+
+    return done
+
+
+def _routes(requests: list[Request]) -> list[RouteKey]:
+    """The routes of the requests, one per request (a request registered twice, by its own
+    task and by the task a framework ran its view in, counts once, under its known route)."""
+    by_request: dict[int, RouteKey] = {}
+    for scope, root_path in requests:
+        key = _route(scope, root_path)
+        ident = id(scope.get(SCOPE_CONTEXT, scope))
+        if by_request.get(ident, (None, NOT_ROUTED))[1] == NOT_ROUTED:
+            by_request[ident] = key
+    return list(dict.fromkeys(by_request.values()))
+
+
 def _route(scope: Scope, root_path: str) -> RouteKey:
     method = str(scope.get(SCOPE_METHOD) or scope.get("method") or "GET")
     try:
         template = route_template(scope, root_path)
     except Exception:
         template = None
-    return method, template or "<unmatched>"
+    return method, template or NOT_ROUTED
 
 
 def _name(key: RouteKey) -> str:

@@ -476,7 +476,7 @@ def _server_figures(
     backwards = servertime.went_backwards(before, after)
     if backwards:
         return None, [
-            "the app's metrics went backwards during the run ("
+            "the app's metrics went backwards during the run, or moved to another process ("
             + "; ".join(backwards)
             + "): a worker restarted, or the scrapes reached different workers; the "
             "server-side figures and the breakdown are left out rather than subtracted"

@@ -10,9 +10,10 @@ waits, the framework.
 A scrape is one of: the SDK's metrics (with or without the breakdown families, which older
 SDKs lack), a foreign `/metrics` (another exporter: the bench measures from the client and says
 the breakdown is unavailable), or nothing usable (a 404, an HTML page, text that does not
-parse). Counters never go down in one process; when one did between the scrapes (a worker
-restarted, or the scrapes reached different workers) the server-side figures are left out and
-the report says why, rather than subtracting one process's counts from another's.
+parse). Counters never go down in one process; when one did between the scrapes, or the
+process start time changed (a worker restarted, or the scrapes reached different workers),
+the server-side figures are left out and the report says why, rather than subtracting one
+process's counts from another's.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ STATEMENTS = "launchready_http_request_sql_statements_total"
 OUTBOUND = "launchready_http_request_outbound_seconds"
 BLOCKED = "launchready_http_request_loop_blocked_seconds_total"
 STALLS = "launchready_loop_stalls_total"
+START_TIME = "process_start_time_seconds"  # prometheus_client's process collector
 BREAKDOWN_MARK = "launchready_http_response_bytes_total"  # exported by every SDK with a breakdown
 _MONOTONIC = ("_total", "_count", "_sum", "_bucket")
 
@@ -47,6 +49,7 @@ class Scrape:
     buckets: Buckets
     samples: Samples
     breakdown: bool  # the SDK's per-route breakdown families are there
+    started: float | None = None  # process_start_time_seconds, when exported
 
 
 def parse(text: str) -> Scrape:
@@ -54,7 +57,10 @@ def parse(text: str) -> Scrape:
     from prometheus_client.parser import text_string_to_metric_families
 
     samples: Samples = {}
+    started = None
     for family in text_string_to_metric_families(text):
+        if family.name == START_TIME and family.samples:
+            started = family.samples[0].value
         if not family.name.startswith(PREFIX):
             continue
         for sample in family.samples:
@@ -63,7 +69,7 @@ def parse(text: str) -> Scrape:
             labels = tuple(sorted(sample.labels.items()))
             samples[(sample.name, labels)] = sample.value
     breakdown = any(name == BREAKDOWN_MARK for name, _ in samples)
-    return Scrape(parse_buckets(text), samples, breakdown)
+    return Scrape(parse_buckets(text), samples, breakdown, started)
 
 
 async def scrape(pool: Pool, path: str) -> Scrape | str:
@@ -83,7 +89,13 @@ async def scrape(pool: Pool, path: str) -> Scrape | str:
 
 
 def went_backwards(before: Scrape, after: Scrape, shown: int = 2) -> list[str]:
-    """Series that went down (or vanished) between the scrapes, described; empty when none."""
+    """Why the second scrape is not the first one's process moving forward: another process
+    start time, or series that went down (or vanished), described; empty when none."""
+    if before.started and after.started and before.started != after.started:
+        return [
+            f"{START_TIME} {before.started:.0f} -> {after.started:.0f}: another process "
+            "answered the second scrape"
+        ]
     found = []
     for (name, labels), old in before.samples.items():
         if not name.endswith(_MONOTONIC):
