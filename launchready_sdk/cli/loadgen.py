@@ -54,6 +54,7 @@ _MONITOR_INTERVAL_S = 0.02
 _now = time.perf_counter  # the clock of every timestamp; the loop's may tick in whole ms
 _FAILED_FLOW_PAUSE_S = 0.01
 _CATCH_UP_BATCH = 64
+_DISPATCH_TICK_S = 0.001  # uvloop's timers count whole milliseconds
 INTERNAL_ERROR = "internal error"  # the error kind of a request the bench itself failed
 
 
@@ -383,8 +384,8 @@ class LoadGenerator:
                     break  # behind schedule: let responses in between batches
             if batch >= _CATCH_UP_BATCH:
                 await asyncio.sleep(0)
-            else:
-                await asyncio.sleep(max(0.0, start + n * interval - _now()))
+            else:  # at least a tick of the loop's timers: shorter sleeps would spin
+                await asyncio.sleep(max(_DISPATCH_TICK_S, start + n * interval - _now()))
 
     async def _drain(self, tasks: list[asyncio.Task[None]], arrivals: Arrivals | None) -> None:
         """Wait for the requests in flight; what is still unanswered after the timeout (and
