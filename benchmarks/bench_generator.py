@@ -176,8 +176,7 @@ def row(name: str, runs: list[dict[str, Any]]) -> str:
     held_text = "" if not held else ("yes" if held == {True} else "no" if held == {False} else "?")
     spread = f"{min(r['sent'] for r in runs):,.0f}-{max(r['sent'] for r in runs):,.0f}"
     return (
-        f"| {name} | {rps:,.0f} ({spread}) | {cpu:.0%} | {per_core:,.0f} | {us:.1f} "
-        f"| {held_text} |"
+        f"| {name} | {rps:,.0f} ({spread}) | {cpu:.0%} | {per_core:,.0f} | {us:.1f} | {held_text} |"
     )
 
 
@@ -203,9 +202,7 @@ def main() -> None:
                     trees.append((" (before)", args.compare_with))
                 for label, tree in trees:
                     key = f"launchready bench, closed model, {USERS} users{label}"
-                    results.setdefault(key, []).append(
-                        launchready(url, tmp, args.duration, tree)
-                    )
+                    results.setdefault(key, []).append(launchready(url, tmp, args.duration, tree))
                     for rate in rates:
                         key = f"launchready bench, open model at {rate:,.0f} req/s{label}"
                         results.setdefault(key, []).append(
@@ -213,17 +210,18 @@ def main() -> None:
                         )
                 if not args.no_peers:
                     if shutil.which("wrk"):
-                        results.setdefault(f"wrk -t1 -c{USERS}", []).append(
-                            wrk(url, args.duration)
-                        )
+                        results.setdefault(f"wrk -t1 -c{USERS}", []).append(wrk(url, args.duration))
                     results.setdefault(f"locust FastHttpUser, {USERS} users", []).append(
                         locust(url, tmp, args.duration)
                     )
         finally:
             server.kill()
             server.wait()
-    print(f"server: {kind}, pinned to core 0; clients pinned to core 1; {args.rounds} rounds "
-          f"of {args.duration:g} s, medians (min-max); wall time {time.monotonic() - began:.0f} s")  # fmt: skip
+    wall = time.monotonic() - began
+    print(
+        f"server: {kind}, pinned to core 0; clients pinned to core 1; {args.rounds} rounds "
+        f"of {args.duration:g} s, medians (min-max); wall time {wall:.0f} s"
+    )
     print()
     print("| client | requests/s sent | client CPU | requests/s per core | CPU µs/request "
           "| held the rate |")  # fmt: skip
