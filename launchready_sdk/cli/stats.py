@@ -70,7 +70,8 @@ class RouteStats:
     error_kinds: Counter[str] = field(default_factory=Counter)
     sizes: array[int] = field(default_factory=lambda: array("q"))  # response body bytes
     json_responses: int = 0
-    seconds: dict[int, Second] = field(default_factory=dict)  # the route's own timeline
+    second_of: array[int] = field(default_factory=lambda: array("I"))  # per latency
+    error_seconds: Counter[int] = field(default_factory=Counter)
 
     @property
     def count(self) -> int:
@@ -151,15 +152,12 @@ class Recorder:
         index = min(int(start - self.window_start), len(self.timeline) - 1)
         second = self.timeline[index]
         second.latencies.append(latency)
-        own = stats.seconds.get(index)
-        if own is None:
-            own = stats.seconds[index] = Second()
-        own.latencies.append(latency)
+        stats.second_of.append(index)
         if error is not None:
             stats.errors += 1
             stats.error_kinds[error] += 1
+            stats.error_seconds[index] += 1
             second.errors += 1
-            own.errors += 1
 
     def add_unsent(self, route: str, start: float) -> None:
         """An arrival that was never sent: an error with no latency."""
@@ -172,7 +170,7 @@ class Recorder:
         stats.error_kinds["not sent"] += 1
         index = min(int(start - self.window_start), len(self.timeline) - 1)
         self.timeline[index].errors += 1
-        stats.seconds.setdefault(index, Second()).errors += 1
+        stats.error_seconds[index] += 1
 
     def take_live(self) -> tuple[int, int, list[float]]:
         """(done, errors, latencies) since the last call, for the progress line."""
@@ -216,10 +214,15 @@ class Recorder:
 
     def route_timelines(self) -> dict[str, list[dict[str, Any]]]:
         """Per route, per second of the measured window: t, count, errors, p50_ms, p95_ms."""
-        return {
-            name: [_second(t, stats.seconds.get(t) or Second()) for t in range(len(self.timeline))]
-            for name, stats in self.routes.items()
-        }
+        out = {}
+        for name, stats in self.routes.items():
+            seconds = [Second() for _ in self.timeline]
+            for latency, index in zip(stats.latencies, stats.second_of, strict=True):
+                seconds[index].latencies.append(latency)
+            for index, errors in stats.error_seconds.items():
+                seconds[index].errors = errors
+            out[name] = [_second(t, second) for t, second in enumerate(seconds)]
+        return out
 
 
 def _second(t: int, second: Second) -> dict[str, Any]:
