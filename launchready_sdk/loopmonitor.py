@@ -126,13 +126,18 @@ class LoopMonitor:
 
     @property
     def running(self) -> bool:
-        return self._loop is not None
+        """Whether it watches a loop that is still open."""
+        return self._loop is not None and not self._loop.is_closed()
 
     def start(self) -> None:
-        """Start watching the running loop (idempotent; call from the loop's thread)."""
-        if self._loop is not None:
+        """Start watching the running loop (idempotent; call from the loop's thread; without a
+        running loop, as under WSGI, it does nothing)."""
+        if self._loop is not None and not self._loop.is_closed():
             return
-        self._loop = asyncio.get_running_loop()
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
         self._loop_thread = threading.get_ident()
         self._stop.clear()
         self._arm(time.perf_counter())
@@ -229,6 +234,10 @@ class LoopMonitor:
         check_s = max(0.005, self.stall_s / 4)
         capture_after = self.stall_s / 2
         while not self._stop.wait(check_s):
+            loop = self._loop
+            if loop is None or loop.is_closed():  # its loop is gone: so is the monitor
+                _running_monitors.discard(self)
+                return
             due = self.due
             if time.perf_counter() - due < capture_after:
                 continue

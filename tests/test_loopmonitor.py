@@ -115,3 +115,23 @@ def test_a_stall_is_logged_once_with_the_route_and_the_line(serve: Any) -> None:
     assert blocked[(("method", "GET"), ("route", "/block"))] >= 0.25
     assert blocked[(("method", "GET"), ("route", "/wait"))] >= 0.15  # it waited for /block
     assert blocked.get((("method", "GET"), ("route", "/fast")), 0.0) < 0.05
+
+
+def test_the_watchdog_ends_with_its_loop() -> None:
+    """A monitor whose loop closed without `stop()` (a test client, a script) leaves no thread."""
+
+    async def serve_once() -> None:
+        LoopMonitor().start()
+
+    asyncio.run(serve_once())
+    deadline = time.monotonic() + 2
+    while "launchready-loop-monitor" in [t.name for t in threading.enumerate()]:
+        assert time.monotonic() < deadline, "the watchdog outlived its loop"
+        time.sleep(0.02)
+
+
+def test_start_without_a_running_loop_does_nothing() -> None:
+    """Outside an event loop (WSGI), `start()` leaves the monitor off."""
+    monitor = LoopMonitor()
+    monitor.start()
+    assert not monitor.running
