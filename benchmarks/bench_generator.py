@@ -11,6 +11,9 @@ runs pinned to core 0; each client runs pinned to core 1 for `--duration` second
   it held the rate (the report's `generator.held_rate`);
 - wrk (`-t1 -c64`), and locust's `FastHttpUser` (one process, 64 users, no wait).
 
+First, accuracy: a uvloop server answering every request 50 ms later, measured by a plain
+blocking socket client and by `launchready bench` in both models (p50 and p95, ms).
+
 For each: requests/s, the client's CPU (one core = 100 %), requests/s per core of client CPU,
 and client CPU µs per request. `--compare-with DIR` also runs `launchready bench` from another
 source tree (e.g. `git archive <commit> launchready_sdk | tar -x -C DIR`), to compare the
@@ -59,6 +62,25 @@ class P(asyncio.Protocol):
         if n:
             self.buf = self.buf[self.buf.rfind(b"\\r\\n\\r\\n") + 4:]
             self.t.write(R * n)
+async def main():
+    server = await asyncio.get_running_loop().create_server(P, "127.0.0.1", int(sys.argv[1]))
+    await server.serve_forever()
+uvloop.run(main())
+"""
+
+
+DELAY_SERVER = """
+import asyncio, sys, uvloop
+R = b"HTTP/1.1 200 OK\\r\\nContent-Type: text/plain\\r\\nContent-Length: 2\\r\\n\\r\\nok"
+DELAY = float(sys.argv[2])
+class P(asyncio.Protocol):
+    def connection_made(self, t): self.t = t; self.buf = b""
+    def data_received(self, d):
+        self.buf += d
+        n = self.buf.count(b"\\r\\n\\r\\n")
+        if n:
+            self.buf = self.buf[self.buf.rfind(b"\\r\\n\\r\\n") + 4:]
+            asyncio.get_running_loop().call_later(DELAY, self.t.write, R * n)
 async def main():
     server = await asyncio.get_running_loop().create_server(P, "127.0.0.1", int(sys.argv[1]))
     await server.serve_forever()
@@ -167,6 +189,53 @@ def locust(url: str, tmp: Path, duration: float) -> dict[str, Any]:
     return {"rps": rps, "sent": rps, "cpu": cpu / wall, "held": None, "p50_ms": None}
 
 
+def reference_p50(port: int, requests: int = 200) -> tuple[float, float]:
+    """p50 and p95 in ms of a plain blocking socket client, one keep-alive connection."""
+    request = b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    times = []
+    with socket.create_connection(("127.0.0.1", port)) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(requests):
+            began = time.perf_counter()
+            sock.sendall(request)
+            got = b""
+            while not got.endswith(b"ok"):
+                got += sock.recv(4096)
+            times.append((time.perf_counter() - began) * 1000)
+    times.sort()
+    return times[len(times) // 2], times[int(len(times) * 0.95)]
+
+
+def accuracy(tmp: Path, duration: float, delay_s: float = 0.05) -> list[str]:
+    """The bench's p50 and p95 against a plain client's, on a route that answers in 50 ms."""
+    script = tmp / "delay.py"
+    script.write_text(DELAY_SERVER)
+    port = free_port()
+    server = subprocess.Popen(pinned(0, [sys.executable, str(script), str(port), str(delay_s)]))
+    try:
+        time.sleep(1.0)
+        ref = reference_p50(port)
+        url = f"http://127.0.0.1:{port}"
+        rows = [f"| plain socket client, one connection | {ref[0]:.2f} | {ref[1]:.2f} |"]
+        for label, rate in (("open model, 40 req/s", 40.0), ("closed model, 4 users", None)):
+            out = tmp / "acc.json"
+            load = ["--rate", "40", "--users", "8"] if rate else ["--users", "4"]
+            command = [
+                sys.executable, "-m", "launchready_sdk.cli", "bench", "--quiet", "--url", url,
+                "--scenario", str(tmp / "raw.toml"), "--duration", str(duration), "--warmup",
+                "1", "--json", str(out), *load,
+            ]  # fmt: skip
+            (tmp / "raw.toml").write_text(SCENARIO)
+            timed(pinned(1, command))
+            overall = json.loads(out.read_text())["overall"]
+            p50, p95 = overall["p50_ms"], overall["p95_ms"]
+            rows.append(f"| launchready bench, {label} | {p50:.2f} | {p95:.2f} |")
+        return rows
+    finally:
+        server.kill()
+        server.wait()
+
+
 def row(name: str, runs: list[dict[str, Any]]) -> str:
     rps = statistics.median(r["sent"] for r in runs)
     cpu = statistics.median(r["cpu"] for r in runs)
@@ -187,11 +256,18 @@ def main() -> None:
     parser.add_argument("--rates", default="5000,10000,15000,20000")
     parser.add_argument("--compare-with", type=Path, help="another tree's launchready_sdk")
     parser.add_argument("--no-peers", action="store_true", help="skip wrk and locust")
+    parser.add_argument("--accuracy-only", action="store_true", help="only the 50 ms route")
     args = parser.parse_args()
     rates = [float(r) for r in args.rates.split(",")]
     results: dict[str, list[dict[str, Any]]] = {}
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
+        accuracy_rows = accuracy(tmp, args.duration)
+        print("Accuracy on a route that answers in 50 ms (ms):\n")
+        print("| client | p50 | p95 |\n|---|---|---|")
+        print("\n".join(accuracy_rows) + "\n")
+        if args.accuracy_only:
+            return
         server, port, kind = start_server(tmp)
         url = f"http://127.0.0.1:{port}"
         began = time.monotonic()
