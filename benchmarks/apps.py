@@ -18,6 +18,8 @@ CONFIGS = (
     "bare",
     "sdk",
     "sdk_no_latency",
+    "sdk_no_breakdown",
+    "sdk_no_monitor",
     "peers_reqid_log",
     "sdk_limit_memory",
     "sdk_limit_redis",
@@ -43,12 +45,14 @@ def build_api() -> FastAPI:
     return api
 
 
-def _sdk(*, latency: bool = True, **settings: Any) -> Any:
+def _sdk(*, latency: bool = True, breakdown: bool = True, **settings: Any) -> Any:
     from launchready_sdk import LaunchReady, Settings
 
     lr = LaunchReady(Settings(service_name="bench", **settings))
     if not latency:  # the marginal cost of latency recording inside the composed stack
         lr.latency.record = lambda *args, **kwargs: None  # type: ignore[method-assign]
+    if not breakdown:  # the marginal cost of the per-route breakdown (before `wrap` reads it)
+        lr.breakdown.record = lambda *args, **kwargs: None  # type: ignore[method-assign]
     return lr.wrap(build_api())
 
 
@@ -130,6 +134,10 @@ def build(config: str) -> Any:
         return _sdk(rate_limits={})
     if config == "sdk_no_latency":
         return _sdk(rate_limits={}, latency=False)
+    if config == "sdk_no_breakdown":
+        return _sdk(rate_limits={}, breakdown=False)
+    if config == "sdk_no_monitor":
+        return _sdk(rate_limits={}, loop_stall_ms=None)
     if config == "peers_reqid_log":
         return _peers()
     if config == "sdk_limit_memory":

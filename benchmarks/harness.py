@@ -41,20 +41,23 @@ def start_uvicorn(
     env: dict[str, str],
     ready_path: str | None = None,
     log: Path | None = None,
+    root: Path = ROOT,
 ) -> subprocess.Popen[bytes]:
     """uvicorn (uvloop, httptools, one worker) on core 0; waits for the port or `ready_path`.
 
     The server's output is discarded, or appended to `log` (for diagnosis: writing it costs).
+    `root` is the source tree the app and the SDK are imported from (another checkout, to
+    compare two versions).
     """
     command = [
         "taskset", "-c", "0", sys.executable, "-m", "uvicorn", spec,
         "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "--no-proxy-headers",
         "--log-level", "warning", "--loop", "uvloop", "--http", "httptools",
     ]  # fmt: skip
-    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
+    full_env = {**os.environ, "PYTHONPATH": str(root), **env}
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
-        proc = subprocess.Popen(command, env=full_env, cwd=ROOT, stdout=out, stderr=out)
+        proc = subprocess.Popen(command, env=full_env, cwd=root, stdout=out, stderr=out)
     finally:
         if not isinstance(out, int):
             out.close()
@@ -153,6 +156,7 @@ def measure(
     lua: str | Callable[[], str] = "",
     probe: Callable[[str], None] | None = None,
     counters: Mapping[str, Callable[[], float]] | None = None,
+    root: Path = ROOT,
 ) -> dict[str, float]:
     """One round: start the server, warm up for a second, measure, stop.
 
@@ -164,7 +168,7 @@ def measure(
     """
     script = lua if callable(lua) else (lambda: lua)
     port = free_port()
-    proc = start_uvicorn(spec, port, {"BENCH_CONFIG": config, **(env or {})}, ready_path)
+    proc = start_uvicorn(spec, port, {"BENCH_CONFIG": config, **(env or {})}, ready_path, root=root)
     try:
         base = f"http://127.0.0.1:{port}"
         wrk_run(base + path, 1, connections, method, script())

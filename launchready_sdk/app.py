@@ -49,6 +49,7 @@ Where each part lives (packages keep their internals in `_name.py` modules):
     health.py      /healthz, /readyz                       ratelimit/   rules, backends, layer
     idempotency.py Idempotency-Key replay, once()          cache/       read cache, @cached
     latency/       histograms, budgets, fleet, /metrics    outbound/    resilient httpx
+    breakdown.py   per-route SQL, outbound, blocked, bytes  loopmonitor.py  event-loop stalls
     redaction/     redact(), Redactor                      logs.py      structlog, access log
     telemetry.py   OpenTelemetry tracing                   dbtiming.py  SQL statement timing
     store/         Redis client, breaker, scripts, LRU     responses.py problem+json bodies
@@ -70,6 +71,7 @@ from typing import Any, Protocol, TextIO
 import httpx
 
 from launchready_sdk.background import BackgroundJobs
+from launchready_sdk.breakdown import Breakdown
 from launchready_sdk.cache import Cache, CacheMiddleware, set_default_cache
 from launchready_sdk.context import (
     AccessLog,
@@ -89,6 +91,7 @@ from launchready_sdk.logs import (
     configure_logging,
     get_logger,
 )
+from launchready_sdk.loopmonitor import LoopMonitor
 from launchready_sdk.outbound import (
     OutboundPolicy,
     OutboundRecorder,
@@ -151,6 +154,9 @@ class LaunchReady:
             store=self.redis, ttl_s=s.idempotency_ttl_s, fail=s.idempotency_fail
         )
         self.latency = self._latency_tracker()
+        self.loop_monitor = LoopMonitor(stall_ms=s.loop_stall_ms) if s.loop_stall_ms else None
+        self.breakdown = Breakdown(monitor=self.loop_monitor, max_routes=s.latency_max_routes)
+        self.breakdown.export(self.latency)
         self.outbound_policy = OutboundPolicy.from_settings(s)
         self.outbound = OutboundRecorder()
         self.db_stats = QueryStats(
@@ -405,7 +411,7 @@ class LaunchReady:
             layers,
             inner,
             covers,
-            on_first=lambda: self._discover_routes(report=True),
+            on_first=self._first_request,
             gate=self.redirect_stage(),
         )
         self._discover_routes()
@@ -549,6 +555,7 @@ class LaunchReady:
             on_startup=self.startup,
             on_shutdown=self.shutdown,
             response_headers=self.security_headers(),
+            in_flight=self.loop_monitor.in_flight if self.loop_monitor is not None else None,
         )
 
     def _observer(self, access: AccessLog | None) -> AccessLog:
@@ -562,10 +569,12 @@ class LaunchReady:
         slow = self.status.slow if self.status is not None else None
         slow_s = slow.floor_s if slow is not None else float("inf")
         jobs = self.jobs
+        account = self.breakdown.record
 
         def observe(ctx: RequestContext, status: int, sent: int, duration_s: float) -> None:
             if ctx.route_path not in exempt:
                 record(ctx.method, ctx.route, status, duration_s)
+                account(ctx, sent, duration_s)
                 if duration_s > slow_s and slow is not None:  # over the smallest budget
                     slow.offer(ctx, status, duration_s)
             if access is not None:
@@ -580,9 +589,17 @@ class LaunchReady:
         if self.settings.configure_logging:
             adopt_foreign_loggers(access_log=self.settings.access_log)
         self._discover_routes(report=True)
+        if self.loop_monitor is not None:
+            self.loop_monitor.start()
         await self.latency.start()
         if self.status is not None:
             await self.status.start()
+
+    def _first_request(self) -> None:
+        """At the first request (a server without lifespan events never calls `startup`)."""
+        self._discover_routes(report=True)
+        if self.loop_monitor is not None:
+            self.loop_monitor.start()
 
     def _discover_routes(self, *, report: bool = False) -> None:
         """Read the app's route table: the built-in limits reach its auth routes wherever they
@@ -609,6 +626,8 @@ class LaunchReady:
         await self.latency.stop()
         if self.status is not None:
             await self.status.stop()
+        if self.loop_monitor is not None:
+            self.loop_monitor.stop()
         await self.cache.aclose()
         if self.redis is not None:
             await self.redis.aclose()

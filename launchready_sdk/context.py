@@ -17,6 +17,7 @@ sanitised, truncated copy of what the client sent is logged as `client_request_i
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import os
 import re
@@ -48,11 +49,14 @@ class RequestContext:
         "fields",
         "jobs",
         "method",
+        "outbound",
         "path",
         "query",
         "request_id",
         "route",
         "route_path",
+        "sql_count",
+        "sql_s",
     )
 
     def __init__(
@@ -73,6 +77,19 @@ class RequestContext:
         self.client_request_id: str | None = None
         self.fields: dict[str, Any] = {}
         self.jobs: list[Any] | None = None  # background jobs held until the response is sent
+        # Where the time went (see `launchready_sdk.breakdown`): SQL statements and their time,
+        # and seconds in outbound calls per host, added up while the request runs.
+        self.sql_count = 0
+        self.sql_s = 0.0
+        self.outbound: dict[str, float] | None = None
+
+    def add_outbound(self, host: str, seconds: float) -> None:
+        """Count `seconds` spent in a call to `host` against this request."""
+        spent = self.outbound
+        if spent is None:
+            self.outbound = {host: seconds}
+        else:
+            spent[host] = spent.get(host, 0.0) + seconds
 
 
 _current: contextvars.ContextVar[RequestContext | None] = contextvars.ContextVar(
@@ -220,6 +237,9 @@ class RequestContextMiddleware:
         on_startup: awaited when the app reports lifespan start-up complete.
         on_shutdown: awaited when the app reports lifespan shutdown complete.
         response_headers: adds headers to every response, the last-resort 500 included.
+        in_flight: when given, each request's scope and root path are kept there under its
+            task while it runs (the event-loop monitor reads it to name the routes a stall
+            held up).
     """
 
     def __init__(
@@ -234,9 +254,11 @@ class RequestContextMiddleware:
         on_startup: Callable[[], Awaitable[None]] | None = None,
         on_shutdown: Callable[[], Awaitable[None]] | None = None,
         response_headers: ResponseHeaders | None = None,
+        in_flight: dict[Any, tuple[Scope, str]] | None = None,
     ) -> None:
         self.app = app
         self._extra = response_headers
+        self._in_flight = in_flight
         self._client_ip = client_ip or _peer_ip
         self._is_trusted_peer = is_trusted_peer or (lambda scope: False)
         self._trust_all = trust_request_id
@@ -253,6 +275,10 @@ class RequestContextMiddleware:
         root_path = scope.get("root_path", "")
         ctx = self._context(scope)
         token = _current.set(ctx)
+        in_flight = self._in_flight
+        if in_flight is not None:
+            task = asyncio.current_task()
+            in_flight[task] = (scope, root_path)
         header = (REQUEST_ID_HEADER, ctx.request_id.encode("ascii"))
         extra = self._extra
         state = extra.begin(scope) if extra is not None else None
@@ -304,6 +330,8 @@ class RequestContextMiddleware:
                 for message in messages:
                     await send(message)
             ctx.route = route_template(scope, root_path, status)
+            if in_flight is not None:
+                in_flight.pop(task, None)
             if self._access_log is not None:
                 self._access_log(ctx, status, sent, time.perf_counter() - start)
             _current.reset(token)

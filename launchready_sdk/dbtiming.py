@@ -15,7 +15,8 @@ are checked against a query budget (100 ms by default, the launch bar's "core DB
 < 100 ms").
 
 Per request (while `RequestContextMiddleware` serves it) the statement count and total time are
-added to the request's access-log fields as `db_queries` and `db_ms`, and the first statement
+added up on the request's context (for `launchready_sdk.breakdown`, which exports them per route)
+and to its access-log fields as `db_queries` and `db_ms`, and the first statement
 past `n_plus_one_threshold` logs one `db.n_plus_one_suspected` warning naming it. A statement
 slower than `slow_ms` logs `db.slow_query` (at most once per fingerprint per
 `slow_log_interval_s`); the request ID comes with every line.
@@ -161,8 +162,7 @@ class QueryStats:
                 self.errors[fp] = self.errors.get(fp, 0) + 1
         if seconds >= self.slow_s:
             self._log_slow(fp, seconds)
-        if self.request_fields:
-            self._count_for_request(fp, seconds)
+        self._count_for_request(fp, seconds)
 
     def _log_slow(self, fp: str, seconds: float) -> None:
         now = time.monotonic()
@@ -183,10 +183,12 @@ class QueryStats:
         ctx = current()
         if ctx is None:
             return
-        fields = ctx.fields
-        count = fields.get("db_queries", 0) + 1
-        fields["db_queries"] = count
-        fields["db_ms"] = round(fields.get("db_ms", 0.0) + seconds * 1000, 3)
+        count = ctx.sql_count = ctx.sql_count + 1
+        ctx.sql_s += seconds
+        if self.request_fields:
+            fields = ctx.fields
+            fields["db_queries"] = count
+            fields["db_ms"] = round(ctx.sql_s * 1000, 3)
         if count == self.n_plus_one_threshold + 1:
             _log.warning(
                 "db.n_plus_one_suspected",

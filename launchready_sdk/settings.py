@@ -26,6 +26,7 @@ from launchready_sdk import cache, dbtiming, health, idempotency, latency, outbo
 from launchready_sdk import status as status_page
 from launchready_sdk import store as redis_store
 from launchready_sdk.errors import SettingsError
+from launchready_sdk.loopmonitor import DEFAULT_STALL_MS as DEFAULT_LOOP_STALL_MS
 from launchready_sdk.patterns import PatternTable, split_methods, validate_pattern
 from launchready_sdk.perimeter import (
     DEFAULT_CSP,
@@ -625,6 +626,12 @@ class Settings:
     db_n_plus_one_threshold: int = setting(
         dbtiming.DEFAULT_N_PLUS_ONE_THRESHOLD, parse=_parse_int, check=_whole("20", 1),
         doc="statements of one shape in one request that log an N+1 warning",
+    )  # fmt: skip
+    loop_stall_ms: float | None = setting(
+        DEFAULT_LOOP_STALL_MS, parse=_parse_optional_number,
+        check=_optional_positive("100"),
+        doc="an event-loop stall this long is logged once, with the routes in flight and the "
+        "stack that blocked; empty turns the monitor off",
     )  # fmt: skip
     outbound_timeout_s: float = setting(
         outbound.DEFAULT_TIMEOUT_S, parse=_parse_number, check=_positive("5"),

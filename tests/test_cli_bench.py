@@ -299,3 +299,12 @@ def test_generator_reports_when_it_cannot_hold_the_rate(tmp_path: Path) -> None:
     assert report["generator_saturated"] is True
     assert report["generator"]["reasons"]
     assert "WARNING: the load generator could not keep up" in result.stdout
+    # the rate actually sent, not the one asked for, and the run fails naming the generator
+    generator = report["generator"]
+    assert generator["held_rate"] is False
+    assert generator["achieved_rps"] < 0.95 * generator["requested_rps"]
+    assert report["throughput_rps"] <= generator["achieved_rps"]
+    assert result.returncode == 1
+    (failure,) = [f for f in report["failures"] if "load generator" in f]
+    assert failure.startswith("the load generator could not hold the requested rate: it sent ")
+    assert "These figures describe the bench, not the app" in failure

@@ -57,6 +57,7 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_DB_QUERY_BUDGET_MS": "80",
         "LAUNCHREADY_DB_SLOW_QUERY_MS": "250",
         "LAUNCHREADY_DB_N_PLUS_ONE_THRESHOLD": "10",
+        "LAUNCHREADY_LOOP_STALL_MS": "250",
         "LAUNCHREADY_CACHE_ROUTES": "/products=30;/products/{id}=60",
         "LAUNCHREADY_LATENCY_BUDGET_MS": "250",
         "LAUNCHREADY_OUTBOUND_TIMEOUT_S": "2.5",
@@ -117,6 +118,13 @@ def test_every_field_has_an_environment_variable() -> None:
     assert dict(s.redirects) == {"/old/{id}": "/new/{id}", "/blog/*": "https://blog.shop.example/*"}
     assert s.redirect_exempt == ("/webhooks/*", "/sso/return")
     assert (s.admin_paths, s.admin_allow) == (("/admin/*",), ("10.0.0.0/8", "192.0.2.7"))
+    assert s.loop_stall_ms == 250.0
+
+
+def test_an_empty_loop_stall_turns_the_monitor_off() -> None:
+    """`LAUNCHREADY_LOOP_STALL_MS=""` is None: no event-loop monitor."""
+    assert Settings.from_env({"LAUNCHREADY_LOOP_STALL_MS": ""}).loop_stall_ms is None
+    assert Settings().loop_stall_ms == 100.0
 
 
 def test_from_env_ignores_unrelated_variables_and_takes_overrides() -> None:
@@ -151,6 +159,8 @@ def test_from_env_ignores_unrelated_variables_and_takes_overrides() -> None:
         ("LAUNCHREADY_READINESS_TIMEOUT_S", "30", "1"),
         ("LAUNCHREADY_HEALTH_PATH", "healthz", "/healthz"),
         ("LAUNCHREADY_RATE_LIMIT_IPV6_PREFIX", "8", "64"),
+        ("LAUNCHREADY_LOOP_STALL_MS", "0", "100"),
+        ("LAUNCHREADY_LOOP_STALL_MS", "slow", "1.5"),
         ("LAUNCHREADY_RATE_LIMITS", "G3T /login=5/minute", "/login=5/minute"),
         ("LAUNCHREADY_LATENCY_BUDGETS", "/products=fast", "GET /products/{id}=300"),
         ("LAUNCHREADY_LATENCY_WINDOW_S", "90", "300"),

@@ -2,6 +2,7 @@
 
     launchready bench --app examples.fastapi_shop.app:app
     launchready bench --url http://127.0.0.1:8000 --scenario flows.toml --json report.json
+    launchready smoke --app examples.fastapi_shop.app:app
 
 Sub-commands import what they need when they run, so `--help` stays fast.
 """
@@ -16,7 +17,7 @@ __all__ = ["main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The `launchready` parser with its sub-commands."""
-    from launchready_sdk.cli import audit, bench, probe
+    from launchready_sdk.cli import audit, bench, probe, smoke
 
     parser = argparse.ArgumentParser(
         prog="launchready", description="Launch-readiness checks for an ASGI app."
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_parser(commands)
     audit.add_parser(commands)
     probe.add_parser(commands)
+    smoke.add_parser(commands)
     return parser
 
 

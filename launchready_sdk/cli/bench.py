@@ -21,10 +21,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from launchready_sdk.cli import servertime
+from launchready_sdk.cli.cireports import render_csv, render_junit
 from launchready_sdk.cli.client import ClientError, Origin, Pool
 from launchready_sdk.cli.html import render_html
 from launchready_sdk.cli.loadgen import GeneratorHealth, LoadGenerator, LoadPlan, describe_fault
-from launchready_sdk.cli.metrics import Buckets, delta, query_p95, scrape, server_p95
+from launchready_sdk.cli.metrics import delta, query_p95, server_p95
+from launchready_sdk.cli.notes import DEFAULT_PAYLOAD_LIMIT_BYTES
 from launchready_sdk.cli.progress import Progress
 from launchready_sdk.cli.report import (
     Thresholds,
@@ -36,7 +39,7 @@ from launchready_sdk.cli.report import (
 from launchready_sdk.cli.scenario import Scenario, ScenarioError
 from launchready_sdk.cli.scenario_toml import default_scenario, load_scenario
 from launchready_sdk.cli.server import AppServer, BootError, check_app_spec, default_log_path
-from launchready_sdk.cli.stats import Recorder
+from launchready_sdk.cli.stats import DEFAULT_PERCENTILES, Recorder
 
 DEFAULT_RATE = 50.0
 DEFAULT_DURATION_S = 30.0
@@ -77,6 +80,20 @@ def _error_rate(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a rate from 0 to 1 (1 %% is 0.01)")
     return value
+
+
+def _percentiles(text: str) -> tuple[float, ...]:
+    """`50,90,95,99,99.9`: each above 0 and below 100."""
+    values = []
+    for part in text.split(","):
+        try:
+            value = float(part.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a percentile") from None
+        if not 0 < value < 100 or not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{part.strip()!r} is not a percentile (0-100)")
+        values.append(value)
+    return tuple(sorted(set(values)))
 
 
 def add_parser(commands: Any) -> None:
@@ -145,6 +162,22 @@ def add_parser(commands: Any) -> None:
     )
     add("--json", type=Path, metavar="PATH", help="write the JSON report here")
     add("--html", type=Path, metavar="PATH", help="write the HTML report here")
+    add("--junit", type=Path, metavar="PATH", help="write JUnit XML: one test case per route")
+    add("--csv", type=Path, metavar="PATH", help="write the per-second series per route (CSV)")
+    add(
+        "--percentiles",
+        type=_percentiles,
+        default=DEFAULT_PERCENTILES,
+        metavar="LIST",
+        help="percentiles to report, e.g. 50,90,95,99,99.9 (default 50,95,99)",
+    )
+    add(
+        "--payload-kb",
+        type=positive,
+        default=DEFAULT_PAYLOAD_LIMIT_BYTES / 1024,
+        metavar="KB",
+        help="flag JSON responses whose p95 size is over this (default %(default)g)",
+    )
     add(
         "--server-log",
         type=Path,
@@ -190,7 +223,7 @@ def run(
     server: AppServer | None = None
     try:
         scenario = load_scenario(args.scenario) if args.scenario else default_scenario()
-        for path in (args.json, args.html):
+        for path in (args.json, args.html, args.junit, args.csv):
             if path is not None:
                 _check_writable(path)
         plan = plan_from(args)
@@ -236,6 +269,10 @@ def run(
             write_json(report, args.json)
         if args.html:
             write_text(args.html, render_html(report))
+        if args.junit:
+            write_text(args.junit, render_junit(report))
+        if args.csv:
+            write_text(args.csv, render_csv(report))
     except OSError as exc:
         print(f"launchready bench: error: cannot write the report: {exc}", file=err)
         return EXIT_ERROR
@@ -244,7 +281,8 @@ def run(
         if server is not None and report["server"]["exited"] is not None:
             print(f"the app exited during the run; its log ({server.log_path}) ends:", file=err)
             print(_indent(server.log_tail()), file=err)
-        for label, path in (("JSON", args.json), ("HTML", args.html)):
+        reports = (("JSON", args.json), ("HTML", args.html), ("JUnit", args.junit))
+        for label, path in (*reports, ("CSV", args.csv)):
             if path is not None:
                 print(f"{label} report: {path}", file=err)
     except BrokenPipeError:  # `launchready bench ... | head`: the verdict is in the exit status
@@ -339,7 +377,7 @@ async def _measure(
     pool: Pool,
 ) -> dict[str, Any]:
     """Set the users up, run the load, scrape the server's figures; the report."""
-    recorder = Recorder(scenario.route_names)
+    recorder = Recorder(scenario.route_names, args.percentiles)
     if args.seed is not None:
         random.seed(args.seed)  # the templates' {rand:...} and {choice:...}
     generator = LoadGenerator(
@@ -367,7 +405,8 @@ async def _measure(
             progress_task.cancel()
             await asyncio.gather(progress_task, return_exceptions=True)
     before = await before_task
-    after = await scrape(probe, args.metrics_path)
+    after = await servertime.scrape(probe, args.metrics_path)
+    usable, unusable = _server_figures(before, after, args.metrics_path)
     meta = {
         "scenario": scenario.name,
         "target": str(pool.origin),
@@ -390,30 +429,77 @@ async def _measure(
             "errors": dict(setup_errors.most_common()),
         },
         "server": {
-            "metrics": before is not None and after is not None,
+            "metrics": usable is not None,
+            "breakdown": usable is not None and usable[1].breakdown,
             "exited": server.returncode if server else None,
             "log": str(server.log_path) if server else None,
         },
-        "warnings": _warnings(health, setup_errors, len(users), plan, server, before, after, args),
+        "warnings": [*_warnings(health, setup_errors, len(users), plan, server), *unusable],
     }
+    first, last = usable if usable is not None else (None, None)
+    buckets = delta(first.buckets, last.buckets) if first and last else None
+    figures = servertime.breakdown(first, last) if first and last and last.breakdown else None
     report = build_report(
         recorder=recorder,
         scenario=scenario,
         thresholds=Thresholds(args.p95_ms, args.max_error_rate, args.db_p95_ms),
-        server_p95=server_p95(delta(before, after)) if before and after else None,
-        queries=query_p95(delta(before, after)) if before and after else None,
+        server_p95=server_p95(buckets) if buckets is not None else None,
+        queries=query_p95(buckets) if buckets is not None else None,
         duration_s=plan.duration_s,
         meta=meta,
+        servertime=figures,
+        breakdown_note=_breakdown_note(usable, unusable),
+        payload_limit_bytes=int(args.payload_kb * 1024),
+        stall_ms=None,
     )
+    behind = generator.cannot_hold()
+    if behind is not None:  # the figures describe the generator: never a pass
+        report["failures"].append(behind)
+        report["passed"] = report["overall"]["passed"] = False
     if health.internal_errors:  # what the bench could not measure is never a pass
         report["failures"].append(_internal_summary(report))
         report["passed"] = report["overall"]["passed"] = False
     return report
 
 
-async def _scrape_later(pool: Pool, path: str, delay_s: float) -> Buckets | None:
+def _server_figures(
+    before: servertime.Scrape | str, after: servertime.Scrape | str, path: str
+) -> tuple[tuple[servertime.Scrape, servertime.Scrape] | None, list[str]]:
+    """Both scrapes when they can be compared, else None and the warnings that say why."""
+    if isinstance(before, str) or isinstance(after, str):
+        reason = before if isinstance(before, str) else after
+        which = "before" if isinstance(before, str) else "after"
+        return None, [
+            f"no server-side figures and no breakdown: {reason} ({which} the run); the times "
+            "are the client's only"
+        ]
+    backwards = servertime.went_backwards(before, after)
+    if backwards:
+        return None, [
+            "the app's metrics went backwards during the run, or moved to another process ("
+            + "; ".join(backwards)
+            + "): a worker restarted, or the scrapes reached different workers; the "
+            "server-side figures and the breakdown are left out rather than subtracted"
+        ]
+    if not after.breakdown:
+        return (before, after), [
+            f"no breakdown: the app's SDK exports no per-route breakdown on {path} (an older "
+            "launchready-sdk); the server p95 and SQL statements are still read"
+        ]
+    return (before, after), []
+
+
+def _breakdown_note(
+    usable: tuple[servertime.Scrape, servertime.Scrape] | None, unusable: list[str]
+) -> str:
+    if usable is None:
+        return "the breakdown is unavailable: " + (unusable[0] if unusable else "no figures")
+    return "the app exports no per-route breakdown"
+
+
+async def _scrape_later(pool: Pool, path: str, delay_s: float) -> servertime.Scrape | str:
     await asyncio.sleep(delay_s)
-    return await scrape(pool, path)
+    return await servertime.scrape(pool, path)
 
 
 def _setup_hint(reason: str) -> str:
@@ -432,9 +518,6 @@ def _warnings(
     ready: int,
     plan: LoadPlan,
     server: AppServer | None,
-    before: Buckets | None,
-    after: Buckets | None,
-    args: argparse.Namespace,
 ) -> list[str]:
     out = []
     if health.protocol_errors:
@@ -458,9 +541,4 @@ def _warnings(
         out.append(f"setup failed for {plan.users - ready} of {plan.users} users ({n}x {reason})")
     if server is not None and server.returncode is not None:
         out.append(f"the app exited during the run with code {server.returncode}")
-    if before is None or after is None:
-        which = "before" if before is None else "after"
-        out.append(
-            f"no server-side figures: {args.metrics_path} had no SDK metrics {which} the run"
-        )
     return out

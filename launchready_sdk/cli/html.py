@@ -13,13 +13,25 @@ from collections.abc import Callable, Mapping, Sequence
 from html import escape
 from typing import Any
 
-from launchready_sdk.cli.report import TABLE_HEAD, bucket_text, table_rows
+from launchready_sdk.cli.report import (
+    BREAKDOWN_HEAD,
+    breakdown_rows,
+    bucket_text,
+    table_head,
+    table_rows,
+)
 
 PASS_COLOR = "#2e7d32"
 FAIL_COLOR = "#c62828"
 P50_COLOR = "#1565c0"
 P95_COLOR = "#ef6c00"
 BUDGET_COLOR = "#616161"
+PART_COLORS = {
+    "SQL": "#6a1b9a",
+    "outbound": "#00838f",
+    "loop blocked": "#c62828",
+    "other": "#9e9e9e",
+}
 
 _CSS = f"""
 body {{ font: 14px/1.4 system-ui, sans-serif; margin: 24px; max-width: 940px;
@@ -42,6 +54,7 @@ rect.bar.pass {{ fill: {PASS_COLOR}; }} rect.bar.fail {{ fill: {FAIL_COLOR}; }}
 rect.bar.none {{ fill: #bdbdbd; }}
 rect.server {{ fill: #212121; fill-opacity: 0.55; }}
 .warning {{ color: {FAIL_COLOR}; }}
+ul.notes li {{ margin: 4px 0; }}
 """
 
 
@@ -205,7 +218,7 @@ def _bar(
 
 
 def _table(report: Mapping[str, Any]) -> str:
-    rows = ["<tr>" + "".join(f"<th>{_e(h)}</th>" for h in TABLE_HEAD) + "</tr>"]
+    rows = ["<tr>" + "".join(f"<th>{_e(h)}</th>" for h in table_head(report)) + "</tr>"]
     for cells in table_rows(report):
         rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
     return "<table>" + "".join(rows) + "</table>"
@@ -232,6 +245,81 @@ def _queries(report: Mapping[str, Any]) -> list[str]:
         "first; a statement fails when its p95 bucket starts at or above the budget.</p>",
         "<table>" + "".join(rows) + "</table>",
     ]
+
+
+def breakdown_chart(routes: Mapping[str, Mapping[str, Any]], width: int = 860) -> str:
+    """SVG: per route, one bar of the server's mean time per request, split into SQL, calls
+    to each outbound host, loop blocked and the rest (linear scale, shared by all bars)."""
+    left, right, row, top, axis = 240, 90, 30, 10, 22
+    shown = {n: e["breakdown_detail"] for n, e in routes.items() if e.get("breakdown_detail")}
+    height = top + row * max(len(shown), 1) + axis
+    plot_w = width - left - right
+    peak = max((d["sql_ms"] + d["outbound_ms"] + d["loop_blocked_ms"] + d["other_ms"]
+                for d in shown.values()), default=1.0)  # fmt: skip
+    scale = nice_ceiling(peak)
+    parts = [
+        f'<svg id="breakdown-chart" width="{width}" height="{height}" role="img" '
+        'xmlns="http://www.w3.org/2000/svg" aria-label="server time per route by part">'
+    ]
+    bottom = top + row * max(len(shown), 1)
+    for k in range(6):
+        x = left + plot_w * k / 5
+        parts.append(f'<line class="grid" x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{bottom}"/>')
+        parts.append(
+            f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle">{scale * k / 5:g} ms</text>'
+        )
+    for i, (name, d) in enumerate(shown.items()):
+        y0 = top + i * row
+        label = name if len(name) <= 34 else name[:33] + "\u2026"
+        parts.append(f'<text x="{left - 8}" y="{y0 + 19}" text-anchor="end">{_e(label)}</text>')
+        segments = [("SQL", "SQL", d["sql_ms"])]
+        segments += [("outbound", f"calls to {h}", x["ms"]) for h, x in d["outbound"].items()]
+        segments += [("loop blocked", "loop blocked", d["loop_blocked_ms"])]
+        segments += [("other", "the app's own code and waits", d["other_ms"])]
+        x = float(left)
+        for kind, title, spent in segments:
+            w = plot_w * spent / scale
+            if w <= 0:
+                continue
+            parts.append(
+                f'<rect x="{x:.1f}" y="{y0 + 5}" width="{w:.1f}" height="20" '
+                f'fill="{PART_COLORS[kind]}" stroke="#fff" stroke-width="1">'
+                f"<title>{_e(name)}: {_e(title)} {spent:.1f} ms</title></rect>"
+            )
+            x += w
+        total = sum(spent for _, _, spent in segments)
+        parts.append(f'<text x="{width - right + 8}" y="{y0 + 19}">{total:.1f} ms</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _breakdown_section(report: Mapping[str, Any]) -> list[str]:
+    head = "".join(f"<th>{_e(h)}</th>" for h in BREAKDOWN_HEAD)
+    rows = [f"<tr>{head}</tr>"]
+    for cells in breakdown_rows(report):
+        rows.append("<tr>" + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    legend = " ".join(
+        f'<span style="color:{color}">&#9632; {_e(kind)}</span>'
+        for kind, color in PART_COLORS.items()
+    )
+    out = ["<h2>Where the server&#39;s time goes</h2>"]
+    if not report.get("breakdown", True):
+        out.append(
+            '<p class="warning">The breakdown is unavailable: the app does not export the '
+            "SDK&#39;s figures (see the warnings); the times above are the client&#39;s.</p>"
+        )
+    else:
+        out += [
+            f'<p class="muted">{legend}: the server&#39;s mean time per request over the run, '
+            "from the SDK&#39;s figures on /metrics; outbound calls split by host.</p>",
+            breakdown_chart(report["routes"]),
+        ]
+    out.append("<table>" + "".join(rows) + "</table>")
+    notes = report.get("notes") or []
+    if notes:
+        out.append("<h2>Notes</h2>")
+        out.append('<ul class="notes">' + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>")
+    return out
 
 
 def _summary(report: Mapping[str, Any]) -> str:
@@ -282,6 +370,7 @@ def render_html(report: Mapping[str, Any]) -> str:
         "<h2>Routes</h2>",
         _table(report),
         f'<p class="muted">Throughput {_e(report["throughput_rps"])} req/s.</p>',
+        *_breakdown_section(report),
         *_queries(report),
         "</body></html>",
     ]

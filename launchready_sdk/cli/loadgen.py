@@ -46,6 +46,7 @@ from launchready_sdk.cli.wire import encode_request
 DISPATCH_LAG_LIMIT_S = 0.010
 LOOP_LAG_LIMIT_S = 0.020
 CPU_SHARE_LIMIT = 0.90
+HELD_RATE_SHARE = 0.95  # the open model holds its rate when it sends at least this share
 MAX_WAITING_ARRIVALS = 20_000
 SETUP_CONCURRENCY = 4
 USER_AGENT = "launchready-bench"
@@ -53,6 +54,7 @@ _MONITOR_INTERVAL_S = 0.02
 _now = time.perf_counter  # the clock of every timestamp; the loop's may tick in whole ms
 _FAILED_FLOW_PAUSE_S = 0.01
 _CATCH_UP_BATCH = 64
+_DISPATCH_TICK_S = 0.001  # uvloop's timers count whole milliseconds
 INTERNAL_ERROR = "internal error"  # the error kind of a request the bench itself failed
 
 
@@ -65,6 +67,27 @@ class LoadPlan:
     duration_s: float
     warmup_s: float
     rate: float | None = None
+
+
+class Arrivals:
+    """The open model's queue of scheduled arrivals, and how many users wait on it."""
+
+    __slots__ = ("idle", "queue")
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[float | None] = asyncio.Queue()
+        self.idle = 0
+
+
+@dataclasses.dataclass(slots=True)
+class Outcome:
+    """How one request went: its status (0: no response), the error (None: as expected), the
+    response when one came, and when it was actually sent."""
+
+    status: int
+    error: str | None
+    response: Response | None = None
+    sent_at: float | None = None
 
 
 @dataclasses.dataclass(slots=True)
@@ -80,6 +103,8 @@ class GeneratorHealth:
     """Whether the generator kept up; `saturated` when any reason was found."""
 
     requested_rps: float | None = None
+    achieved_rps: float | None = None  # requests actually sent per second of the window
+    held_rate: bool | None = None  # open model: False when the generator fell behind
     dispatch_lag_p95_ms: float | None = None
     loop_lag_p95_ms: float | None = None
     cpu_share: float | None = None
@@ -152,7 +177,7 @@ class LoadGenerator:
         async def one(user: VirtualUser) -> str | None:
             async with gate:
                 for step in self.scenario.setup:
-                    _, error = await self._send(user, step)
+                    error = (await self._send(user, step)).error
                     if error is not None:
                         return f"{step.route}: {error}"
                 return None
@@ -168,40 +193,49 @@ class LoadGenerator:
         """What the generator noticed so far (setup included)."""
         return self._health
 
-    async def _send(self, user: VirtualUser, step: Step) -> tuple[int, str | None]:
-        """(status, error) of one step for `user`; captures land in `user.values`. Never
-        raises (but for cancellation): whatever goes wrong is an error of the step."""
+    async def send(
+        self, user: VirtualUser, step: Step, extra: Sequence[tuple[str, str]] = ()
+    ) -> Outcome:
+        """How one step for `user` went (with `extra` headers); captures land in `user.values`.
+        Never raises (but for cancellation): whatever goes wrong is an error of the step."""
+        return await self._send(user, step, extra)
+
+    async def _send(
+        self, user: VirtualUser, step: Step, extra: Sequence[tuple[str, str]] = ()
+    ) -> Outcome:
         try:
             target, headers, body = step.build(user.values)
             data = encode_request(
                 step.method,
                 self.pool.origin.prefix + target,
                 self.pool.origin.host_header,
-                self._headers(user, headers),
+                [*self._headers(user, headers), *extra],
                 body,
             )
         except (TemplateError, ValueError) as exc:
-            return 0, f"request not built: {exc}"
+            return Outcome(0, f"request not built: {exc}")
         except Exception as exc:
-            return 0, self._health.note_internal(step.route, exc)
+            return Outcome(0, self._health.note_internal(step.route, exc))
+        sent_at = _now()
         try:
             response = await self.pool.send(data, head_only=step.method == "HEAD")
         except ClientError as exc:
             if exc.kind == "internal":
-                return 0, self._health.note_internal(step.route, exc)
+                return Outcome(0, self._health.note_internal(step.route, exc), sent_at=sent_at)
             if exc.kind == "protocol":
                 self._health.note_protocol(step.route, str(exc))
-            return 0, exc.kind
+            return Outcome(0, exc.kind, sent_at=sent_at)
         except Exception as exc:
-            return 0, self._health.note_internal(step.route, exc)
+            return Outcome(0, self._health.note_internal(step.route, exc), sent_at=sent_at)
+        outcome = Outcome(response.status, None, response, sent_at)
         if response.status not in step.expect:
-            return response.status, f"status {response.status}"
-        if step.capture:
+            outcome.error = f"status {response.status}"
+        elif step.capture:
             try:
-                return response.status, _capture(user.values, step.capture, response)
+                outcome.error = _capture(user.values, step.capture, response)
             except Exception as exc:
-                return response.status, self._health.note_internal(step.route, exc)
-        return response.status, None
+                outcome.error = self._health.note_internal(step.route, exc)
+        return outcome
 
     def _headers(self, user: VirtualUser, own: list[tuple[str, str]]) -> list[tuple[str, str]]:
         names = {name.lower() for name, _ in own}
@@ -214,13 +248,22 @@ class LoadGenerator:
     async def _step(self, user: VirtualUser, step: Step, start: float) -> tuple[bool, bool]:
         """Send and record one measured step: (succeeded, got a response)."""
         try:
-            status, error = await self._send(user, step)
+            outcome = await self._send(user, step)
         except asyncio.CancelledError:  # cut off when the run ended: an unanswered request
             self.recorder.add(step.route, start, _now(), 0, "timeout")
             raise
         except Exception as exc:  # never a request that vanishes from the results
-            status, error = 0, self._health.note_internal(step.route, exc)
-        self.recorder.add(step.route, start, _now(), status, error)
+            outcome = Outcome(0, self._health.note_internal(step.route, exc))
+        response = outcome.response
+        if response is None or step.method == "HEAD":
+            size, json_body = -1, False
+        else:
+            size = len(response.body)
+            json_body = "json" in response.headers.get("content-type", "")
+        status, error = outcome.status, outcome.error
+        self.recorder.add(
+            step.route, start, _now(), status, error, size, json_body, outcome.sent_at
+        )
         return error is None, status != 0
 
     # --- flows ---------------------------------------------------------------------------------
@@ -261,23 +304,19 @@ class LoadGenerator:
             start = _now()
         return True
 
-    async def _arrival(
-        self, scheduled: float, idle: asyncio.Queue[VirtualUser], end: float
-    ) -> None:
-        flow = self._pick()
-        if idle.empty():
-            self._health.waited_for_user += 1
-        try:
-            user = await idle.get()
-        except asyncio.CancelledError:
-            self.recorder.add(flow.steps[0].route, scheduled, _now(), 0, "timeout")
-            raise
-        try:
-            chosen = self._choose(user, flow, _now())
+    async def _open_user(self, user: VirtualUser, arrivals: Arrivals, end: float) -> None:
+        """One virtual user of the open model: takes the next arrival, runs a flow from it."""
+        while True:
+            arrivals.idle += 1
+            try:
+                scheduled = await arrivals.queue.get()
+            finally:
+                arrivals.idle -= 1
+            if scheduled is None:
+                return
+            chosen = self._choose(user, self._pick(), _now())
             if chosen is not None:
                 await self._run_flow(user, chosen, scheduled, end)
-        finally:
-            idle.put_nowait(user)
 
     async def _closed_user(self, user: VirtualUser, end: float) -> None:
         while _now() < end:
@@ -297,58 +336,73 @@ class LoadGenerator:
         cpu: list[float] = []
         loop.call_later(plan.warmup_s, lambda: cpu.append(time.process_time()))
         monitor = asyncio.create_task(self._monitor(window, end))
-        tasks: set[asyncio.Task[None]] = set()
+        arrivals: Arrivals | None = None
         if plan.model == "open" and plan.rate is not None:
-            await self._open(plan.rate, users, start, window, end, tasks)
+            arrivals = Arrivals()
+            tasks = [asyncio.create_task(self._open_user(u, arrivals, end)) for u in users]
+            await asyncio.sleep(0)  # every user waits on the queue before the first arrival
+            await self._open(plan.rate, arrivals, start, window, end)
+            for _ in tasks:
+                arrivals.queue.put_nowait(None)  # each user stops once the queue is empty
         else:
-            tasks.update(asyncio.create_task(self._closed_user(u, end)) for u in users)
+            tasks = [asyncio.create_task(self._closed_user(u, end)) for u in users]
             await asyncio.sleep(max(0.0, end - _now()))
         cpu_share = (time.process_time() - cpu[0]) / plan.duration_s if cpu else None
-        await self._drain(tasks)
+        await self._drain(tasks, arrivals)
         await monitor
         return self._judge(plan, cpu_share)
 
     async def _open(
-        self,
-        rate: float,
-        users: Sequence[VirtualUser],
-        start: float,
-        window: float,
-        end: float,
-        tasks: set[asyncio.Task[None]],
+        self, rate: float, arrivals: Arrivals, start: float, window: float, end: float
     ) -> None:
-        idle: asyncio.Queue[VirtualUser] = asyncio.Queue()
-        for user in users:
-            idle.put_nowait(user)
+        """Put arrivals on the queue on schedule: every one due is put at once, then the
+        dispatcher sleeps until the next (a sleep per arrival would cost more than the send)."""
         interval = self.scenario.mean_requests_per_flow / rate
-        for n in itertools.count():
-            scheduled = start + n * interval
-            if scheduled >= end:
-                return
+        queue = arrivals.queue
+        n = 0
+        while True:
             now = _now()
-            if scheduled > now:
-                await asyncio.sleep(scheduled - now)
-                now = _now()
-            elif n % _CATCH_UP_BATCH == 0:
-                await asyncio.sleep(0)  # behind schedule: let responses in between batches
-            if scheduled >= window:
-                self._dispatch_lags.append(now - scheduled)
-            if len(tasks) >= MAX_WAITING_ARRIVALS + len(users):
-                self._health.not_sent += 1
-                route = self._pick().steps[0].route
-                self.recorder.add_unsent(route, scheduled)
-                continue
-            task = asyncio.create_task(self._arrival(scheduled, idle, end))
-            tasks.add(task)
-            task.add_done_callback(tasks.discard)
+            batch = 0
+            while True:
+                scheduled = start + n * interval
+                if scheduled >= end:
+                    return
+                if scheduled > now:
+                    break
+                n += 1
+                if scheduled >= window:
+                    self._dispatch_lags.append(now - scheduled)
+                if queue.qsize() >= MAX_WAITING_ARRIVALS:
+                    self._health.not_sent += 1
+                    self.recorder.add_unsent(self._pick().steps[0].route, scheduled)
+                    continue
+                if arrivals.idle <= queue.qsize():
+                    self._health.waited_for_user += 1
+                queue.put_nowait(scheduled)
+                batch += 1
+                if batch >= _CATCH_UP_BATCH:
+                    break  # behind schedule: let responses in between batches
+            if batch >= _CATCH_UP_BATCH:
+                await asyncio.sleep(0)
+            else:  # at least a tick of the loop's timers: shorter sleeps would spin
+                await asyncio.sleep(max(_DISPATCH_TICK_S, start + n * interval - _now()))
 
-    async def _drain(self, tasks: set[asyncio.Task[None]]) -> None:
+    async def _drain(self, tasks: list[asyncio.Task[None]], arrivals: Arrivals | None) -> None:
+        """Wait for the requests in flight; what is still unanswered after the timeout (and
+        every arrival still queued) is a timeout."""
         if not tasks:
             return
         _, pending = await asyncio.wait(set(tasks), timeout=self.pool.timeout_s + 1.0)
         for task in pending:
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
+        if arrivals is None:
+            return
+        now = _now()
+        while not arrivals.queue.empty():
+            scheduled = arrivals.queue.get_nowait()
+            if scheduled is not None:
+                self.recorder.add(self._pick().steps[0].route, scheduled, now, 0, "timeout")
 
     async def _monitor(self, window: float, end: float) -> None:
         while _now() < end:
@@ -360,6 +414,7 @@ class LoadGenerator:
     def _judge(self, plan: LoadPlan, cpu_share: float | None) -> GeneratorHealth:
         health = self._health
         health.requested_rps = plan.rate
+        health.achieved_rps = round(self.recorder.sent_in_window / plan.duration_s, 3)
         dispatch = percentile(sorted(self._dispatch_lags), 0.95)
         loop_lag = percentile(sorted(self._loop_lags), 0.95)
         health.dispatch_lag_p95_ms = None if dispatch is None else round(dispatch * 1000, 3)
@@ -382,7 +437,25 @@ class LoadGenerator:
                 f"{health.not_sent} arrivals were not sent: more than "
                 f"{MAX_WAITING_ARRIVALS} were already waiting for a free virtual user"
             )
+        if plan.model == "open" and plan.rate:
+            fell_behind = health.achieved_rps < plan.rate * HELD_RATE_SHARE
+            # Behind because every user was busy is the app's slowness, not the generator's.
+            health.held_rate = not (fell_behind and bool(health.reasons))
         return health
+
+    def cannot_hold(self) -> str | None:
+        """Why the open model did not hold its rate through the generator's own fault."""
+        health = self._health
+        if health.held_rate is not False or not health.requested_rps:
+            return None
+        achieved, requested = health.achieved_rps or 0.0, health.requested_rps
+        return (
+            f"the load generator could not hold the requested rate: it sent {achieved:,.0f} "
+            f"requests/s of the {requested:,.0f} requested ({achieved / requested:.0%}); "
+            + "; ".join(health.reasons)
+            + ". These figures describe the bench, not the app: lower --rate, or run the bench "
+            "on a machine of its own"
+        )
 
 
 def _capture(values: dict[str, Any], capture: Mapping[str, str], response: Response) -> str | None:

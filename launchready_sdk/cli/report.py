@@ -1,7 +1,10 @@
 """The verdict against the launch bar, the JSON report and the terminal table.
 
 A route passes when its p95 is within its budget and its error rate within its limit (the
-command-line thresholds unless the scenario's `[routes."..."]` overrides them). A route with
+command-line thresholds unless the scenario's `[routes."..."]` overrides them). When the app
+runs the SDK, each route also gets `breakdown_ms` (its server time split into SQL, outbound
+calls, a blocked event loop and the rest; see `servertime.py`), and the report gets `notes`,
+one sentence per bottleneck (`notes.py`). A route with
 no measured request is shown as `n/a` and judged on nothing. The run passes when every
 measured route passes and at least one request was measured. When the app exports its SQL
 timings, a statement whose p95 is certainly over `db_p95_ms` (its p95 bucket starts at or
@@ -18,8 +21,10 @@ from typing import Any
 import orjson
 
 from launchready_sdk.cli.metrics import route_shape
+from launchready_sdk.cli.notes import DEFAULT_PAYLOAD_LIMIT_BYTES, notes
 from launchready_sdk.cli.scenario import Scenario
-from launchready_sdk.cli.stats import Recorder
+from launchready_sdk.cli.servertime import breakdown_ms
+from launchready_sdk.cli.stats import Recorder, percentile_key
 
 SCHEMA_VERSION = 1
 
@@ -56,8 +61,16 @@ def build_report(
     duration_s: float,
     meta: Mapping[str, Any],
     queries: Mapping[str, Mapping[str, Any]] | None = None,
+    servertime: Mapping[str, Mapping[str, Any]] | None = None,
+    breakdown_note: str | None = None,
+    payload_limit_bytes: int = DEFAULT_PAYLOAD_LIMIT_BYTES,
+    stall_ms: float | None = None,
 ) -> dict[str, Any]:
-    """The whole report as a JSON-able dict (see the README for the schema)."""
+    """The whole report as a JSON-able dict (see the README for the schema).
+
+    `servertime` is the server's breakdown per route shape (None: unavailable, and
+    `breakdown_note` says why).
+    """
     names = list(dict.fromkeys([*scenario.route_names, *recorder.routes]))
     routes: dict[str, Any] = {}
     failures: list[str] = []
@@ -75,6 +88,10 @@ def build_report(
         server = (server_p95 or {}).get(route_shape(name), {})
         entry["server_p95_ms"] = server.get("p95_ms")
         entry["server_p95_bucket_ms"] = server.get("bucket_ms")
+        figures = (servertime or {}).get(route_shape(name))
+        if figures is not None:
+            entry["breakdown_ms"] = breakdown_ms(figures)
+            entry["breakdown_detail"] = dict(figures)
         entry["p95_budget_ms"] = p95_budget
         entry["max_error_rate"] = max_rate
         entry["passed"] = None if entry["count"] == 0 else not reasons
@@ -88,8 +105,10 @@ def build_report(
         if not q["passed"]
     )
     overall = recorder.overall_report()
-    # Throughput counts answered requests: errors without a response did not load the server.
-    answered = overall["responses"]
+    # Throughput counts answered requests, by when they were actually sent: errors without a
+    # response did not load the server, and an open-model arrival sent late was not sent on
+    # time.
+    answered = recorder.answered_in_window
     overall["throughput_rps"] = round(answered / duration_s, 3) if duration_s else 0.0
     if overall["count"] == 0:
         failures.append("no request was measured")
@@ -103,8 +122,19 @@ def build_report(
         "queries": judged_queries,
         "overall": overall,
         "throughput_rps": overall["throughput_rps"],
+        "percentiles": [percentile_key(p) for p in recorder.percentiles],
+        "breakdown": servertime is not None,
+        "payload_limit_bytes": payload_limit_bytes,
         "failures": failures,
+        "notes": notes(
+            routes,
+            judged_queries,
+            stall_ms=stall_ms,
+            payload_limit_bytes=payload_limit_bytes,
+            breakdown_note=breakdown_note,
+        ),
         "timeline": recorder.timeline_report(),
+        "route_timelines": recorder.route_timelines(),
     }
 
 
@@ -131,19 +161,7 @@ def write_json(report: Mapping[str, Any], path: Path) -> None:
 
 # --- the terminal table -----------------------------------------------------------------------
 
-TABLE_HEAD = (
-    "route",
-    "count",
-    "errors",
-    "err rate",
-    "p50",
-    "p95",
-    "p99",
-    "max",
-    "server p95",
-    "budget",
-    "result",
-)
+DEFAULT_PERCENTILE_KEYS = ("p50_ms", "p95_ms", "p99_ms")
 _RESULT = {True: "PASS", False: "FAIL", None: "n/a"}
 
 
@@ -161,15 +179,29 @@ def bucket_text(bucket: Sequence[float | None] | None) -> str:
     return f"<={high:g}" if not low else f"{low:g}-{high:g}"
 
 
-def _row(name: str, entry: Mapping[str, Any], budget: str, result: str) -> list[str]:
+def _percentile_keys(report: Mapping[str, Any]) -> Sequence[str]:
+    return report.get("percentiles") or DEFAULT_PERCENTILE_KEYS
+
+
+def table_head(report: Mapping[str, Any]) -> list[str]:
+    """The column names of the per-route table: the report's percentiles among them."""
+    shown = [key.removesuffix("_ms").replace("_", ".") for key in _percentile_keys(report)]
+    head = ["route", "count", "errors", "err rate", *shown, "max"]
+    return [*head, "server p95", "budget", "result"]
+
+
+TABLE_HEAD = tuple(table_head({}))
+
+
+def _row(
+    report: Mapping[str, Any], name: str, entry: Mapping[str, Any], budget: str, result: str
+) -> list[str]:
     return [
         name,
         str(entry["count"]),
         str(entry["errors"]),
         f"{entry['error_rate']:.2%}",
-        _ms(entry["p50_ms"]),
-        _ms(entry["p95_ms"]),
-        _ms(entry["p99_ms"]),
+        *(_ms(entry.get(key)) for key in _percentile_keys(report)),
         _ms(entry["max_ms"]),
         bucket_text(entry.get("server_p95_bucket_ms")),
         budget,
@@ -178,31 +210,102 @@ def _row(name: str, entry: Mapping[str, Any], budget: str, result: str) -> list[
 
 
 def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
-    """One row of cells per route, then the overall row (see `TABLE_HEAD`)."""
+    """One row of cells per route, then the overall row (see `table_head`)."""
     rows = [
-        _row(name, e, f"{e['p95_budget_ms']:g}", _RESULT[e["passed"]])
+        _row(report, name, e, f"{e['p95_budget_ms']:g}", _RESULT[e["passed"]])
         for name, e in report["routes"].items()
     ]
     overall = report["overall"]
-    rows.append(_row("overall", overall, "", _RESULT[overall["passed"]]))
+    rows.append(_row(report, "overall", overall, "", _RESULT[overall["passed"]]))
     return rows
 
 
-def render_table(report: Mapping[str, Any]) -> str:
-    """The per-route table, the overall row, warnings and the verdict, for a terminal."""
-    rows = [list(TABLE_HEAD), *table_rows(report)]
+BREAKDOWN_HEAD = (
+    "route",
+    "server",
+    "SQL",
+    "statements",
+    "outbound",
+    "loop blocked",
+    "other",
+    "payload p95",
+)
+
+
+def breakdown_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """Per route: the server's mean time per request split into its parts (ms), and the p95
+    response size; empty cells where the app gave no breakdown."""
+    rows = []
+    for name, e in report["routes"].items():
+        d = e.get("breakdown_detail")
+        payload = e.get("payload_bytes_p95")
+        size = "-" if payload is None else _bytes(payload)
+        if d is None:
+            rows.append([name, "-", "-", "-", "-", "-", "-", size])
+            continue
+        rows.append(
+            [
+                name,
+                _ms(d["server_ms"]),
+                _ms(d["sql_ms"]),
+                f"{d['sql_statements']:g}",
+                _ms(d["outbound_ms"]),
+                _ms(d["loop_blocked_ms"]),
+                _ms(d["other_ms"]),
+                size,
+            ]
+        )
+    return rows
+
+
+def _bytes(n: float) -> str:
+    if n >= 1024 * 1024:
+        return f"{n / 1024 / 1024:.1f} MB"
+    return f"{n / 1024:.1f} KB" if n >= 1024 else f"{n:.0f} B"
+
+
+def _align(rows: Sequence[Sequence[str]], rule_after: Sequence[int]) -> list[str]:
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for i, row in enumerate(rows):
         cells = [row[0].ljust(widths[0])]
         cells += [c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)]
         lines.append("  ".join(cells).rstrip())
-        if i == 0 or i == len(rows) - 2:
+        if i in rule_after:
             lines.append("-" * len(lines[-1]))
+    return lines
+
+
+def render_table(report: Mapping[str, Any]) -> str:
+    """The per-route table, where the server's time goes, the notes, warnings and the verdict,
+    for a terminal."""
+    rows = [table_head(report), *table_rows(report)]
+    lines = _align(rows, (0, len(rows) - 2))
     lines.append("times in ms; server p95: the /metrics bucket holding the app's own p95")
+    lines.extend(_breakdown(report))
     lines.extend(_queries(report))
+    notes = report.get("notes") or []
+    if notes:
+        lines.append("notes:")
+        lines.extend(f"  - {note}" for note in notes)
     lines.extend(_footer(report))
     return "\n".join(lines)
+
+
+def _breakdown(report: Mapping[str, Any]) -> list[str]:
+    if not report.get("routes"):
+        return []
+    lines = ["", "where the server's time goes (mean ms per request over the run):"]
+    lines += _align([list(BREAKDOWN_HEAD), *breakdown_rows(report)], (0,))
+    for name, e in report["routes"].items():
+        for host, h in ((e.get("breakdown_detail") or {}).get("outbound") or {}).items():
+            p95 = "" if h["p95_ms"] is None else f", p95 {h['p95_ms']:.1f}"
+            lines.append(
+                f"  {name} -> {host}: {h['ms']:.1f} ms per request ({h['calls']} calls{p95})"
+            )
+    if not report.get("breakdown", True):
+        lines.append("  (the breakdown is unavailable: see the warnings)")
+    return lines
 
 
 def _queries(report: Mapping[str, Any], shown: int = 5) -> Sequence[str]:
@@ -223,8 +326,12 @@ def _footer(report: Mapping[str, Any]) -> Sequence[str]:
     out = []
     generator = report.get("generator") or {}
     requested = generator.get("requested_rps")
-    throughput = f"throughput {report['throughput_rps']:.1f} req/s"
-    out.append(throughput + (f" (requested {requested:g})" if requested else ""))
+    achieved = generator.get("achieved_rps")
+    throughput = f"throughput {report['throughput_rps']:.1f} req/s answered"
+    if requested:
+        throughput += f" (requested {requested:g}"
+        throughput += f", sent {achieved:.1f})" if achieved is not None else ")"
+    out.append(throughput)
     for warning in report.get("warnings", []):
         out.append(f"WARNING: {warning}")
     for failure in report["failures"]:

@@ -9,7 +9,9 @@ log file that outlives the run. `stop()` sends SIGTERM, then SIGKILL after a gra
 The bundled example shops (`examples.fastapi_shop`, `examples.django_shop`) refuse to start on
 their development secrets and fake payment provider unless `SHOP_DEV_MODE=1`; for them, and
 only for them, the child gets `SHOP_DEV_MODE=1` unless the caller set the variable, so
-`launchready bench --app examples.fastapi_shop.app:app` works on a fresh machine.
+`launchready bench --app examples.fastapi_shop.app:app` works on a fresh machine, and a fresh
+`SHOP_ADMIN_TOKEN` unless one is set, which `environ` shows (the smoke scenario's admin flow
+reads it).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib.machinery
 import json
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -34,6 +37,7 @@ from launchready_sdk.cli.client import ClientError, Origin, Pool
 TRUSTED_LOOPBACK = "127.0.0.1/32,::1/128"
 BUNDLED_SHOPS = ("examples.fastapi_shop.", "examples.django_shop.")
 SHOP_DEV_MODE = "SHOP_DEV_MODE"
+SHOP_ADMIN_TOKEN = "SHOP_ADMIN_TOKEN"
 STOP_GRACE_S = 10.0
 _SPEC = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*\Z")
 
@@ -96,8 +100,14 @@ class AppServer:
         self.shop_dev_mode = spec.startswith(BUNDLED_SHOPS) and SHOP_DEV_MODE not in env
         if self.shop_dev_mode:
             env[SHOP_DEV_MODE] = "1"
+            env.setdefault(SHOP_ADMIN_TOKEN, "adm_" + secrets.token_urlsafe(24))
         self._env = env
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def environ(self) -> Mapping[str, str]:
+        """The child's environment."""
+        return self._env
 
     def start(self) -> None:
         """Start the child (does not wait for it to answer)."""

@@ -14,6 +14,7 @@ from typing import Any
 
 from launchready_sdk.context import current
 from launchready_sdk.django._routes import django_route_template
+from launchready_sdk.loopmonitor import serving
 from launchready_sdk.perimeter import SCOPE_CSP_NONCE
 from launchready_sdk.responses import HTML_TYPE, prefers_html, problem_body, problem_page
 from launchready_sdk.routing import SCOPE_ROUTE
@@ -86,7 +87,31 @@ class LaunchReadyDjangoMiddleware:
         return _finish(request, self.get_response(request))
 
     async def _acall(self, request: Any) -> Any:
-        return _finish(request, await self.get_response(request))
+        # Django runs the view in a task of its own: the loop monitor learns it serves this
+        # request, so a stall in the view is charged to the view's route.
+        scope = getattr(request, "scope", None)
+        done = serving(_RoutedScope(request, scope)) if scope is not None else None
+        try:
+            return _finish(request, await self.get_response(request))
+        finally:
+            if done is not None:
+                done()
+
+
+class _RoutedScope(dict[str, Any]):
+    """The request's scope as the loop monitor reads it: with the route Django resolved
+    before calling the view (the scope gets it only once the view has returned)."""
+
+    def __init__(self, request: Any, scope: Any) -> None:
+        super().__init__(scope)
+        self._request = request
+
+    def get(self, key: str, default: Any = None) -> Any:
+        if key == SCOPE_ROUTE:
+            route = getattr(getattr(self._request, "resolver_match", None), "route", None)
+            if isinstance(route, str):
+                return django_route_template(route)
+        return super().get(key, default)
 
 
 def _expose_nonce(request: Any) -> None:

@@ -8,6 +8,7 @@ import time
 from bisect import bisect_left
 from typing import Any, Final
 
+from launchready_sdk.context import current
 from launchready_sdk.outbound._breaker import CircuitBreaker
 from launchready_sdk.outbound._budget import RetryBudget
 from launchready_sdk.outbound._policy import OutboundPolicy
@@ -34,8 +35,13 @@ class HostState:
         self.latency_buckets = [0] * (len(_LATENCY_BOUNDS_MS) + 1)
 
     def finished(self, started: float, error: bool) -> None:
-        """Count one logical call and its latency (to response headers)."""
-        elapsed_ms = (time.monotonic() - started) * 1000.0
+        """Count one logical call and its latency (to response headers), also against the
+        request being served, if any (its time per host, for `launchready_sdk.breakdown`)."""
+        elapsed_s = time.monotonic() - started
+        ctx = current()
+        if ctx is not None:
+            ctx.add_outbound(self.name, elapsed_s)
+        elapsed_ms = elapsed_s * 1000.0
         self.calls += 1
         self.latency_ms_sum += elapsed_ms
         self.latency_buckets[bisect_left(_LATENCY_BOUNDS_MS, elapsed_ms)] += 1
