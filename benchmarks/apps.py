@@ -20,6 +20,8 @@ CONFIGS = (
     "sdk_no_latency",
     "sdk_no_breakdown",
     "sdk_no_monitor",
+    "sdk_no_perimeter",
+    "sdk_no_access_log",
     "peers_reqid_log",
     "sdk_limit_memory",
     "sdk_limit_redis",
@@ -138,6 +140,10 @@ def build(config: str) -> Any:
         return _sdk(rate_limits={}, breakdown=False)
     if config == "sdk_no_monitor":
         return _sdk(rate_limits={}, loop_stall_ms=None)
+    if config == "sdk_no_perimeter":  # the defaults without the security headers
+        return _sdk(rate_limits={}, security_headers=False, csp="", hsts_max_age_s=0)
+    if config == "sdk_no_access_log":  # the defaults without the access line
+        return _sdk(rate_limits={}, access_log=False)
     if config == "peers_reqid_log":
         return _peers()
     if config == "sdk_limit_memory":

@@ -54,15 +54,27 @@ SUITES = {
 ALL_SUITES = (*SUITES, "full")
 
 
+BEFORE = "@before"  # a configuration of the `--before` tree: `sdk@before`
+
+
 def run_round(config: str, method: str, path: str, args: argparse.Namespace) -> dict[str, float]:
+    name, before = _split(config)
     return measure(
         "benchmarks.apps:app",
-        config,
+        name,
         path,
         duration=args.duration,
         connections=args.connections,
         method=method,
+        root=args.before if before else ROOT,
     )
+
+
+def _split(config: str) -> tuple[str, bool]:
+    """`sdk@before` as ("sdk", True)."""
+    if config.endswith(BEFORE):
+        return config[: -len(BEFORE)], True
+    return config, False
 
 
 def inproc(
@@ -75,10 +87,12 @@ def inproc(
     unique_key: bool = False,
     env: dict[str, str] | None = None,
     headers: tuple[tuple[str, str], ...] = (),
+    root: Path = ROOT,
 ) -> tuple[float, float]:
-    """Wall-clock and CPU µs per request of one configuration driven in process."""
+    """Wall-clock and CPU µs per request of one configuration driven in process (`root`:
+    the source tree to import it from)."""
     command = [
-        "taskset", "-c", "0", sys.executable, str(ROOT / "benchmarks" / "inproc.py"),
+        "taskset", "-c", "0", sys.executable, str(root / "benchmarks" / "inproc.py"),
         module, config, method, path, "--blocks", str(blocks),
     ] + (["--idempotency-key"] if unique_key else [])  # fmt: skip
     for name, value in headers:
@@ -88,7 +102,8 @@ def inproc(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+        env={**os.environ, "PYTHONPATH": str(root), **(env or {})},
+        cwd=root,
         check=True,
         timeout=600,
     )
@@ -122,6 +137,14 @@ def report(suite: str, method: str, path: str, results: dict[str, Any]) -> str:
 
 def run_suite(suite: str, args: argparse.Namespace) -> None:
     (method, path), configs = SUITES[suite]
+    if args.config:
+        configs = ("bare", *(c for c in args.config if c != "bare"))
+    if args.before is not None:  # the same SDK configurations from the other tree, interleaved
+        known = (args.before / "benchmarks" / "apps.py").read_text()
+        configs = (
+            *configs,
+            *(c + BEFORE for c in configs if c.startswith("sdk") and f'"{c}"' in known),
+        )
     results: dict[str, dict[str, list[float]]] = {c: {"inproc": []} for c in configs}
     for round_no in range(args.rounds):
         order = configs[round_no % len(configs) :] + configs[: round_no % len(configs)]
@@ -136,7 +159,9 @@ def run_suite(suite: str, args: argparse.Namespace) -> None:
             )
     for config in configs:
         for _ in range(args.inproc_rounds):
-            wall, _ = inproc("benchmarks.apps", config, method, path, args.inproc_blocks)
+            name, before = _split(config)
+            root = args.before if before else ROOT
+            wall, _ = inproc("benchmarks.apps", name, method, path, args.inproc_blocks, root=root)
             results[config]["inproc"].append(wall)
     print()
     print(report(suite, method, path, results))
@@ -472,7 +497,10 @@ def full_round(
         )
 
     env = {"BENCH_REDIS_URL": redis_url, "BENCH_PREFIX": f"{run}-{uuid.uuid4().hex[:8]}"}
-    return measure(
+    # The rows of one feature on Redis keep their server's output (they log nothing per
+    # request), to count the Redis breaker's openings: a blip must not open it.
+    log = Path(f"/tmp/{run}-{row.label}.log") if row.config.endswith("_redis") else None
+    r = measure(
         FULL_SPEC,
         row.config,
         row.path,
@@ -483,7 +511,12 @@ def full_round(
         lua=lua,
         probe=probe_for(row),
         counters=counters,
+        log=log,
     )
+    if log is not None:
+        r["breaker_trips"] = float(log.read_text(errors="replace").count("store.unavailable"))
+        log.unlink()
+    return r
 
 
 def measure_with_retries(
@@ -702,6 +735,13 @@ def run_full(args: argparse.Namespace) -> None:
     print()
     print(cpu_targets(results, args.rounds))
     print()
+    trips = {label: int(sum(r["breaker_trips"])) for label, r in results.items()
+             if "breaker_trips" in r}  # fmt: skip
+    if trips:
+        runs = {label: len(results[label]["breaker_trips"]) for label in trips}
+        shown = ", ".join(f"{label} {n} in {runs[label]} runs" for label, n in trips.items())
+        print(f"Redis breaker openings at the default timeout (50 ms): {shown}")
+        print()
     print(f"wall time: {time.monotonic() - started:.0f} s")
 
 
@@ -715,6 +755,18 @@ def main() -> None:
     parser.add_argument("--inproc-rounds", type=int, default=3)
     parser.add_argument(
         "--redis-url", help="full suite: use this Redis instead of a private redis-server"
+    )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="foundation and ratelimit: also run the SDK configurations of this source tree "
+        "(`git worktree add` or `git archive` of an earlier commit), as `<config>@before`",
+    )
+    parser.add_argument(
+        "--config",
+        action="append",
+        help="foundation and ratelimit: run these configurations of benchmarks/apps.py instead "
+        "(bare always runs)",
     )
     parser.add_argument(
         "--rows", help="full suite: comma-separated row labels to run (the bare rows always run)"

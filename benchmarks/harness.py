@@ -42,6 +42,7 @@ def start_uvicorn(
     ready_path: str | None = None,
     log: Path | None = None,
     root: Path = ROOT,
+    cwd: Path | None = None,
 ) -> subprocess.Popen[bytes]:
     """uvicorn (uvloop, httptools, one worker) on core 0; waits for the port or `ready_path`.
 
@@ -57,7 +58,9 @@ def start_uvicorn(
     full_env = {**os.environ, "PYTHONPATH": str(root), **env}
     out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115
     try:
-        proc = subprocess.Popen(command, env=full_env, cwd=root, stdout=out, stderr=out)
+        # uvicorn imports from its working directory first (`--app-dir .`): `root` (or
+        # `cwd`) serves another tree's package.
+        proc = subprocess.Popen(command, env=full_env, cwd=cwd or root, stdout=out, stderr=out)
     finally:
         if not isinstance(out, int):
             out.close()
@@ -157,6 +160,8 @@ def measure(
     probe: Callable[[str], None] | None = None,
     counters: Mapping[str, Callable[[], float]] | None = None,
     root: Path = ROOT,
+    log: Path | None = None,
+    cwd: Path | None = None,
 ) -> dict[str, float]:
     """One round: start the server, warm up for a second, measure, stop.
 
@@ -168,7 +173,8 @@ def measure(
     """
     script = lua if callable(lua) else (lambda: lua)
     port = free_port()
-    proc = start_uvicorn(spec, port, {"BENCH_CONFIG": config, **(env or {})}, ready_path, root=root)
+    env = {"BENCH_CONFIG": config, **(env or {})}
+    proc = start_uvicorn(spec, port, env, ready_path, log, root=root, cwd=cwd)
     try:
         base = f"http://127.0.0.1:{port}"
         wrk_run(base + path, 1, connections, method, script())

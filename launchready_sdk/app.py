@@ -82,7 +82,7 @@ from launchready_sdk.context import (
 from launchready_sdk.dbtiming import QueryStats, instrument_sqlalchemy
 from launchready_sdk.health import HealthMiddleware, Readiness
 from launchready_sdk.idempotency import Idempotency, IdempotencyMiddleware, default_identity
-from launchready_sdk.latency import LatencyTracker, MetricsEndpoint
+from launchready_sdk.latency import LatencyTracker, MetricsEndpoint, WorkerShare
 from launchready_sdk.logs import (
     AccessLogger,
     JsonLineWriter,
@@ -194,6 +194,7 @@ class LaunchReady:
             s.redis_url,
             timeout_s=s.redis_timeout_s,
             cooldown_s=s.redis_cooldown_s,
+            connect_timeout_s=s.redis_connect_timeout_s,
             prefix=f"{s.redis_prefix}:{s.service_name}",
         )
         self.readiness.add("redis", store.ping)
@@ -257,6 +258,14 @@ class LaunchReady:
             store=self.redis,
             flush_interval_s=s.latency_flush_interval_s,
         )
+        tracker.share = WorkerShare(s.service_name, s.metrics_dir)
+        if self.redis is not None:
+            breaker = self.redis.breaker
+            tracker.add_collector(
+                "launchready_redis_breaker_opened",
+                lambda: breaker.opened,
+                help="Times the Redis breaker opened (an outage, not a late reply)",
+            )
         tracker.add_collector(
             "launchready_ratelimit_refused",
             lambda: self.limiter.refused,
@@ -475,7 +484,16 @@ class LaunchReady:
                 stack, paths=s.admin_paths, allow=s.admin_allow, client_ip=self.proxy.client_ip
             )
             tables.append(guard.table)
-        stack = MetricsEndpoint(stack, tracker=self.latency, path=s.metrics_path)
+        stack = MetricsEndpoint(
+            stack,
+            tracker=self.latency,
+            path=s.metrics_path,
+            allow=s.metrics_allow,
+            token=s.metrics_token,
+            client_ip=self.proxy.client_ip,
+            cache_s=s.metrics_cache_s,
+            share=self.latency.share,
+        )
         if self.status is not None:
             stack = StatusEndpoint(stack, status=self.status)
         stack = HealthMiddleware(
@@ -595,11 +613,15 @@ class LaunchReady:
         if self.status is not None:
             await self.status.start()
 
-    def _first_request(self) -> None:
-        """At the first request (a server without lifespan events never calls `startup`)."""
+    def _first_request(self, scope: Scope) -> None:
+        """At the first request (a server without lifespan events never calls `startup`):
+        read the route table, start the loop monitor, and learn the address this worker
+        serves, which names the directory where the workers behind it exchange figures."""
         self._discover_routes(report=True)
         if self.loop_monitor is not None:
             self.loop_monitor.start()
+        if self.latency.share is not None:
+            self.latency.share.bind(scope.get("server"))
 
     def _discover_routes(self, *, report: bool = False) -> None:
         """Read the app's route table: the built-in limits reach its auth routes wherever they
@@ -665,7 +687,7 @@ class PathDispatch:
         app: ASGIApp,
         covers: Callable[[str], bool],
         max_paths: int = 4096,
-        on_first: Callable[[], None] | None = None,
+        on_first: Callable[[Scope], None] | None = None,
         gate: Gate | None = None,
     ) -> None:
         self.layers = layers
@@ -679,7 +701,7 @@ class PathDispatch:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._on_first is not None and scope["type"] == "http":
             first, self._on_first = self._on_first, None
-            first()
+            first(scope)
         gate = self.gate
         if gate is not None:
             answer = gate.check(scope)
@@ -696,11 +718,11 @@ class PathDispatch:
                 return
         await self.layers(scope, receive, send)
 
-    def covered(self, path: str) -> bool:
-        """Whether a request for the route path `path` goes through the layers."""
+    def covered(self, path: str, scope: Scope) -> bool:
+        """Whether a request for the route path `path` (of `scope`) goes through the layers."""
         if self._on_first is not None:
             first, self._on_first = self._on_first, None
-            first()
+            first(scope)
         covered = self._known.get(path)
         return self._learn(path) if covered is None else covered
 

@@ -26,9 +26,12 @@ runs out. Limits, candidly: `Set-Cookie` is never stored nor replayed. The memor
 protects one process only, and is bounded by entry count (each body by `max_body_bytes`), not
 by bytes.
 
-Redis down: `fail="proceed"` runs the app without protection and logs a warning saying so;
-`fail="refuse"` answers 503 problem+json with `Retry-After` (and `once()` raises
-`StoreUnavailable`).
+Redis down: `fail="refuse"` (the default) answers 503 problem+json with `Retry-After`, and
+`once()` raises `StoreUnavailable`, so a retry comes back once Redis does and no order is ever
+made twice; `fail="proceed"` runs the app without protection and logs a warning saying so
+(a duplicate becomes possible). A blip is not an outage: each Redis command of this module
+may wait up to `STORE_TIMEOUT_S` (half a second, or the store's own timeout if longer), so a
+Redis paused for a few hundred milliseconds delays a checkout instead of refusing it.
 """
 
 from __future__ import annotations
@@ -61,12 +64,14 @@ DEFAULT_LEASE_S = 60
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 MEMORY_MAX_ITEMS = 10_000
 RETRY_AFTER_S = 5
+STORE_TIMEOUT_S = 0.5  # a claim may wait out a blip: a late checkout beats a refused one
 KEPT_HEADERS = frozenset({b"content-type", b"location", b"cache-control", b"etag"})
 # Refusals a retry is meant to get past (timeout, conflict, locked, too early, too many
 # requests): never stored, so the retry reaches the handler.
 TRANSIENT_STATUSES = frozenset({408, 409, 423, 425, 429})
 # What an idempotent route does while Redis is unreachable: run unprotected, or answer 503.
 IdempotencyFail = Literal["proceed", "refuse"]
+DEFAULT_FAIL: IdempotencyFail = "refuse"
 
 # KEYS[1]: the record. ARGV: new record, lease seconds, the value it may replace ('' = none).
 # Returns nil when the key is now ours, else the record standing in the way.
@@ -130,21 +135,30 @@ class RedisBackend:
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
+        self.timeout_s = max(store.timeout_s, STORE_TIMEOUT_S)
 
     async def claim(
         self, key: str, value: bytes, lease_s: int, replace: bytes = b""
     ) -> bytes | None:
         args: list[Arg] = [value, lease_s, replace]
-        reply: bytes | None = await self.store.run_script(
-            CLAIM, [self.store.key("idem", key)], args
+        reply = await self.store.run_script(
+            CLAIM, [self.store.key("idem", key)], args, timeout_s=self.timeout_s
         )
-        return reply
+        if reply is None or isinstance(reply, bytes):
+            return reply
+        if reply is False:  # a server speaking RESP3 answers Lua's false as a boolean
+            return None
+        raise StoreUnavailable("unexpected reply to an idempotency claim")
 
     async def settle(self, key: str, pending: bytes, final: bytes, ttl_s: int) -> None:
-        await self.store.run_script(SETTLE, [self.store.key("idem", key)], [pending, final, ttl_s])
+        await self.store.run_script(
+            SETTLE, [self.store.key("idem", key)], [pending, final, ttl_s], timeout_s=self.timeout_s
+        )
 
     async def add(self, key: str, ttl_s: int) -> bool:
-        reply = await self.store.execute("SET", self.store.key("idem", key), 1, "NX", "EX", ttl_s)
+        reply = await self.store.execute(
+            "SET", self.store.key("idem", key), 1, "NX", "EX", ttl_s, timeout_s=self.timeout_s
+        )
         return reply is not None
 
 
@@ -201,7 +215,8 @@ class Idempotency:
     Args:
         store: the Redis store, or None for memory.
         ttl_s: how long a finished response and a `once()` mark are kept.
-        fail: on a Redis outage, "proceed" without protection or "refuse".
+        fail: on a Redis outage, "refuse" with 503 (the default) or "proceed" without
+            protection.
         max_body_bytes: the largest request body read and response body stored.
         lease_s: how long a pending claim holds before a duplicate may run.
     """
@@ -211,7 +226,7 @@ class Idempotency:
         *,
         store: RedisStore | None,
         ttl_s: int = DEFAULT_TTL_S,
-        fail: IdempotencyFail = "proceed",
+        fail: IdempotencyFail = DEFAULT_FAIL,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
         lease_s: int = DEFAULT_LEASE_S,
         memory_max_items: int = MEMORY_MAX_ITEMS,
@@ -491,6 +506,7 @@ async def _send_replay(send: Send, record: Record) -> None:
 
 
 __all__ = [
+    "DEFAULT_FAIL",
     "DEFAULT_TTL_S",
     "Idempotency",
     "IdempotencyFail",

@@ -183,15 +183,16 @@ def _check_name(name: str, value: object) -> str:
 def _check_redis_url(name: str, value: object) -> str | None:
     if value is None:
         return None
-    schemes = ("redis://", "rediss://", "unix://")
-    if not isinstance(value, str) or not value.startswith(schemes):
-        shown = value.split("@")[-1] if isinstance(value, str) else value
-        raise SettingsError(
-            name,
-            f"expected a redis://, rediss:// or unix:// URL, got {shown!r}",
-            "redis://127.0.0.1:6379/0",
-        )
-    return value
+    if not isinstance(value, str):
+        raise SettingsError(name, f"expected a Redis URL, got {type(value).__name__}",
+                            redis_store.EXAMPLES["standalone"])  # fmt: skip
+    try:
+        parsed = redis_store.parse_url(value)
+    except ValueError as exc:
+        kind = next((k for k in ("sentinel", "cluster") if f"+{k}" in value), "standalone")
+        problem = f"{exc} (in {redis_store.redacted(value)})"
+        raise SettingsError(name, problem, redis_store.EXAMPLES[kind]) from None
+    return value if parsed else None
 
 
 def _str_tuple(example: str) -> Callable[[str, object], tuple[str, ...]]:
@@ -418,6 +419,34 @@ def _check_path(name: str, value: object) -> str:
     return value.rstrip("/") or value
 
 
+def _check_metrics_token(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) < 32 or not value.isprintable() or " " in value:
+        shown = f"{len(value)} characters" if isinstance(value, str) else type(value).__name__
+        raise SettingsError(
+            name, f"expected 32 or more visible characters, got {shown}",
+            "the output of `python -c 'import secrets; print(secrets.token_urlsafe())'`",
+        )  # fmt: skip
+    return value
+
+
+def _check_cache_s(name: str, value: object) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not 0 <= float(value) <= 60:  # type: ignore[arg-type]
+        raise SettingsError(name, f"expected seconds from 0 to 60, got {value!r}", "1")
+    return float(value)  # type: ignore[arg-type]
+
+
+def _check_metrics_dir(name: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.startswith("/"):
+        raise SettingsError(name, f"expected an absolute directory path, got {value!r}",
+                            "/run/shop-metrics")  # fmt: skip
+    return value
+
+
 def _check_attempts(name: str, value: object) -> int:
     return _whole("3", 1, 10)(name, value)
 
@@ -510,7 +539,8 @@ class Settings:
     )  # fmt: skip
     redis_url: str | None = setting(
         None, parse=_parse_optional_str, check=_check_redis_url,
-        doc="`redis://host:6379/0` for state shared by every worker; none = in memory",
+        doc="`redis://host:6379/0` for state shared by every worker (also `rediss://`, "
+        "`redis+sentinel://`, `redis+cluster://`); none = in memory",
     )  # fmt: skip
     redis_prefix: str = setting(
         redis_store.DEFAULT_PREFIX, parse=_parse_str, check=_check_name,
@@ -588,8 +618,9 @@ class Settings:
         doc="how long a response is kept for replay",
     )  # fmt: skip
     idempotency_fail: idempotency.IdempotencyFail = setting(
-        "proceed", parse=_parse_str, check=_choice("proceed", "refuse"),
-        doc="`proceed` or `refuse`: idempotent routes while Redis is down",
+        idempotency.DEFAULT_FAIL, parse=_parse_str, check=_choice("refuse", "proceed"),
+        doc="`refuse` (503 with `Retry-After`) or `proceed` unprotected: idempotent routes "
+        "while Redis is down",
     )  # fmt: skip
     latency_budget_ms: float = setting(
         latency.DEFAULT_BUDGET_MS, parse=_parse_number, check=_positive("500"),
@@ -681,6 +712,24 @@ class Settings:
         DEFAULT_METRICS_PATH, parse=_parse_str, check=_check_path,
         doc="Prometheus endpoint",
     )  # fmt: skip
+    metrics_allow: tuple[str, ...] = setting(
+        (), parse=_parse_list, check=_check_proxies,
+        doc="CIDRs whose clients (the trusted-proxy address) may read `/metrics`; with "
+        "`metrics_token` either admits; neither = anyone",
+    )  # fmt: skip
+    metrics_token: str | None = setting(
+        None, parse=_parse_optional_str, check=_check_metrics_token,
+        doc="a bearer token (32+ characters) that admits a scraper to `/metrics`",
+    )  # fmt: skip
+    metrics_cache_s: float = setting(
+        latency.DEFAULT_METRICS_CACHE_S, parse=_parse_number, check=_check_cache_s,
+        doc="how long a rendered `/metrics` text is reused (0 = render every scrape)",
+    )  # fmt: skip
+    metrics_dir: str | None = setting(
+        None, parse=_parse_optional_str, check=_check_metrics_dir, shown="automatic",
+        doc="directory where the workers behind one port exchange figures for `/metrics` "
+        "(one per instance, emptied at deploy; keeps exited workers' counts)",
+    )  # fmt: skip
     readiness_timeout_s: float = setting(
         health.DEFAULT_TIMEOUT_S, parse=_parse_number,
         check=_positive("1", health.MAX_TIMEOUT_S),
@@ -688,7 +737,11 @@ class Settings:
     )  # fmt: skip
     redis_timeout_s: float = setting(
         redis_store.DEFAULT_TIMEOUT_S, parse=_parse_number, check=_positive("0.05", 5.0),
-        doc="connect and command timeout for Redis",
+        doc="command timeout for Redis (a late reply fails only its own command)",
+    )  # fmt: skip
+    redis_connect_timeout_s: float = setting(
+        redis_store.DEFAULT_CONNECT_TIMEOUT_S, parse=_parse_number, check=_positive("1", 30.0),
+        doc="timeout of opening a Redis connection (TLS, AUTH and Sentinel discovery included)",
     )  # fmt: skip
     redis_cooldown_s: float = setting(
         redis_store.DEFAULT_COOLDOWN_S, parse=_parse_number, check=_positive("2"),

@@ -46,8 +46,9 @@ def redis_url() -> Iterator[str]:
     client = redis.Redis.from_url(SHARED_REDIS_URL)
     client.ping()
     yield SHARED_REDIS_URL
-    for key in client.scan_iter(match=f"{RUN_PREFIX}*", count=1000):
-        client.delete(key)
+    for pattern in (f"{RUN_PREFIX}*", f"{{{RUN_PREFIX}*"):  # hash-tagged keys start with "{"
+        for key in client.scan_iter(match=pattern, count=1000):
+            client.delete(key)
     client.close()
 
 

@@ -509,7 +509,7 @@ async def test_corrupt_redis_entries_are_misses(
     )
     await client.get("/products")
     raw = redis.asyncio.Redis.from_url(redis_url)
-    keys = [k async for k in raw.scan_iter(match=f"{redis_prefix}:cache:e:*")]
+    keys = [k async for k in raw.scan_iter(match=f"{{{redis_prefix}:cache}}:e:*")]
     assert len(keys) == 1
     value = await raw.get(keys[0])
     prefix = value.split(b"|", 1)[0] + b"|"
@@ -538,7 +538,7 @@ async def test_entry_format_round_trips_and_rejects_garbage(
     )
     first = await client.get("/products")
     raw = redis.asyncio.Redis.from_url(redis_url)
-    keys = [k async for k in raw.scan_iter(match=f"{redis_prefix}:cache:e:*")]
+    keys = [k async for k in raw.scan_iter(match=f"{{{redis_prefix}:cache}}:e:*")]
     assert len(keys) == 1
     generations, payload = (await raw.get(keys[0])).split(b"|", 1)
     size = int.from_bytes(payload[4:8], "big")

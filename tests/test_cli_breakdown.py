@@ -265,3 +265,22 @@ def test_went_backwards_names_the_series() -> None:
     after = parse(generate_latest(fresh).decode())
     found = went_backwards(before, after)
     assert found[0] == "launchready_http_requests_total{method=GET, route=/a} 5 -> 2"
+
+
+def test_a_start_time_change_counts_only_for_one_process() -> None:
+    """One process whose start time changed restarted; an instance of several workers answers
+    each scrape from whichever worker, so there only counters that went down count."""
+    text = (
+        "# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds {started}\n"
+        "# TYPE launchready_workers gauge\nlaunchready_workers {workers}\n"
+        "# TYPE launchready_http_requests counter\n"
+        'launchready_http_requests_total{{method="GET",route="/a"}} {count}\n'
+    )
+    one = [parse(text.format(started=s, workers=1, count=c)) for s, c in ((100, 5), (200, 9))]
+    assert one[0].workers == 1
+    assert went_backwards(one[0], one[1])
+    many = [parse(text.format(started=s, workers=4, count=c)) for s, c in ((100, 5), (200, 9))]
+    assert many[0].workers == 4
+    assert went_backwards(many[0], many[1]) == []
+    dropped = parse(text.format(started=300, workers=4, count=3))
+    assert went_backwards(many[1], dropped)

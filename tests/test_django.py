@@ -26,6 +26,7 @@ LAUNCHREADY = {
     "cache_routes": {"/cached/{pk}": 30},
     "db_n_plus_one_threshold": 10,
     "log_level": "DEBUG",
+    "metrics_cache_s": 0,  # the tests read /metrics right after their requests
 }
 
 

@@ -453,3 +453,39 @@ async def test_transient_refusals_are_not_stored(make: Make, asgi_client: Any, s
     assert first.status_code == status
     assert retry.status_code == 201
     assert calls == 2
+
+
+async def test_by_default_an_outage_refuses_rather_than_risking_a_second_order(
+    asgi_client: Any,
+) -> None:
+    """LaunchReady's default while Redis is unreachable: 503 with Retry-After, the handler
+    never runs, and once() raises instead of saying "first time"."""
+    from launchready_sdk import LaunchReady, Settings
+    from tests.conftest import free_port
+
+    orders: list[int] = []
+
+    async def checkout(request: Request) -> Response:
+        orders.append(1)
+        return JSONResponse({"order": len(orders)}, status_code=201)
+
+    lr = LaunchReady(
+        Settings(
+            redis_url=f"redis://127.0.0.1:{free_port()}/0",
+            idempotent_routes=("/checkout",),
+            configure_logging=False,
+            rate_limits={},
+        )
+    )
+    assert lr.settings.idempotency_fail == "refuse"
+    app = lr.wrap(Starlette(routes=[Route("/checkout", checkout, methods=["POST"])]))
+    response = await asgi_client(app).post(
+        "/checkout", json={"cart": 1}, headers={"idempotency-key": "k1"}
+    )
+    assert response.status_code == 503
+    assert response.headers["retry-after"]
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert orders == []
+    with pytest.raises(StoreUnavailable):
+        await lr.idempotency.once("evt_1")
+    await lr.shutdown()

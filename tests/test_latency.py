@@ -51,6 +51,7 @@ def test_package_exports_what_the_readme_and_dbtiming_use() -> None:
         "DEFAULT_BUDGET_MS",
         "DEFAULT_FLUSH_INTERVAL_S",
         "DEFAULT_MAX_ROUTES",
+        "DEFAULT_METRICS_CACHE_S",
         "DEFAULT_WINDOW_S",
         "KNOWN_METHODS",
         "OVERFLOW",
@@ -59,6 +60,7 @@ def test_package_exports_what_the_readme_and_dbtiming_use() -> None:
         "LogLinearHistogram",
         "MetricsEndpoint",
         "RollingHistogram",
+        "WorkerShare",
         "describe_histogram",
     ]
     assert all(hasattr(latency, name) for name in latency.__all__)
@@ -67,6 +69,7 @@ def test_package_exports_what_the_readme_and_dbtiming_use() -> None:
     assert settings.latency_window_s == latency.DEFAULT_WINDOW_S
     assert settings.latency_max_routes == latency.DEFAULT_MAX_ROUTES
     assert settings.latency_flush_interval_s == latency.DEFAULT_FLUSH_INTERVAL_S
+    assert settings.metrics_cache_s == latency.DEFAULT_METRICS_CACHE_S
 
 
 # --- the histogram ----------------------------------------------------------------------------

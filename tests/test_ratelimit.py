@@ -489,7 +489,8 @@ async def test_redis_killed_fails_closed_with_503(private_redis: Any) -> None:
 
 
 async def test_paused_redis_does_not_hang_requests(private_redis: Any) -> None:
-    """A SIGSTOPped Redis costs one request the command timeout; later ones do not wait."""
+    """A SIGSTOPped Redis costs each request at most the command timeout until the breaker
+    opens (about half a second of failures in a row); after that none waits."""
     counter = Counter()
     app = wrap(
         counter,
@@ -505,13 +506,16 @@ async def test_paused_redis_does_not_hang_requests(private_redis: Any) -> None:
             started = time.perf_counter()
             first = await c.post("/login")
             first_s = time.perf_counter() - started
+            during = []
+            while time.perf_counter() - started < 1.0:
+                during.append(await c.post("/login"))
             started = time.perf_counter()
             rest = [await c.post("/login") for _ in range(20)]
             rest_s = time.perf_counter() - started
         finally:
             private_redis.cont()
     assert first.status_code == 200
-    assert all(r.status_code == 200 for r in rest)
+    assert all(r.status_code in (200, 429) for r in [*during, *rest])  # memory limits now
     assert first_s < 1.0
     assert rest_s < 0.5
 
@@ -524,7 +528,10 @@ async def test_redis_decisions_resume_after_restart(private_redis: Any) -> None:
     assert rule is not None
     await limiter.hit(rule, "c")
     private_redis.pause()
-    await limiter.hit(rule, "c")
+    deadline = time.monotonic() + 3
+    while store.available and time.monotonic() < deadline:
+        await limiter.hit(rule, "c")
+        await asyncio.sleep(0.02)
     assert not store.available
     private_redis.cont()
     await asyncio.sleep(0.25)

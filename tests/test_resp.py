@@ -50,7 +50,7 @@ async def test_error_reply_is_raised(redis_url: str, redis_prefix: str) -> None:
     await client.aclose()
 
 
-async def test_timeout_then_fresh_connection(private_redis: Any) -> None:
+async def test_timeout_then_commands_work_again(private_redis: Any) -> None:
     """A reply that takes too long raises TimeoutError; after resume, commands work again."""
     client = RespClient(private_redis.url, timeout_s=0.1)
     await client.execute("SET", "a", "1")
@@ -155,3 +155,89 @@ def test_each_event_loop_keeps_its_own_connection(redis_url: str, redis_prefix: 
 
     assert asyncio.run(after()) == 1
     assert store.available
+
+
+async def test_slow_reply_fails_only_its_own_command(private_redis: Any) -> None:
+    """A reply later than the timeout fails that command; the connection and the commands
+    sent after the pause are untouched."""
+    client = RespClient(private_redis.url, timeout_s=0.05)
+    await client.execute("SET", "a", "1")
+    first = client._links[asyncio.get_running_loop()].protocol
+    private_redis.pause()
+    try:
+        with pytest.raises(TimeoutError):
+            await client.execute("GET", "a")
+    finally:
+        private_redis.cont()
+    assert await client.execute("GET", "a") == b"1"
+    # Same connection: nothing else in flight failed.
+    assert client._links[asyncio.get_running_loop()].protocol is first
+    await client.aclose()
+
+
+async def test_a_stalled_connection_is_given_up(private_redis: Any) -> None:
+    """A connection owing replies that answers nothing for stall_s is replaced."""
+    client = RespClient(private_redis.url, timeout_s=0.05, stall_s=0.2)
+    await client.execute("SET", "a", "1")
+    first = client._links[asyncio.get_running_loop()].protocol
+    private_redis.pause()
+    try:
+        for _ in range(6):  # timeouts, then the connection is given up
+            with pytest.raises((TimeoutError, ConnectionError)):
+                await client.execute("GET", "a")
+    finally:
+        private_redis.cont()
+    assert first is not None
+    assert first.closed
+    assert await client.execute("GET", "a") == b"1"
+    await client.aclose()
+
+
+async def test_connect_timeout_is_separate_from_command_timeout() -> None:
+    """A server that accepts but never answers AUTH fails the connect after connect_timeout_s,
+    not after the (shorter) command timeout."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    port = listener.getsockname()[1]
+    try:
+        client = RespClient(
+            f"redis://:pw@127.0.0.1:{port}/0", timeout_s=0.01, connect_timeout_s=0.3
+        )
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError):
+            await client.execute("PING")
+        waited = time.perf_counter() - started
+    finally:
+        listener.close()
+    assert 0.25 < waited < 2.0
+
+
+async def test_reconnects_back_off_with_jitter() -> None:
+    """After a refused connect, commands fail at once without I/O until a jittered delay."""
+    from tests.conftest import free_port
+
+    client = RespClient(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)
+    with pytest.raises(ConnectionError):
+        await client.execute("PING")
+    delay = client._next_connect_at - time.monotonic()
+    assert 0 < delay <= 0.2
+    with pytest.raises(ConnectionError, match="reconnecting after a delay"):
+        await client.execute("PING")
+
+
+async def test_acl_user_authenticates(private_redis: Any) -> None:
+    """An ACL user and a password with URL-special characters (percent-encoded) log in."""
+    admin = RespClient(private_redis.url, timeout_s=2.0)
+    await admin.execute("ACL", "SETUSER", "shop", "on", ">p@ss:w/rd#1", "~*", "+@all")
+    client = RespClient(
+        f"redis://shop:p%40ss%3Aw%2Frd%231@127.0.0.1:{private_redis.port}/0", timeout_s=2.0
+    )
+    assert await client.execute("ACL", "WHOAMI") == b"shop"
+    wrong = RespClient(f"redis://shop:nope@127.0.0.1:{private_redis.port}/0", timeout_s=2.0)
+    with pytest.raises(RedisReplyError, match="WRONGPASS"):
+        await wrong.execute("PING")
+    await admin.aclose()
+    await client.aclose()

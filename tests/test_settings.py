@@ -43,7 +43,7 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_CACHE_VERSION": "v42",
         "LAUNCHREADY_IDEMPOTENT_ROUTES": "/checkout;/orders/{id}/pay",
         "LAUNCHREADY_IDEMPOTENCY_TTL_S": "3600",
-        "LAUNCHREADY_IDEMPOTENCY_FAIL": "refuse",
+        "LAUNCHREADY_IDEMPOTENCY_FAIL": "proceed",
         "LAUNCHREADY_CACHE_MAX_BODY_BYTES": "2048",
         "LAUNCHREADY_CACHE_MEMORY_MAX_BYTES": "4096",
         "LAUNCHREADY_CACHE_STALE_WHILE_REVALIDATE_S": "0",
@@ -72,9 +72,14 @@ def test_every_field_has_an_environment_variable() -> None:
         "LAUNCHREADY_HEALTH_PATH": "/livez",
         "LAUNCHREADY_READY_PATH": "/ready",
         "LAUNCHREADY_METRICS_PATH": "/prom",
+        "LAUNCHREADY_METRICS_ALLOW": "10.0.0.0/8;192.168.1.5",
+        "LAUNCHREADY_METRICS_TOKEN": "m" * 40,
+        "LAUNCHREADY_METRICS_CACHE_S": "2.5",
+        "LAUNCHREADY_METRICS_DIR": "/run/shop-metrics",
         "LAUNCHREADY_READINESS_TIMEOUT_S": "0.5",
         "LAUNCHREADY_REDIS_TIMEOUT_S": "0.1",
         "LAUNCHREADY_REDIS_COOLDOWN_S": "3",
+        "LAUNCHREADY_REDIS_CONNECT_TIMEOUT_S": "2",
         "LAUNCHREADY_CONFIGURE_CACHE": "false",
         "LAUNCHREADY_STATUS_TOKEN": "Zq3-" + "x7Lk9PwN2mB8vRt5YcHs4JdFg6Ae1Uo0",
         "LAUNCHREADY_STATUS_PATH": "/ops/status/",
@@ -119,6 +124,10 @@ def test_every_field_has_an_environment_variable() -> None:
     assert s.redirect_exempt == ("/webhooks/*", "/sso/return")
     assert (s.admin_paths, s.admin_allow) == (("/admin/*",), ("10.0.0.0/8", "192.0.2.7"))
     assert s.loop_stall_ms == 250.0
+    assert s.metrics_allow == ("10.0.0.0/8", "192.168.1.5")
+    assert (s.metrics_token, s.metrics_cache_s) == ("m" * 40, 2.5)
+    assert s.metrics_dir == "/run/shop-metrics"
+    assert s.idempotency_fail == "proceed"
 
 
 def test_an_empty_loop_stall_turns_the_monitor_off() -> None:
@@ -155,6 +164,12 @@ def test_from_env_ignores_unrelated_variables_and_takes_overrides() -> None:
         ("LAUNCHREADY_OUTBOUND_ATTEMPTS", "0", "3"),
         ("LAUNCHREADY_OUTBOUND_ATTEMPTS", "three", "3"),
         ("LAUNCHREADY_REDIS_URL", "http://127.0.0.1:6379", "redis://127.0.0.1:6379/0"),
+        ("LAUNCHREADY_REDIS_URL", "redis+sentinel://s1:26379", "/mymaster/0"),
+        ("LAUNCHREADY_REDIS_CONNECT_TIMEOUT_S", "0", "1"),
+        ("LAUNCHREADY_METRICS_ALLOW", "prometheus.internal", "10.0.0.0/8"),
+        ("LAUNCHREADY_METRICS_TOKEN", "short", "token_urlsafe"),
+        ("LAUNCHREADY_METRICS_CACHE_S", "120", "1"),
+        ("LAUNCHREADY_METRICS_DIR", "relative/dir", "/run/shop-metrics"),
         ("LAUNCHREADY_ACCESS_LOG", "perhaps", "true"),
         ("LAUNCHREADY_READINESS_TIMEOUT_S", "30", "1"),
         ("LAUNCHREADY_HEALTH_PATH", "healthz", "/healthz"),

@@ -11,6 +11,7 @@ from typing import NamedTuple, Protocol
 
 from launchready_sdk.cache._entry import Entry, decode_entry, encode_entry
 from launchready_sdk.cache._rules import MAX_LIFETIME_S
+from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.store import Arg, RedisStore, Script
 
 DEFAULT_MEMORY_MAX_BYTES = 64 * 1024 * 1024
@@ -158,17 +159,27 @@ class MemoryBackend:
 
 
 class RedisBackend:
-    """Entries, counters and fill locks in Redis, each operation one round trip."""
+    """Entries, counters and fill locks in Redis, each operation one round trip.
+
+    Every key carries the hash tag `{<prefix>:cache}`: a lookup reads its entry and the
+    generation counters in one script, so on a Redis Cluster they must share a slot. The
+    price, candidly: on a cluster one service's cache lives on one shard.
+    """
 
     def __init__(self, store: RedisStore) -> None:
         self.redis = store
+        self._tag = "{" + store.prefix + ":cache}"
 
     def name(self, *parts: str) -> str:
-        return self.redis.key("cache", *parts)
+        return ":".join((self._tag, *parts))
 
     async def lookup(self, key: str, generations: Sequence[str]) -> Found:
-        payload, pttl, read = await self.redis.run_script(LOOKUP, [key, *generations], [])
-        read = read.decode()
+        reply = await self.redis.run_script(LOOKUP, [key, *generations], [])
+        try:
+            payload, pttl, raw = reply
+            read = raw.decode()
+        except (TypeError, ValueError, AttributeError):  # not the script's reply: an outage
+            raise StoreUnavailable("unexpected reply to the cache lookup") from None
         if payload is None:
             return Found(None, read, 0)
         entry = decode_entry(payload)

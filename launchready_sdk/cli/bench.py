@@ -405,7 +405,7 @@ async def _measure(
             progress_task.cancel()
             await asyncio.gather(progress_task, return_exceptions=True)
     before = await before_task
-    after = await servertime.scrape(probe, args.metrics_path)
+    after = await servertime.settled(probe, args.metrics_path)
     usable, unusable = _server_figures(before, after, args.metrics_path)
     meta = {
         "scenario": scenario.name,

@@ -12,6 +12,12 @@ The SQL statements the app timed (`launchready_db_query_duration_seconds`, label
 fingerprint, from `lr.instrument_sqlalchemy` or the Django integration) are read the same way,
 for the launch bar's "core queries p95 < 100 ms".
 
+Several workers behind the port (`uvicorn --workers`, gunicorn): the SDK's `/metrics` answers
+for all of them, from figures each worker publishes about once a second and from a text
+reused for a second. So after the run the bench scrapes again until two scrapes
+`SETTLE_S` apart agree (`servertime.settled`, at most `SETTLE_TRIES` of them): the last
+requests of every worker are then counted, whichever worker takes the scrape.
+
 The metrics come from the server: text that does not parse, or counts that are not finite,
 leave the run without server-side figures (a warning), never a failure of the bench.
 """
@@ -23,12 +29,12 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from launchready_sdk.cli.client import ClientError, Pool
-
 METRIC = "launchready_http_request_duration_seconds"
 DB_METRIC = "launchready_db_query_duration_seconds"
 SQL = "SQL "  # the key prefix of statements, beside "GET /route" keys
 
+SETTLE_S = 1.2  # longer than a worker's publishing interval and the reuse of the text
+SETTLE_TRIES = 4
 # route key ("GET /products/{product_id}", or "SQL <fingerprint>") -> upper bound -> cumulative
 Buckets = dict[str, dict[float, float]]
 
@@ -128,17 +134,3 @@ def query_p95(buckets: Buckets) -> dict[str, dict[str, Any]]:
             "bucket_ms": [round(low * 1000, 3), None if math.isinf(high) else high * 1000],
         }
     return out
-
-
-async def scrape(pool: Pool, path: str) -> Buckets | None:
-    """The buckets now, or None when the app serves no SDK metrics at `path`."""
-    try:
-        response = await pool.request("GET", path)
-    except ClientError:
-        return None
-    if response.status != 200 or METRIC.encode() not in response.body:
-        return None
-    try:
-        return parse_buckets(response.body.decode("utf-8", "replace"))
-    except Exception:  # whatever a server sends as metrics, it is not the bench's fault
-        return None

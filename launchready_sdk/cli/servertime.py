@@ -10,21 +10,30 @@ waits, the framework.
 A scrape is one of: the SDK's metrics (with or without the breakdown families, which older
 SDKs lack), a foreign `/metrics` (another exporter: the bench measures from the client and says
 the breakdown is unavailable), or nothing usable (a 404, an HTML page, text that does not
-parse). Counters never go down in one process; when one did between the scrapes, or the
-process start time changed (a worker restarted, or the scrapes reached different workers),
-the server-side figures are left out and the report says why, rather than subtracting one
-process's counts from another's.
+parse). The SDK's counters never go down, even summed over the workers behind the port
+(`launchready_workers` of them); when one did between the scrapes, or the single process's
+start time changed (it restarted), the server-side figures are left out and the report says
+why, rather than subtracting one process's counts from another's.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from launchready_sdk.cli.client import ClientError, Pool
-from launchready_sdk.cli.metrics import METRIC, Buckets, parse_buckets, quantile, route_shape
+from launchready_sdk.cli.metrics import (
+    METRIC,
+    SETTLE_S,
+    SETTLE_TRIES,
+    Buckets,
+    parse_buckets,
+    quantile,
+    route_shape,
+)
 
 PREFIX = "launchready_"
 REQUESTS = "launchready_http_requests_total"
@@ -34,6 +43,7 @@ STATEMENTS = "launchready_http_request_sql_statements_total"
 OUTBOUND = "launchready_http_request_outbound_seconds"
 BLOCKED = "launchready_http_request_loop_blocked_seconds_total"
 STALLS = "launchready_loop_stalls_total"
+WORKERS = "launchready_workers"
 START_TIME = "process_start_time_seconds"  # prometheus_client's process collector
 BREAKDOWN_MARK = "launchready_http_response_bytes_total"  # exported by every SDK with a breakdown
 _MONOTONIC = ("_total", "_count", "_sum", "_bucket")
@@ -50,6 +60,9 @@ class Scrape:
     samples: Samples
     breakdown: bool  # the SDK's per-route breakdown families are there
     started: float | None = None  # process_start_time_seconds, when exported
+    # the workers the SDK's figures add up (`launchready_workers`): with several, the
+    # process start time is whichever worker answered, so only counters can show a restart
+    workers: int = 1
 
 
 def parse(text: str) -> Scrape:
@@ -69,7 +82,8 @@ def parse(text: str) -> Scrape:
             labels = tuple(sorted(sample.labels.items()))
             samples[(sample.name, labels)] = sample.value
     breakdown = any(name == BREAKDOWN_MARK for name, _ in samples)
-    return Scrape(parse_buckets(text), samples, breakdown, started)
+    workers = int(samples.get((WORKERS, ()), 1))
+    return Scrape(parse_buckets(text), samples, breakdown, started, workers)
 
 
 async def scrape(pool: Pool, path: str) -> Scrape | str:
@@ -88,10 +102,26 @@ async def scrape(pool: Pool, path: str) -> Scrape | str:
         return f"{path} is not Prometheus text the bench can read"
 
 
+async def settled(pool: Pool, path: str, settle_s: float = SETTLE_S) -> Scrape | str:
+    """The figures once every worker's last requests are in them: scrapes `settle_s` apart
+    until two agree on the duration buckets (or `SETTLE_TRIES` were taken)."""
+    last = await scrape(pool, path)
+    for _ in range(SETTLE_TRIES - 1):
+        if isinstance(last, str):
+            return last
+        await asyncio.sleep(settle_s)
+        now = await scrape(pool, path)
+        if isinstance(now, Scrape) and now.buckets == last.buckets:
+            return now
+        last = now
+    return last
+
+
 def went_backwards(before: Scrape, after: Scrape, shown: int = 2) -> list[str]:
     """Why the second scrape is not the first one's process moving forward: another process
     start time, or series that went down (or vanished), described; empty when none."""
-    if before.started and after.started and before.started != after.started:
+    one_process = before.workers <= 1 and after.workers <= 1
+    if one_process and before.started and after.started and before.started != after.started:
         return [
             f"{START_TIME} {before.started:.0f} -> {after.started:.0f}: another process "
             "answered the second scrape"

@@ -49,6 +49,7 @@ status already sent, as the access log has it.
 
 from __future__ import annotations
 
+from launchready_sdk.latency._endpoint import DEFAULT_CACHE_S as DEFAULT_METRICS_CACHE_S
 from launchready_sdk.latency._endpoint import MetricsEndpoint
 from launchready_sdk.latency._histogram import LogLinearHistogram, describe_histogram
 from launchready_sdk.latency._tracker import (
@@ -63,12 +64,14 @@ from launchready_sdk.latency._tracker import (
     LatencyTracker,
 )
 from launchready_sdk.latency._window import RollingHistogram
+from launchready_sdk.latency._workers import WorkerShare
 
 __all__ = [
     "DEFAULT_BUDGET_MIN_SAMPLES",
     "DEFAULT_BUDGET_MS",
     "DEFAULT_FLUSH_INTERVAL_S",
     "DEFAULT_MAX_ROUTES",
+    "DEFAULT_METRICS_CACHE_S",
     "DEFAULT_WINDOW_S",
     "KNOWN_METHODS",
     "OVERFLOW",
@@ -77,5 +80,6 @@ __all__ = [
     "LogLinearHistogram",
     "MetricsEndpoint",
     "RollingHistogram",
+    "WorkerShare",
     "describe_histogram",
 ]

@@ -1,7 +1,8 @@
-"""Prometheus: the tracker's metric families and the registered collectors, built when scraped.
+"""The tracker's metric families and the registered collectors, built when scraped.
 
-`PrometheusCollector` reads the tracker through `Figures`, the few attributes it needs, so
-this module does not import the tracker that imports it.
+`build_figures` reads the tracker through `Tracked`, the few attributes it needs, so this
+module does not import the tracker that imports it. `PrometheusCollector` offers the same
+figures to a `prometheus_client` registry of the app's own.
 """
 
 from __future__ import annotations
@@ -9,6 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Literal, Protocol
 
+from launchready_sdk.latency._exposition import (
+    SEP,
+    Figures,
+    bucket_values,
+    family,
+    new_figures,
+    render,
+)
 from launchready_sdk.latency._histogram import DEFAULT_BUCKETS_S, LogLinearHistogram
 from launchready_sdk.latency._window import RollingHistogram, SeriesKey
 from launchready_sdk.logs import get_logger
@@ -29,118 +38,102 @@ class Collector:
         self.name, self.fn, self.kind, self.help = name, fn, kind, help
 
 
-class Figures(Protocol):
-    """What `PrometheusCollector` reads from a `LatencyTracker`."""
+class Tracked(Protocol):
+    """What `build_figures` reads from a `LatencyTracker`."""
 
     series: dict[SeriesKey, RollingHistogram]
     buckets_s: tuple[float, ...]
     dropped: int
     collectors: dict[str, Collector]
+    slots: int
 
-    def snapshot(self) -> dict[str, dict[str, Any]]: ...
+    def minute(self, perf_now: float | None = None) -> int: ...
+
+    def budget_for(self, method: str, route: str) -> float: ...
 
 
-_STATUS = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+STATUS_LABELS = {0: "other", 1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+
+def build_figures(t: Tracked) -> Figures:
+    """This worker's figures: request histograms and counters by method, route and status
+    class, the rolling windows and budgets per route, and every registered collector."""
+    figures = new_figures()
+    bounds = t.buckets_s
+    labels = ["method", "route", "status"]
+    duration = family(figures, "launchready_http_request_duration_seconds", "histogram",
+                      "HTTP request duration", labels, bounds)["samples"]  # fmt: skip
+    requests = family(figures, "launchready_http_requests", "counter",
+                      "HTTP requests served", labels)["samples"]  # fmt: skip
+    help_errors = "5xx responses and unhandled exceptions"
+    errors = family(figures, "launchready_http_request_errors", "counter", help_errors,
+                    ["method", "route"])["samples"]  # fmt: skip
+    windows: dict[str, LogLinearHistogram] = figures["windows"]
+    minute = t.minute()
+    for (method, route, klass), series in list(t.series.items()):
+        key = SEP.join((method, route, STATUS_LABELS.get(klass, "other")))
+        value = bucket_values((series.total, series.current), bounds)
+        duration[key] = value
+        requests[key] = value[-2]
+        if klass >= 5:
+            pair = method + SEP + route
+            errors[pair] = errors.get(pair, 0) + value[-2]
+        name = f"{method} {route}"
+        window = windows.get(name)
+        if window is None:
+            window = windows[name] = LogLinearHistogram()
+            figures["budgets"][name] = t.budget_for(method, route)
+        # The window's minutes merged straight into the route's histogram (no copy per series).
+        if series.minute > minute - t.slots - 1:
+            window.merge(series.current)
+        for m, h in list(series.ring):
+            if m > minute - t.slots - 1:
+                window.merge(h)
+    for name in [n for n, h in windows.items() if not h.count]:
+        del windows[name]
+    family(figures, "launchready_http_request_errors", "counter", "")["samples"] = dict(
+        sorted(errors.items())
+    )
+    dropped = family(figures, "launchready_latency_dropped", "counter", "Recordings that failed")
+    dropped["samples"][""] = t.dropped
+    for collector in list(t.collectors.values()):
+        _collect_one(figures, collector)
+    return figures
 
 
 class PrometheusCollector:
-    """Builds the metric families from the tracker when scraped; nothing runs per request."""
+    """The same figures for a `prometheus_client` registry of your own (built when scraped)."""
 
-    def __init__(self, tracker: Figures) -> None:
+    def __init__(self, tracker: Tracked) -> None:
         self.tracker = tracker
 
     def describe(self) -> list[Any]:
         return []
 
     def collect(self) -> Iterator[Any]:
-        from prometheus_client.core import (
-            CounterMetricFamily,
-            GaugeMetricFamily,
-            HistogramMetricFamily,
-        )
+        from prometheus_client.parser import text_string_to_metric_families
 
-        t = self.tracker
-        labels = ["method", "route", "status"]
-        duration = HistogramMetricFamily(
-            "launchready_http_request_duration_seconds", "HTTP request duration", labels=labels
-        )
-        requests = CounterMetricFamily(
-            "launchready_http_requests", "HTTP requests served", labels=labels
-        )
-        errors = CounterMetricFamily(
-            "launchready_http_request_errors", "5xx responses and unhandled exceptions",
-            labels=["method", "route"],
-        )  # fmt: skip
-        error_counts: dict[tuple[str, str], int] = {}
-        for (method, route, klass), series in list(t.series.items()):
-            h = series.since_start()
-            values = [method, route, _STATUS.get(klass, "other")]
-            duration.add_metric(values, _buckets(h, t.buckets_s), h.sum)
-            requests.add_metric(values, h.count)
-            if klass >= 5:
-                error_counts[(method, route)] = error_counts.get((method, route), 0) + h.count
-        for (method, route), n in sorted(error_counts.items()):
-            errors.add_metric([method, route], n)
-        yield from (duration, requests, errors)
-        yield from self._rolling(GaugeMetricFamily)
-        dropped = CounterMetricFamily("launchready_latency_dropped", "Recordings that failed")
-        dropped.add_metric([], t.dropped)
-        yield dropped
-        for collector in list(t.collectors.values()):
-            family = _collect_one(collector)
-            if family is not None:
-                yield family
-
-    def _rolling(self, gauge: Any) -> Iterator[Any]:
-        p95 = gauge(
-            "launchready_http_request_duration_p95_seconds",
-            "Rolling-window p95 per route", labels=["method", "route"],
-        )  # fmt: skip
-        budget = gauge(
-            "launchready_http_request_budget_seconds", "p95 budget per route",
-            labels=["method", "route"],
-        )  # fmt: skip
-        for name, entry in self.tracker.snapshot().items():
-            method, route = name.split(" ", 1)
-            if entry["p95_ms"] is not None:
-                p95.add_metric([method, route], entry["p95_ms"] / 1000)
-            budget.add_metric([method, route], entry["budget_ms"] / 1000)
-        yield from (p95, budget)
+        text = render(build_figures(self.tracker)).decode()
+        yield from text_string_to_metric_families(text)
 
 
-def _buckets(h: LogLinearHistogram, bounds: tuple[float, ...]) -> list[tuple[str, float]]:
-    counts = h.cumulative(bounds)
-    out: list[tuple[str, float]] = [(_le(b), n) for b, n in zip(bounds, counts, strict=True)]
-    return [*out, ("+Inf", h.count)]
-
-
-def _le(bound: float) -> str:
-    return repr(float(bound))
-
-
-def _collect_one(collector: Collector) -> Any:
-    """One registered collector as a metric family; None when its callable fails."""
-    from prometheus_client.core import (
-        CounterMetricFamily,
-        GaugeMetricFamily,
-        HistogramMetricFamily,
-    )
-
+def _collect_one(figures: Figures, collector: Collector) -> None:
+    """One registered collector into `figures`; nothing when its callable fails."""
     try:
         raw = collector.fn()
         samples: list[Sample] = [({}, raw)] if isinstance(raw, int | float) else list(raw)
         names = sorted({k for labels, _ in samples for k in labels})
-        kinds = {"counter": CounterMetricFamily, "gauge": GaugeMetricFamily}
-        if collector.kind == "histogram":
-            family: Any = HistogramMetricFamily(collector.name, collector.help, labels=names)
-            for labels, h in samples:
-                values = [str(labels.get(n, "")) for n in names]
-                family.add_metric(values, _buckets(h, DEFAULT_BUCKETS_S), h.sum)
-            return family
-        family = kinds[collector.kind](collector.name, collector.help, labels=names)
+        out: dict[str, Any] = {}
         for labels, value in samples:
-            family.add_metric([str(labels.get(n, "")) for n in names], float(value))
-        return family
+            key = SEP.join(str(labels.get(n, "")) for n in names)
+            if collector.kind == "histogram":
+                out[key] = bucket_values((value,), DEFAULT_BUCKETS_S)
+            else:
+                out[key] = out.get(key, 0) + float(value)
     except Exception:
         _log.debug("latency.collector_failed", collector=collector.name, exc_info=True)
-        return None
+        return
+    bounds = DEFAULT_BUCKETS_S if collector.kind == "histogram" else ()
+    family(figures, collector.name, collector.kind, collector.help, names, bounds)[
+        "samples"
+    ].update(out)

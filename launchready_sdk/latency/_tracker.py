@@ -13,14 +13,21 @@ from typing import Any
 import orjson
 
 from launchready_sdk.errors import StoreUnavailable
+from launchready_sdk.latency._exposition import Figures
 from launchready_sdk.latency._histogram import (
     DEFAULT_BUCKETS_S,
     LogLinearHistogram,
     check_buckets,
     describe_histogram,
 )
-from launchready_sdk.latency._prometheus import Collector, CollectorKind, PrometheusCollector
+from launchready_sdk.latency._prometheus import (
+    Collector,
+    CollectorKind,
+    PrometheusCollector,
+    build_figures,
+)
 from launchready_sdk.latency._window import RollingHistogram, SeriesKey
+from launchready_sdk.latency._workers import PUBLISH_INTERVAL_S, WorkerShare
 from launchready_sdk.logs import get_logger
 from launchready_sdk.patterns import PatternTable
 from launchready_sdk.periodic import Periodic
@@ -98,6 +105,10 @@ class LatencyTracker:
             tuple[str, str], tuple[Any, LogLinearHistogram, LogLinearHistogram, list[int]]
         ] = {}
         self._periodic = Periodic("launchready.latency", flush_interval_s, self.tick, self.flush)
+        self.share: WorkerShare | None = None  # the other workers behind the port (/metrics)
+        self._publisher = Periodic(
+            "launchready.latency.publish", PUBLISH_INTERVAL_S, self._publish, self._unpublish
+        )
 
     def minute(self, perf_now: float | None = None) -> int:
         """The wall-clock minute number of a `perf_counter` reading (immune to clock jumps)."""
@@ -136,8 +147,11 @@ class LatencyTracker:
 
     def _new_series(self, key: SeriesKey, now: float) -> RollingHistogram:
         method, route, klass = key
-        if method not in KNOWN_METHODS:  # never stored under the client's spelling
-            method = "OTHER"
+        if method not in KNOWN_METHODS or not 1 <= klass <= 5:
+            # Never stored under the client's spelling, nor a status class outside 1xx-5xx:
+            # labels are bounded by construction (11 methods, 6 classes, max_routes routes).
+            method = method if method in KNOWN_METHODS else "OTHER"
+            klass = klass if 1 <= klass <= 5 else 0
             key = (method, route, klass)
             if key in self.series:
                 return self.series[key]
@@ -290,15 +304,43 @@ class LatencyTracker:
         """A `prometheus_client` collector of these figures (imports prometheus_client)."""
         return PrometheusCollector(self)
 
+    def figures(self) -> Figures:
+        """This worker's figures for /metrics (see `latency._exposition`)."""
+        return build_figures(self)
+
     # --- the fleet ---
 
     async def start(self) -> None:
-        """Start the background flush/merge/budget task (call at lifespan start-up)."""
+        """Start the background flush/merge/budget task, and the publishing of this worker's
+        figures for its siblings' /metrics (call at lifespan start-up)."""
         await self._periodic.start()
+        if self.share is not None:
+            await self._publisher.start()
 
     async def stop(self) -> None:
-        """Stop the task and flush a last time (call at shutdown, before Redis closes)."""
+        """Stop the tasks and flush a last time (call at shutdown, before Redis closes)."""
+        if self._publisher.running:
+            await self._publisher.stop()
         await self._periodic.stop()
+
+    def total_requests(self) -> int:
+        """Requests recorded since start (every series, every status class)."""
+        return sum(s.total.count + s.current.count for s in list(self.series.values()))
+
+    async def _publish(self) -> None:
+        if self.share is not None:
+            self.share.publish(self.figures, self.total_requests() + self.dropped)
+
+    async def _unpublish(self) -> None:
+        """At shutdown: a worker of an explicit metrics directory leaves its last figures;
+        otherwise its file goes."""
+        share = self.share
+        if share is None:
+            return
+        if share.explicit:
+            share.publish(self.figures, self.total_requests(), force=True)
+        else:
+            share.remove()
 
     async def tick(self) -> None:
         """One round of the background task: budgets, flush, fleet merge."""

@@ -8,10 +8,12 @@ import time
 from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
+from launchready_sdk.errors import StoreUnavailable
 from launchready_sdk.ratelimit._rules import Rate, Rule
-from launchready_sdk.store import Arg, BoundedLRU, RedisStore, Script
+from launchready_sdk.store import Arg, BoundedLRU, Prepared, RedisStore, Script
 
 MEMORY_MAX_KEYS = 100_000
+PREPARED_CALLS_KEPT = 4096
 
 # KEYS: one per rate. ARGV: per rate, its period and emission interval in microseconds.
 # Returns {allowed, index of the reported rate, remaining, reset_us, retry_after_us}.
@@ -147,11 +149,34 @@ class RedisBackend:
 
     def __init__(self, store: RedisStore) -> None:
         self.store = store
+        # The encoded call of a (rule, identities) pair, reused while the same clients come
+        # back (a client retrying, an attacker); cleared when full.
+        self._calls: dict[tuple[str, ...], Prepared] = {}
 
     async def hit(self, keys: str | Sequence[str], rule: Rule, tag: str | None = None) -> Decision:
         if isinstance(keys, str):
             keys = (keys,)
         hash_tag = tag if tag is not None else keys[0]
+        memo = (rule.pattern, rule.text, hash_tag, *keys)
+        call = self._calls.get(memo)
+        if call is None:
+            call = self._prepare(keys, rule, hash_tag)
+            if len(self._calls) >= PREPARED_CALLS_KEPT:
+                self._calls.clear()
+            self._calls[memo] = call
+        reply = await self.store.run_prepared(call)
+        try:
+            allowed, index, remaining, reset_us, retry_us = (int(v) for v in reply)
+        except (TypeError, ValueError):  # not the script's reply (a proxy, a RESP3-only server)
+            raise StoreUnavailable("unexpected reply to the rate-limit script") from None
+        rate = rule.rates[(int(index) - 1) % len(rule.rates)]
+        window, reset_s = int(rate.period_s), _ceil(int(reset_us) / 1e6)
+        if allowed:
+            return Decision(True, rate.amount, int(remaining), reset_s, 0, window, rule.pattern)
+        retry_s = _ceil(int(retry_us) / 1e6)
+        return Decision(False, rate.amount, 0, reset_s, retry_s, window, rule.pattern)
+
+    def _prepare(self, keys: Sequence[str], rule: Rule, hash_tag: str) -> Prepared:
         names: list[str] = []
         args: list[Arg] = []
         for key in keys:
@@ -159,14 +184,7 @@ class RedisBackend:
                 name = str(i) if key == hash_tag else f"{key}:{i}"
                 names.append(self.store.key("rl", f"{{{hash_tag}}}", name))
                 args += [round(rate.period_s * 1e6), round(rate.interval_s * 1e6)]
-        reply = await self.store.run_script(GCRA, names, args)
-        allowed, index, remaining, reset_us, retry_us = reply
-        rate = rule.rates[(int(index) - 1) % len(rule.rates)]
-        window, reset_s = int(rate.period_s), _ceil(int(reset_us) / 1e6)
-        if allowed:
-            return Decision(True, rate.amount, int(remaining), reset_s, 0, window, rule.pattern)
-        retry_s = _ceil(int(retry_us) / 1e6)
-        return Decision(False, rate.amount, 0, reset_s, retry_s, window, rule.pattern)
+        return GCRA.prepare(names, args)
 
 
 def _ceil(seconds: float) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import ipaddress
+import math
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -26,11 +28,12 @@ from launchready_sdk.ratelimit._rules import (
     compile_rules,
     lookup,
 )
-from launchready_sdk.store import RedisStore
+from launchready_sdk.store import BoundedLRU, RedisStore
 
 _log = get_logger("launchready.ratelimit")
 
 DEFAULT_IPV6_PREFIX = 64
+REFUSALS_KEPT = 10_000  # identities Redis refused, remembered until their Retry-After
 NO_ADDRESS = "no-address"
 # What a limited route does while Redis is unreachable: "open" keeps limiting in this
 # process's memory, "closed" refuses with 503.
@@ -113,6 +116,7 @@ class RateLimiter:
         self.account_rules = dict(account_rules or {})
         self.discovered: list[AuthRoute] = []
         self.memory = MemoryBackend(memory_max_keys)
+        self._refusals: BoundedLRU[str, tuple[float, Decision]] = BoundedLRU(REFUSALS_KEPT)
         self.redis = RedisBackend(store) if store is not None else None
         self.fail = fail
         self.ipv6_prefix = ipv6_prefix
@@ -157,11 +161,33 @@ class RateLimiter:
         tag = keys[0] if len(keys) == 1 else bucket_key(rule.pattern, kind, "")
         if self.redis is not None:
             try:
-                return await self.redis.hit(keys, rule, tag)
+                decision = await self.redis.hit(keys, rule, tag)
             except StoreUnavailable:
                 if self.fail == "closed":
                     return None
+                still = self._still_refused(tag)
+                if still is not None:
+                    return still
+            else:
+                if not decision.allowed:
+                    until = time.monotonic() + decision.retry_after_s
+                    self._refusals.set(tag, (until, decision))
+                return decision
         return await self.memory.hit(keys, rule)
+
+    def _still_refused(self, tag: str) -> Decision | None:
+        """A refusal Redis gave this identity that has not run out yet: while Redis cannot
+        answer (a blip, an outage), a client over its shared budget stays refused instead of
+        starting afresh in this process's memory."""
+        found = self._refusals.get(tag)
+        if found is None:
+            return None
+        left = found[0] - time.monotonic()
+        if left <= 0:
+            self._refusals.pop(tag)
+            return None
+        seconds = max(1, math.ceil(left))
+        return found[1]._replace(reset_s=seconds, retry_after_s=seconds)
 
     def discover(self, templates: Iterable[str]) -> list[AuthRoute]:
         """Read the app's route templates; returns those that look like auth.

@@ -7,12 +7,18 @@ command as soon as it is issued, so concurrent requests share the connection and
 commands travel together (automatic pipelining: everything issued in one event-loop iteration
 leaves in one write); replies are parsed by hiredis and handed back in order.
 
-It does only what the SDK needs: commands with bytes/str/int/float arguments, AUTH and SELECT
-from the URL, TLS for `rediss://`, unix sockets. Errors are plain: `RedisReplyError` for an
-error reply, `ConnectionError` for a lost or refused connection, `TimeoutError` when a reply
-takes longer than the timeout. A reply that arrives after its caller gave up is read and
-dropped, so replies never shift onto the wrong command. Failure policy (breaker, fail open or
-closed) belongs to `stores.RedisStore`, not here.
+It does only what the SDK needs: commands with bytes/str/int/float arguments, AUTH (ACL user
+or password) and SELECT from the URL, TLS for `rediss://` (options in `_url`), unix sockets,
+and an address found at connect time (a Sentinel's master). Errors are plain:
+`RedisReplyError` for an error reply, `ConnectionError` for a lost or refused connection,
+`TimeoutError` when a reply takes longer than the timeout.
+
+A slow reply fails only its own command: the connection stays, the late reply is read and
+dropped when it comes, so replies never shift onto the wrong command. Only a connection that
+has answered nothing for `stall_s` while replies are owed is given up. Connecting has its own
+timeout; after a failed connect the next attempt waits a jittered, doubling delay (at most
+`MAX_BACKOFF_S`), and commands meanwhile fail at once without I/O. Failure policy (breaker,
+fail open or closed) belongs to `store.RedisStore`, not here.
 """
 
 from __future__ import annotations
@@ -20,13 +26,21 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import ssl
-import urllib.parse
+import math
+import random
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import hiredis
 
+from launchready_sdk.store._url import parse_url
+
 Arg = bytes | str | int | float
+Resolve = Callable[[], Awaitable[tuple[str, int]]]
+MIN_BACKOFF_S = 0.05
+MAX_BACKOFF_S = 2.0
+_INCOMPLETE = object()  # the parser's "no whole reply yet" (False is a RESP3 reply)
 
 
 class RedisReplyError(Exception):
@@ -48,20 +62,54 @@ def encode_command(args: tuple[Arg, ...]) -> bytes:
 
 
 class _Protocol(asyncio.Protocol):
-    """One connection: a FIFO of waiting futures fed by the hiredis parser."""
+    """One connection: a FIFO of (future, deadline) fed by the hiredis parser.
 
-    def __init__(self) -> None:
-        self.reader = hiredis.Reader(replyError=RedisReplyError)
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
+    Deadlines are enforced by one timer per connection (`_sweep`), not one per command: the
+    timer fires at the earliest pending deadline, fails the commands past theirs (their
+    replies are dropped when they come) and drops the connection when it has answered
+    nothing for `stall_s` while replies are owed.
+    """
+
+    def __init__(self, stall_s: float = 2.0) -> None:
+        self.reader = hiredis.Reader(replyError=RedisReplyError, notEnoughData=_INCOMPLETE)
+        self.waiting: collections.deque[tuple[asyncio.Future[Any], float]] = collections.deque()
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self.stall_s = stall_s
+        self.loop = asyncio.get_running_loop()
+        self.progress_at = self.loop.time()  # the last reply, or when replies became owed
         self._outgoing: list[bytes] = []
+        self._sweeper: asyncio.TimerHandle | None = None
 
-    def send(self, command: bytes) -> None:
+    def send(self, command: bytes, future: asyncio.Future[Any], deadline: float) -> None:
         """Queue a command; all commands queued in one loop iteration leave in one write."""
+        if not self.waiting:
+            self.progress_at = self.loop.time()
+        self.waiting.append((future, deadline))
         if not self._outgoing:
-            asyncio.get_running_loop().call_soon(self._flush)
+            self.loop.call_soon(self._flush)
         self._outgoing.append(command)
+        if self._sweeper is None:
+            self._sweeper = self.loop.call_at(deadline, self._sweep)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        now = self.loop.time()
+        if self.waiting and now - self.progress_at > self.stall_s:
+            self._fail(ConnectionError("Redis stopped answering"))
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        earliest = math.inf
+        for future, deadline in self.waiting:
+            if future.done():
+                continue
+            if deadline <= now:
+                future.set_exception(TimeoutError("Redis did not answer in time"))
+            elif deadline < earliest:
+                earliest = deadline
+        if earliest < math.inf:
+            self._sweeper = self.loop.call_at(earliest, self._sweep)
 
     def _flush(self) -> None:
         data, self._outgoing = b"".join(self._outgoing), []
@@ -72,6 +120,7 @@ class _Protocol(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        self.progress_at = self.loop.time()
         self.reader.feed(data)
         while True:
             try:
@@ -81,14 +130,14 @@ class _Protocol(asyncio.Protocol):
                 if self.transport is not None:
                     self.transport.close()
                 return
-            if reply is False:
+            if reply is _INCOMPLETE:
                 return
             if not self.waiting:  # a reply nobody asked for: the stream can't be trusted
                 self._fail(ConnectionError("unexpected reply from Redis"))
                 if self.transport is not None:
                     self.transport.close()
                 return
-            future = self.waiting.popleft()
+            future = self.waiting.popleft()[0]
             if not future.done():
                 future.set_result(reply)
 
@@ -97,8 +146,11 @@ class _Protocol(asyncio.Protocol):
 
     def _fail(self, exc: Exception) -> None:
         self.closed = True
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         while self.waiting:
-            future = self.waiting.popleft()
+            future = self.waiting.popleft()[0]
             if not future.done():
                 future.set_exception(exc)
 
@@ -124,37 +176,83 @@ class RespClient:
 
     Args:
         url: `redis://[user:password@]host[:port][/db]`, `rediss://...` or `unix:///path?db=N`.
-        timeout_s: connect timeout and per-command reply timeout.
+        timeout_s: the per-command reply timeout.
+        connect_timeout_s: the timeout of opening a connection (TLS and AUTH included);
+            `timeout_s` when not given.
+        resolve: finds the address to connect to at each connect (a Sentinel's master);
+            the URL's host otherwise.
+        stall_s: a connection owing replies that answers nothing for this long is dropped.
     """
 
-    def __init__(self, url: str, *, timeout_s: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float,
+        connect_timeout_s: float | None = None,
+        resolve: Resolve | None = None,
+        stall_s: float | None = None,
+    ) -> None:
         self.url = url
         self.timeout_s = timeout_s
+        self.connect_timeout_s = connect_timeout_s or timeout_s
+        self.stall_s = stall_s if stall_s is not None else max(2.0, 20 * timeout_s)
         self._target = parse_redis_url(url)
+        self._resolve = resolve
         self._links: dict[asyncio.AbstractEventLoop, _Link] = {}
+        self._failed_connects = 0
+        self._next_connect_at = 0.0
+        self.on_connect_error: Callable[[BaseException], None] | None = None
 
-    async def execute(self, *args: Arg) -> Any:
-        """Send one command and return its reply (error replies are raised)."""
+    async def execute(self, *args: Arg, timeout_s: float | None = None) -> Any:
+        """Send one command and return its reply (error replies are raised).
+
+        A reply later than the timeout raises `TimeoutError` for this command only; its reply
+        is dropped when it comes (the connection's timer, see `_Protocol`)."""
         loop = asyncio.get_running_loop()
         link = self._links.get(loop)
         protocol = link.protocol if link is not None else None
         if protocol is None or protocol.closed:
             protocol = await self._connect(loop)
         future: asyncio.Future[Any] = loop.create_future()
-        protocol.waiting.append(future)
-        protocol.send(encode_command(args))
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                reply = await future
-        except TimeoutError:
-            # A connection that stalls is not trusted again: later commands use a fresh one.
-            protocol.closed = True
-            if protocol.transport is not None:
-                protocol.transport.abort()
-            raise
+        protocol.send(encode_command(args), future, loop.time() + (timeout_s or self.timeout_s))
+        reply = await future
         if isinstance(reply, RedisReplyError):
             raise reply
         return reply
+
+    async def execute_raw(
+        self, command: bytes, key: bytes | None = None, timeout_s: float | None = None
+    ) -> Any:
+        """`execute` for a command already encoded (`key` is for a cluster's routing)."""
+        loop = asyncio.get_running_loop()
+        link = self._links.get(loop)
+        protocol = link.protocol if link is not None else None
+        if protocol is None or protocol.closed:
+            protocol = await self._connect(loop)
+        future: asyncio.Future[Any] = loop.create_future()
+        protocol.send(command, future, loop.time() + (timeout_s or self.timeout_s))
+        reply = await future
+        if isinstance(reply, RedisReplyError):
+            raise reply
+        return reply
+
+    def _factory(self) -> _Protocol:
+        return _Protocol(self.stall_s)
+
+    def reset(self) -> None:
+        """Drop the connections (a demoted master, a moved node): the next command of each
+        loop reconnects. Another thread's loop drops its own, soon after."""
+        current = _running_loop()
+        for loop, link in list(self._links.items()):
+            protocol = link.protocol
+            if protocol is None or protocol.closed:
+                continue
+            if loop is current:
+                _drop(protocol, ConnectionError("connection reset"))
+            elif not loop.is_closed():
+                with contextlib.suppress(RuntimeError):  # closed in between
+                    loop.call_soon_threadsafe(_drop, protocol, ConnectionError("connection reset"))
 
     async def _connect(self, loop: asyncio.AbstractEventLoop) -> _Protocol:
         link = self._links.get(loop)
@@ -163,6 +261,8 @@ class RespClient:
                 self._links.pop(old, None)
             link = self._links[loop] = _Link()
         if link.connecting is None:
+            if time.monotonic() < self._next_connect_at:  # backing off: no I/O, fail at once
+                raise ConnectionError("Redis is unreachable (reconnecting after a delay)")
             link.connecting = loop.create_future()
             task = loop.create_task(self._open())
             task.add_done_callback(lambda done: self._opened(link, done))
@@ -175,30 +275,48 @@ class RespClient:
         if task.cancelled():
             connecting.set_exception(ConnectionError("connecting to Redis was cancelled"))
         elif task.exception() is not None:
-            connecting.set_exception(task.exception())  # type: ignore[arg-type]
+            # Bounded, jittered back-off: many workers do not reconnect in lockstep.
+            self._failed_connects += 1
+            ceiling = min(MAX_BACKOFF_S, MIN_BACKOFF_S * 2 ** min(self._failed_connects, 8))
+            self._next_connect_at = time.monotonic() + random.uniform(ceiling / 2, ceiling)
+            exc = task.exception()
+            if isinstance(exc, TimeoutError):
+                exc = TimeoutError("connecting to Redis timed out")
+            elif not isinstance(exc, OSError | RedisReplyError):  # e.g. from a resolver
+                exc = ConnectionError(f"connecting to Redis failed ({type(exc).__name__})")
+            if self.on_connect_error is not None and exc is not None:
+                self.on_connect_error(exc)
+            connecting.set_exception(exc)
         else:
+            self._failed_connects = 0
             link.protocol = task.result()
             connecting.set_result(link.protocol)
 
     async def _open(self) -> _Protocol:
         loop = asyncio.get_running_loop()
         target = self._target
-        async with asyncio.timeout(self.timeout_s):
+        async with asyncio.timeout(self.connect_timeout_s):
+            host, port = (
+                await self._resolve() if self._resolve else (target["host"], target["port"])
+            )
             if target["unix"]:
-                _, protocol = await loop.create_unix_connection(_Protocol, target["unix"])
+                _, protocol = await loop.create_unix_connection(self._factory, target["unix"])
             else:
                 _, protocol = await loop.create_connection(
-                    _Protocol, target["host"], target["port"], ssl=target["ssl"]
+                    self._factory, host, port, ssl=target["ssl"]
                 )
-        for command in target["setup"]:
-            future: asyncio.Future[Any] = loop.create_future()
-            protocol.waiting.append(future)
-            protocol.transport.write(encode_command(command))  # type: ignore[union-attr]
-            async with asyncio.timeout(self.timeout_s):
-                reply = await future
-            if isinstance(reply, RedisReplyError):
-                protocol.transport.close()  # type: ignore[union-attr]
-                raise reply
+            for command in target["setup"]:
+                future: asyncio.Future[Any] = loop.create_future()
+                protocol.waiting.append((future, math.inf))  # bounded by the connect timeout
+                protocol.transport.write(encode_command(command))  # type: ignore[union-attr]
+                try:
+                    reply = await future
+                except BaseException:
+                    protocol.transport.abort()  # type: ignore[union-attr]
+                    raise
+                if isinstance(reply, RedisReplyError):
+                    protocol.transport.close()  # type: ignore[union-attr]
+                    raise reply
         return protocol
 
     @property
@@ -224,21 +342,19 @@ class RespClient:
                     loop.call_soon_threadsafe(protocol.transport.close)
 
 
+def _drop(protocol: _Protocol, exc: Exception) -> None:
+    protocol._fail(exc)
+    if protocol.transport is not None:
+        protocol.transport.abort()
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
 def parse_redis_url(url: str) -> dict[str, Any]:
-    parsed = urllib.parse.urlsplit(url)
-    query = urllib.parse.parse_qs(parsed.query)
-    setup: list[tuple[Arg, ...]] = []
-    password = urllib.parse.unquote(parsed.password) if parsed.password else None
-    username = urllib.parse.unquote(parsed.username) if parsed.username else None
-    if password is not None:
-        setup.append(("AUTH", username, password) if username else ("AUTH", password))
-    db = parsed.path.lstrip("/") if parsed.scheme != "unix" else query.get("db", ["0"])[0]
-    if db and db != "0":
-        setup.append(("SELECT", int(db)))
-    return {
-        "unix": parsed.path if parsed.scheme == "unix" else None,
-        "host": parsed.hostname or "127.0.0.1",
-        "port": parsed.port or 6379,
-        "ssl": ssl.create_default_context() if parsed.scheme == "rediss" else None,
-        "setup": setup,
-    }
+    """What a connection needs from a URL: host, port, unix path, TLS context, setup commands."""
+    return parse_url(url).connection()

@@ -99,7 +99,7 @@ class WSGIStack:
             if is_chunked(environ):
                 body.environ = environ
                 spool_chunked(environ, self.max_chunked_body_bytes)
-            if self.dispatch.covered(ctx.route_path):
+            if self.dispatch.covered(ctx.route_path, scope):
                 return self._through_layers(environ, start_response, scope, body)
             result = self.app(environ, body.start_response(start_response))
         except BodyRefused as refused:

@@ -400,7 +400,8 @@ class RedisIncidentStore:
 
     def _key(self, target_key: str) -> str:
         digest = hashlib.sha256(target_key.encode()).hexdigest()[:24]
-        return self.store.key("incident", digest)
+        # A hash tag: the incident and its delivery claims share a slot on a Redis Cluster.
+        return self.store.key("incident", "{" + digest + "}")
 
     async def _run(self, script: Script, keys: list[str], args: list[Any]) -> Any:
         return await self.store.run_script(script, keys, args)
