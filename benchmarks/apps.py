@@ -22,6 +22,7 @@ CONFIGS = (
     "sdk_no_monitor",
     "sdk_no_perimeter",
     "sdk_no_access_log",
+    "sdk_floor",
     "peers_reqid_log",
     "sdk_limit_memory",
     "sdk_limit_redis",
@@ -144,6 +145,17 @@ def build(config: str) -> Any:
         return _sdk(rate_limits={}, security_headers=False, csp="", hsts_max_age_s=0)
     if config == "sdk_no_access_log":  # the defaults without the access line
         return _sdk(rate_limits={}, access_log=False)
+    if config == "sdk_floor":  # request ids and the dispatch alone: every optional part off
+        return _sdk(
+            rate_limits={},
+            access_log=False,
+            latency=False,
+            breakdown=False,
+            loop_stall_ms=None,
+            security_headers=False,
+            csp="",
+            hsts_max_age_s=0,
+        )
     if config == "peers_reqid_log":
         return _peers()
     if config == "sdk_limit_memory":

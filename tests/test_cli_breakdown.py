@@ -142,6 +142,7 @@ def test_the_bench_names_each_injected_cause(shop: str, tmp_path: Path, serve: A
     assert "blocked the event loop while it ran" in sentence
 
     big = report["routes"]["GET /causes/big"]
+    assert big["count"] > 0, big
     assert big["payload_bytes_p95"] > 400_000
     assert any(
         n.startswith("GET /causes/big: responses of p95") and "of JSON, over the 100 KB" in n

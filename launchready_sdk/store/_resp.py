@@ -209,17 +209,7 @@ class RespClient:
 
         A reply later than the timeout raises `TimeoutError` for this command only; its reply
         is dropped when it comes (the connection's timer, see `_Protocol`)."""
-        loop = asyncio.get_running_loop()
-        link = self._links.get(loop)
-        protocol = link.protocol if link is not None else None
-        if protocol is None or protocol.closed:
-            protocol = await self._connect(loop)
-        future: asyncio.Future[Any] = loop.create_future()
-        protocol.send(encode_command(args), future, loop.time() + (timeout_s or self.timeout_s))
-        reply = await future
-        if isinstance(reply, RedisReplyError):
-            raise reply
-        return reply
+        return await self.execute_raw(encode_command(args), None, timeout_s)
 
     async def execute_raw(
         self, command: bytes, key: bytes | None = None, timeout_s: float | None = None
