@@ -244,17 +244,17 @@ class JsonLineWriter:
         if _structlog_vars:  # only when something was ever bound with structlog.contextvars
             line = {**structlog.contextvars.get_contextvars(), **line}
         try:  # string keys (every line the SDK writes): orjson's fast path
-            data = orjson.dumps(line, default=repr, option=orjson.OPT_UTC_Z)
+            data = orjson.dumps(line, default=repr, option=_LINE_OPTIONS)
         except TypeError:
             try:
                 data = orjson.dumps(line, default=repr, option=_ORJSON_OPTIONS)
             except TypeError:
-                data = _render_json(line).encode()
+                data = _render_json(line).encode() + b"\n"
         if self._raw is None:
-            self.stream.write(data.decode() + "\n")
+            self.stream.write(data.decode())
             self.stream.flush()
             return
-        self._raw.write(data + b"\n")
+        self._raw.write(data)
         self._schedule_flush()
 
     def _schedule_flush(self) -> None:
@@ -275,7 +275,8 @@ class JsonLineWriter:
 
 
 _structlog_vars: dict[str, Any] = getattr(structlog.contextvars, "_CONTEXT_VARS", {"?": None})
-_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+_LINE_OPTIONS = orjson.OPT_UTC_Z | orjson.OPT_APPEND_NEWLINE
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS | _LINE_OPTIONS
 _LEVEL_NAMES = {logging.DEBUG: "debug", logging.INFO: "info", logging.ERROR: "error"}
 _PATH_CACHE_SIZE = 2048  # redacted access-log paths kept; the table is emptied when full
 _PATH_CACHE_MAX_LENGTH = 256  # longer paths (with their query) are never kept

@@ -283,7 +283,7 @@ class Status:
 
     def _figures(self, fleet: bool) -> tuple[dict[str, Any], dict[str, list[float | None]]]:
         """The latency snapshot and chart points (run in a worker thread)."""
-        return self.tracker.snapshot(fleet=fleet), self.charts.points()
+        return self.tracker.snapshot(fleet=fleet, since_start=False), self.charts.points()
 
     async def _health(self) -> dict[str, Any]:
         readiness = self.readiness
