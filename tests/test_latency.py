@@ -171,6 +171,28 @@ def test_known_delays_give_known_percentiles() -> None:
     assert entry["since_start"]["count"] == 100
 
 
+def test_a_snapshot_without_since_start_gives_the_same_window() -> None:
+    """`since_start=False` leaves the since-start figures out and changes nothing else, both
+    before and after a route's finished minutes are cached, with a minute in progress."""
+    tracker = LatencyTracker()
+    rng = random.Random(3)
+    now = time.perf_counter()
+    for minutes_ago in (3, 2, 1, 0):
+        for status in (200, 404, 500):
+            for _ in range(20):
+                tracker.record(
+                    "GET", "/x", status, rng.lognormvariate(-4, 1), now - minutes_ago * 60
+                )
+    for extra in range(2):  # the second pass reads the cached finished minutes
+        full = tracker.snapshot()
+        lean = tracker.snapshot(since_start=False)
+        assert set(lean) == set(full) == {"GET /x"}
+        assert "since_start" not in lean["GET /x"]
+        assert {k: v for k, v in full["GET /x"].items() if k != "since_start"} == lean["GET /x"]
+        assert full["GET /x"]["since_start"]["count"] == 240 + extra
+        tracker.observe("GET", "/x", 200, 0.01)
+
+
 def test_budget_breach_warns_once_and_shows_in_snapshot() -> None:
     """A p95 over budget is flagged in the snapshot and logged once, naming route, p95, budget."""
     tracker = LatencyTracker(budget_ms=100, budgets={"/fast": 5}, budget_min_samples=3)
