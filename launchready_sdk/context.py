@@ -310,6 +310,10 @@ class RequestContextMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         except Exception as exc:
+            if _client_left(exc):  # not an error of the app's: recorded as nginx does, 499
+                if status == 0 or held is not None:
+                    held, status, sent = None, 499, 0
+                return
             if self._error_log is not None:
                 self._error_log(ctx, exc)
             if status == 0 or held is not None:
@@ -432,6 +436,14 @@ def _finishing(send: Send, extra: ResponseHeaders, scope: Scope, state: Any) -> 
         await send(message)
 
     return finish
+
+
+def _client_left(exc: BaseException) -> bool:
+    """Whether `exc` says the client went away while the app read its request (Starlette's
+    `ClientDisconnect`, raised when `receive` returns `http.disconnect`): nobody is left to
+    answer, and the app did nothing wrong."""
+    kind = type(exc)
+    return kind.__name__ == "ClientDisconnect" and kind.__module__.startswith("starlette")
 
 
 def _peer_ip(scope: Scope) -> str | None:

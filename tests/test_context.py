@@ -281,3 +281,71 @@ async def test_head_on_failing_route_has_no_body() -> None:
     assert response.status_code == 500
     assert response.content == b""
     assert response.headers["x-request-id"]
+
+
+async def _upload(request: Request) -> Response:
+    return PlainTextResponse(str(len(await request.body())))
+
+
+async def test_a_client_that_leaves_mid_body_is_a_499_not_an_error() -> None:
+    """Starlette raises `ClientDisconnect` when the client goes away while the app reads the
+    body: the access line says 499 (as nginx logs it), no error is logged or captured, and
+    nothing escapes to the server; through `wrap()` Starlette's own 500 page is not sent."""
+    recorder = Recorder()
+    inner = Starlette(routes=[Route("/upload", _upload, methods=["POST"])])
+    app = RequestContextMiddleware(inner, access_log=recorder.log, error_log=recorder.error)
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/upload", "raw_path": b"/upload", "query_string": b"",
+        "root_path": "", "headers": [(b"content-length", b"1000")],
+        "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    await app(dict(scope), receive, send)
+    assert [status for _, status, _, _ in recorder.access] == [499]
+    assert recorder.errors == []
+    assert sent == []
+
+    from launchready_sdk import LaunchReady, Settings
+
+    lr = LaunchReady(Settings(configure_logging=False, rate_limits={}))
+    wrapped = lr.wrap(Starlette(routes=[Route("/upload", _upload, methods=["POST"])]))
+    await wrapped(dict(scope), receive, send)
+    assert sent == [], "Starlette's 500 page for a client that left is dropped"
+    figures = lr.latency.snapshot()["POST /upload"]
+    assert figures["errors"] == 0
+    assert figures["client_errors"] == 1
+
+
+@pytest.mark.slow
+def test_a_client_that_leaves_mid_body_is_logged_as_499_by_a_real_server(serve: Any) -> None:
+    """Through uvicorn: a POST that promises 1,000 bytes, sends 10 and closes gets an access
+    line with status 499, and no unhandled-exception line."""
+    import socket
+    import time
+
+    server = serve("tests.apps.basic:app")
+    with socket.create_connection(("127.0.0.1", server.port)) as sock:
+        sock.sendall(
+            b"POST /echo-body HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n0123456789"
+        )
+        time.sleep(0.2)
+    lines: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        lines = [x for x in server.log_lines() if x.get("path") == "/echo-body"]
+        if lines:
+            break
+        time.sleep(0.05)
+    assert [x["status"] for x in lines] == [499], server.log_path.read_text()[-2000:]
+    text = server.log_path.read_text()
+    assert "unhandled_exception" not in text
+    assert "Exception in ASGI application" not in text

@@ -6,7 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.responses import StreamingResponse
 
 from launchready_sdk import LaunchReady, get_logger
@@ -61,6 +61,11 @@ async def stream() -> StreamingResponse:
             yield f"chunk{i}\n".encode()
 
     return StreamingResponse(chunks(), media_type="text/plain")
+
+
+@api.post("/echo-body")
+async def echo_body(request: Request) -> dict[str, int]:
+    return {"bytes": len(await request.body())}
 
 
 lr = LaunchReady()
