@@ -916,3 +916,47 @@ async def test_repeated_query_parameters_keep_their_order_in_the_key(
     assert encoded.json() == {"page": "2"}
     other = await client.get("/products?page=2&pag%65=1")
     assert other.json() == {"page": "1"}
+
+
+@pytest.mark.parametrize("shared", [False, True])
+async def test_a_hit_counts_under_the_apps_own_route_template(
+    shared: bool, redis_url: str, redis_prefix: str, asgi_client: Any
+) -> None:
+    """The cache rule says `/catalog/{id}`, the app's route `/catalog/{item_id}`: a HIT, which
+    the app never sees, is counted under the app's template like the MISS, not as a second
+    route. With Redis, a second worker that never ran the app names it the same way."""
+    from fastapi import FastAPI
+
+    from launchready_sdk import LaunchReady, Settings
+
+    def worker() -> tuple[Any, Any]:
+        api = FastAPI()
+
+        @api.get("/catalog/{item_id}")
+        async def item(item_id: int) -> dict[str, int]:
+            return {"id": item_id}
+
+        settings = Settings(
+            configure_logging=False,
+            rate_limits={},
+            cache_routes={"/catalog/{id}": 60},
+            redis_url=redis_url if shared else None,
+            redis_prefix=redis_prefix,
+        )
+        lr = LaunchReady(settings)
+        return lr, lr.wrap(api)
+
+    lr, app = worker()
+    client = asgi_client(app)
+    miss = await client.get("/catalog/7")
+    hit = await client.get("/catalog/7")
+    assert (miss.headers["x-cache"], hit.headers["x-cache"]) == ("MISS", "HIT")
+    assert set(lr.latency.snapshot()) == {"GET /catalog/{item_id}"}
+    assert lr.latency.snapshot()["GET /catalog/{item_id}"]["count"] == 2
+    if shared:
+        other, other_app = worker()
+        again = await asgi_client(other_app).get("/catalog/7")
+        assert again.headers["x-cache"] == "HIT"
+        assert set(other.latency.snapshot()) == {"GET /catalog/{item_id}"}
+        await other.shutdown()
+    await lr.shutdown()

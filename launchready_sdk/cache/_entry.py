@@ -64,6 +64,7 @@ class Entry:
     etag: bytes = b""
     replay: Headers = field(default_factory=list)
     not_modified: Headers = field(default_factory=list)
+    route: str | None = None  # the app's route template (a HIT names it: the app never runs)
 
     def __post_init__(self) -> None:
         self.etag = next((v for n, v in self.headers if n == b"etag"), b"")
@@ -73,15 +74,19 @@ class Entry:
 
 def encode_entry(entry: Entry) -> bytes:
     """The versioned wire form: magic, header length, JSON header, body."""
-    meta = orjson.dumps(
-        {
-            "s": entry.status,
-            "h": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in entry.headers],
-            "f": entry.fresh_ms,
-            "l": entry.lifetime_ms,
-        }
-    )
+    fields: dict[str, object] = {
+        "s": entry.status,
+        "h": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in entry.headers],
+        "f": entry.fresh_ms,
+        "l": entry.lifetime_ms,
+    }
+    if entry.route is not None:
+        fields["r"] = entry.route
+    meta = orjson.dumps(fields)
     return b"".join((ENTRY_MAGIC, struct.pack(">I", len(meta)), meta, entry.body))
+
+
+_MAX_ROUTE = 1024  # a route template longer than this, read from the store, is not believed
 
 
 def decode_entry(data: bytes) -> Entry | None:
@@ -95,7 +100,11 @@ def decode_entry(data: bytes) -> Entry | None:
         status, fresh, lifetime = meta["s"], meta["f"], meta["l"]
         if not all(type(x) is int for x in (status, fresh, lifetime)) or len(data) < 8 + size:
             return None
-        return Entry(status, headers, data[8 + size :], fresh, lifetime)
+        entry = Entry(status, headers, data[8 + size :], fresh, lifetime)
+        route = meta.get("r")
+        if isinstance(route, str) and len(route) <= _MAX_ROUTE:
+            entry.route = route
+        return entry
     except (ValueError, TypeError, KeyError, AttributeError, UnicodeError, struct.error):
         return None
 

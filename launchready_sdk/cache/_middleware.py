@@ -31,7 +31,7 @@ from launchready_sdk.cache._rules import CacheRule, RequestKey, Route
 from launchready_sdk.context import request_method, route_path
 from launchready_sdk.logs import get_logger
 from launchready_sdk.perimeter import SCOPE_CSP_NONCE
-from launchready_sdk.routing import SCOPE_ROUTE
+from launchready_sdk.routing import SCOPE_ROUTE, route_template
 from launchready_sdk.store import RedisStore
 from launchready_sdk.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -105,12 +105,12 @@ class CacheMiddleware:
         entry, age_ms = found.entry, found.age_ms
         head = request_method(scope) == "HEAD"
         if entry is not None and age_ms < entry.fresh_ms:
-            _answered(scope, route, "hit")
+            _answered(scope, route, "hit", entry)
             status = cache_status(f"hit; ttl={(entry.fresh_ms - age_ms) // 1000}")
             await replay(send, entry, request.if_none_match, head, age_ms, X_HIT, status)
             return
         if entry is not None and age_ms < entry.fresh_ms + route.swr_ms:
-            _answered(scope, route, "stale")
+            _answered(scope, route, "stale", entry)
             cache.spawn(request.key, self._refresh(scope, route, request))
             ttl = (entry.fresh_ms - age_ms) // 1000
             status = cache_status(f"hit; fwd=stale; ttl={ttl}; detail=stale-while-revalidate")
@@ -138,7 +138,7 @@ class CacheMiddleware:
         if flight is not None:
             shared = await cache.joined(flight)
             if isinstance(shared, Entry):
-                _answered(scope, route, "hit")
+                _answered(scope, route, "hit", shared)
                 await replay(send, shared, request.if_none_match, False, 0, X_HIT, CS_COALESCED)
             else:
                 await self._origin(scope, receive, send, route, request, found)
@@ -151,7 +151,7 @@ class CacheMiddleware:
             if token is None:
                 filled, token = await cache.wait_for_fill(request.key, request.generations)
                 if filled is not None and filled.entry is not None:
-                    _answered(scope, route, "hit")
+                    _answered(scope, route, "hit", filled.entry)
                     age_ms = filled.age_ms
                     inm = request.if_none_match
                     await replay(send, filled.entry, inm, False, age_ms, X_HIT, CS_COALESCED)
@@ -179,6 +179,7 @@ class CacheMiddleware:
             send, self.cache, route, request.if_none_match, stale is not None, nonce=nonce
         )
         origin = origin_scope(scope, request)
+        root_path = scope.get("root_path", "")
         try:
             await self.app(origin, receive, recorder)
         except Exception:
@@ -189,11 +190,13 @@ class CacheMiddleware:
         finally:
             carry_route(origin, scope)
         if recorder.fell_back and not recorder.started and stale is not None:
-            _answered(scope, route, "stale")
+            _answered(scope, route, "stale", stale)
             await replay(
                 send, stale, request.if_none_match, False, found.age_ms, X_STALE, CS_STALE_ERROR
             )
             return None
+        if recorder.entry is not None:
+            recorder.entry.route = route_template(scope, root_path, recorder.entry.status)
         return await self._keep(route, request, found, recorder)
 
     async def _keep(
@@ -222,8 +225,11 @@ class CacheMiddleware:
             done = asyncio.Event()
             recorder = Recorder(discarding(done), cache, route, None, False)
             refresh = RequestKey(request.key, request.generations, None, request.query)
-            await self.app(origin_scope(scope, refresh), quiet_receive(done), recorder)
+            origin = origin_scope(scope, refresh)
+            await self.app(origin, quiet_receive(done), recorder)
             if recorder.entry is not None:
+                root_path = scope.get("root_path", "")
+                recorder.entry.route = route_template(origin, root_path, recorder.entry.status)
                 await cache.store(
                     request.key, recorder.entry, request.generations, found.generations
                 )
@@ -233,7 +239,8 @@ class CacheMiddleware:
             await cache.unlock(request.key, token)
 
 
-def _answered(scope: Scope, route: Route, kind: str) -> None:
-    """Count a request answered from the store, and name its route (the app never saw it)."""
+def _answered(scope: Scope, route: Route, kind: str, entry: Entry) -> None:
+    """Count a request answered from the store, and name its route (the app never saw it):
+    the app's route template the entry was stored with, else the cache rule's pattern."""
     route.counts[kind] = route.counts.get(kind, 0) + 1
-    scope[SCOPE_ROUTE] = route.pattern
+    scope[SCOPE_ROUTE] = entry.route or route.pattern
