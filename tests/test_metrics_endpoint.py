@@ -194,11 +194,16 @@ def uvicorn_workers(tmp_path: Path, workers: int, env: dict[str, str], name: str
     return Served(argv, env, tmp_path / f"{name}.log", port)
 
 
-def gunicorn_workers(tmp_path: Path, workers: int, env: dict[str, str]) -> Served:
+def gunicorn_workers(
+    tmp_path: Path,
+    workers: int,
+    env: dict[str, str],
+    worker_class: str = "uvicorn_worker.UvicornWorker",
+) -> Served:
     port = free_port()
     gunicorn = shutil.which("gunicorn", path=str(Path(sys.executable).parent))
     assert gunicorn, "gunicorn is in the dev extra"
-    argv = [gunicorn, "tests.apps.scale_server:app", "-k", "uvicorn.workers.UvicornWorker",
+    argv = [gunicorn, "tests.apps.scale_server:app", "-k", worker_class,
             "-w", str(workers), "-b", f"127.0.0.1:{port}", "--graceful-timeout", "5"]  # fmt: skip
     return Served(argv, env, tmp_path / "gunicorn.log", port)
 
@@ -252,10 +257,17 @@ def test_uvicorn_two_workers_every_scrape_reports_the_full_count(tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_gunicorn_four_workers_and_two_instances_never_double_count(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "worker_class",
+    # the uvicorn-worker package's class, and uvicorn's own, which uvicorn deprecates for it
+    ["uvicorn_worker.UvicornWorker", "uvicorn.workers.UvicornWorker"],
+)
+def test_gunicorn_four_workers_and_two_instances_never_double_count(
+    tmp_path: Path, worker_class: str
+) -> None:
     """gunicorn -w 4 with uvicorn workers reports the instance's full count; a second
     instance on the same host reports only its own, so summing the two is exact."""
-    first = gunicorn_workers(tmp_path, 4, BASE_ENV)
+    first = gunicorn_workers(tmp_path, 4, BASE_ENV, worker_class)
     second = uvicorn_workers(tmp_path, 2, BASE_ENV, name="second")
     try:
         first.wait_ready()
