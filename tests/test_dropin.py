@@ -305,3 +305,17 @@ def test_django_json_login_sent_as_text_plain_still_counts_per_account(tmp_path:
     finally:
         server.stop()
     assert codes == [401, 401, 401, 429, 429]
+
+
+def test_a_refused_login_is_counted_under_its_route() -> None:
+    """A 429 from a discovered auth route (the app never ran) is counted on `/metrics` under
+    the route's template with its other requests, not as an unmatched request."""
+    app = fullstack.create_app(Settings(configure_logging=False))
+    form = {"username": "demo@example.com", "password": "wrong-password"}
+    with TestClient(app, client=("198.51.100.40", 50000)) as client:
+        codes = [client.post(LOGIN, data=form).status_code for _ in range(12)]
+        metrics = client.get("/metrics").text
+    assert codes == [400] * 10 + [429, 429]
+    login = [x for x in metrics.splitlines() if x.startswith("launchready_http_requests_total")]
+    assert f'method="POST",route="{LOGIN}",status="4xx"}} 12.0' in "\n".join(login), login
+    assert not [x for x in login if 'method="POST"' in x and "unmatched" in x], login

@@ -115,6 +115,7 @@ class RateLimiter:
         self.accounts = compile_rules(account_rules or {})
         self.account_rules = dict(account_rules or {})
         self.discovered: list[AuthRoute] = []
+        self.templates: frozenset[str] = frozenset()  # the app's route templates, when read
         self.memory = MemoryBackend(memory_max_keys)
         self._refusals: BoundedLRU[str, tuple[float, Decision]] = BoundedLRU(REFUSALS_KEPT)
         self.redis = RedisBackend(store) if store is not None else None
@@ -196,7 +197,9 @@ class RateLimiter:
         methods only), in addition to the built-in path patterns. With rules of your own,
         nothing is added: `report()` names the auth routes they leave out.
         """
-        routes = auth_routes(templates)
+        paths = list(templates)
+        self.templates = frozenset(paths)
+        routes = auth_routes(paths)
         self.discovered = routes
         if self.defaults:
             rules = dict(DEFAULT_RATE_LIMITS)

@@ -11,6 +11,7 @@ from launchready_sdk.ratelimit._accounts import accounts_of
 from launchready_sdk.ratelimit._backends import Decision
 from launchready_sdk.ratelimit._limiter import NO_ADDRESS, RateLimiter, client_key
 from launchready_sdk.responses import send_problem
+from launchready_sdk.routing import SCOPE_ROUTE
 from launchready_sdk.types import ASGIApp, Headers, Message, Receive, Scope, Send
 
 _log = get_logger("launchready.ratelimit")
@@ -90,12 +91,13 @@ class RateLimitMiddleware:
         if rule is not None:
             decision = await self.limiter.hit(rule, self.limiter.identity(rule, scope, client))
             if decision is None or not decision.allowed:
-                await self._refuse(decision, send, scope)
+                await self._refuse(decision, send, scope, rule.pattern)
                 return
             decisions.append(decision)
         if account_rule is not None:
             body = await read_body(scope, receive, self.body_max_bytes)
             if body is None:
+                self._name_route(scope, account_rule.pattern)
                 await send_problem(send, 413, "The request body is too large.", scope=scope)
                 return
             receive = replay_body(body, receive)
@@ -104,15 +106,25 @@ class RateLimitMiddleware:
             accounts = accounts_of(_content_type(scope), body) or ["no-account:" + client]
             decision = await self.limiter.hit(account_rule, accounts, "account")
             if decision is None or not decision.allowed:
-                await self._refuse(decision, send, scope)
+                await self._refuse(decision, send, scope, account_rule.pattern)
                 return
             decisions.append(decision)
         tightest = min(decisions, key=lambda d: d.remaining)
         headers = rate_limit_headers(tightest, self.header_style)
         await self.app(scope, receive, _adding_headers(send, headers))
 
-    async def _refuse(self, decision: Decision | None, send: Send, scope: Scope) -> None:
+    def _name_route(self, scope: Scope, pattern: str) -> None:
+        """Name the route of a response the app never made, when the rule's pattern is one of
+        the app's own route templates (as the discovered auth routes are), so the refusal is
+        counted with the route's other requests, not as unmatched."""
+        if pattern in self.limiter.templates:
+            scope[SCOPE_ROUTE] = pattern
+
+    async def _refuse(
+        self, decision: Decision | None, send: Send, scope: Scope, pattern: str
+    ) -> None:
         """Send the 429 of a refusal, or the 503 of a limiter failing closed (None)."""
+        self._name_route(scope, pattern)
         if decision is None:
             await send_problem(
                 send,
