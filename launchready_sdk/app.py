@@ -179,6 +179,9 @@ class LaunchReady:
         self._dispatch: PathDispatch | None = None
         self._named_caller: Callable[[Scope], str | None] | None = None
         self._reported = False
+        self._split_warned = False
+        if self.latency.share is not None and self.limiter.redis is None:
+            self.latency.on_workers.append(self._warn_split_budgets)
         # The SDK's own endpoints, with and without a trailing slash: never limited, cached,
         # timed nor access-logged at info level.
         self._endpoints = frozenset(_with_slash(s.health_path, s.ready_path, s.metrics_path))
@@ -622,6 +625,20 @@ class LaunchReady:
             self.loop_monitor.start()
         if self.latency.share is not None:
             self.latency.share.bind(scope.get("server"))
+
+    def _warn_split_budgets(self, workers: int) -> None:
+        """Once, when several workers serve the port and the limits live in each one's memory:
+        a client then gets up to that many times each rate."""
+        if workers < 2 or self._split_warned or not (self.limiter.table or self.limiter.accounts):
+            return
+        self._split_warned = True
+        _log.warning(
+            "ratelimit.per_worker_budgets",
+            workers=workers,
+            detail=f"{workers} workers serve this port and each keeps its own rate-limit "
+            f"budgets in memory: a client gets up to {workers} times each rate; set redis_url "
+            "to share one budget",
+        )
 
     def _discover_routes(self, *, report: bool = False) -> None:
         """Read the app's route table: the built-in limits reach its auth routes wherever they

@@ -4,6 +4,7 @@ figures of every worker behind one port (uvicorn --workers, gunicorn)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -347,3 +348,44 @@ async def test_breaker_openings_are_on_metrics(
     _, app = wrapped(redis_url=redis_url, redis_prefix=redis_prefix)
     text = (await asgi_client(app).get("/metrics")).text
     assert samples(text)["launchready_redis_breaker_opened_total"][0].value == 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shared", [False, True])
+def test_memory_limits_split_over_workers_are_said_once(
+    tmp_path: Path, shared: bool, redis_url: str, redis_prefix: str
+) -> None:
+    """uvicorn --workers 2 without Redis: each worker keeps its own rate-limit budgets, so a
+    client gets twice each rate; a worker says so once, naming the number of workers. With
+    Redis (one shared budget) nothing is said."""
+    env = {**BASE_ENV}
+    if shared:
+        env |= {"LAUNCHREADY_REDIS_URL": redis_url, "LAUNCHREADY_REDIS_PREFIX": redis_prefix}
+    server = uvicorn_workers(tmp_path, 2, env)
+    try:
+        server.wait_ready()
+        warmed: set[str] = set()
+        for _ in range(10):
+            warmed |= drive(server.url, 20)
+            if len(warmed) == 2:
+                break
+        assert len(warmed) == 2
+        lines: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 6
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            lines = [
+                json.loads(line)
+                for line in server.log_path.read_text().splitlines()
+                if "ratelimit.per_worker_budgets" in line
+            ]
+            if lines and not shared:
+                break
+    finally:
+        server.stop()
+    if shared:
+        assert lines == []
+    else:
+        assert lines, server.log_path.read_text()[-2000:]
+        assert {line["workers"] for line in lines} == {2}
+        assert len(lines) <= 2  # once per worker at most

@@ -106,6 +106,9 @@ class LatencyTracker:
         ] = {}
         self._periodic = Periodic("launchready.latency", flush_interval_s, self.tick, self.flush)
         self.share: WorkerShare | None = None  # the other workers behind the port (/metrics)
+        # Told how many workers serve the port (this one included) when that number changes.
+        self.on_workers: list[Callable[[int], None]] = []
+        self._workers_seen = 1
         self._publisher = Periodic(
             "launchready.latency.publish", PUBLISH_INTERVAL_S, self._publish, self._unpublish
         )
@@ -336,8 +339,16 @@ class LatencyTracker:
         return sum(s.total.count + s.current.count for s in list(self.series.values()))
 
     async def _publish(self) -> None:
-        if self.share is not None:
-            self.share.publish(self.figures, self.total_requests() + self.dropped)
+        share = self.share
+        if share is None:
+            return
+        share.publish(self.figures, self.total_requests() + self.dropped)
+        if self.on_workers:
+            workers = 1 + share.live_siblings()
+            if workers != self._workers_seen:
+                self._workers_seen = workers
+                for tell in self.on_workers:
+                    tell(workers)
 
     async def _unpublish(self) -> None:
         """At shutdown: a worker of an explicit metrics directory leaves its last figures;

@@ -97,24 +97,8 @@ class WorkerShare:
 
     def siblings(self) -> list[Figures]:
         """The figures of the other workers of this instance (dead ones per the policy)."""
-        if not self._ready or self.directory is None:
-            return []
         out: list[Figures] = []
-        try:
-            entries = list(os.scandir(self.directory))
-        except OSError:
-            return []
-        for entry in entries:
-            name = entry.name
-            if not name.endswith(".json") or not name[:-5].isdigit():
-                continue
-            pid = int(name[:-5])
-            if pid == self.pid:
-                continue
-            if not self.explicit and not _alive(pid, entry):
-                with contextlib.suppress(OSError):
-                    os.unlink(entry.path)
-                continue
+        for entry, _alive_now in self._others():
             try:
                 with open(entry.path, "rb") as raw:
                     figures = orjson.loads(raw.read())
@@ -124,6 +108,35 @@ class WorkerShare:
                 figures.setdefault("windows", {})
                 figures.setdefault("budgets", {})
                 out.append(figures)
+        return out
+
+    def live_siblings(self) -> int:
+        """How many other workers of this instance are running and publishing."""
+        return sum(1 for _, alive in self._others() if alive)
+
+    def _others(self) -> list[tuple[os.DirEntry[str], bool]]:
+        """The other workers' files, each with whether its worker runs; in the automatic
+        directory a dead worker's file is removed instead (its figures go with it)."""
+        if not self._ready or self.directory is None:
+            return []
+        try:
+            entries = list(os.scandir(self.directory))
+        except OSError:
+            return []
+        out = []
+        for entry in entries:
+            name = entry.name
+            if not name.endswith(".json") or not name[:-5].isdigit():
+                continue
+            pid = int(name[:-5])
+            if pid == self.pid:
+                continue
+            alive = _alive(pid, entry)
+            if not alive and not self.explicit:
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+                continue
+            out.append((entry, alive))
         return out
 
     def remove(self) -> None:
