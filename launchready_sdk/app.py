@@ -179,7 +179,6 @@ class LaunchReady:
         self._dispatch: PathDispatch | None = None
         self._named_caller: Callable[[Scope], str | None] | None = None
         self._reported = False
-        self._split_warned = False
         if self.latency.share is not None and self.limiter.redis is None:
             self.latency.on_workers.append(self._warn_split_budgets)
         # The SDK's own endpoints, with and without a trailing slash: never limited, cached,
@@ -628,10 +627,13 @@ class LaunchReady:
 
     def _warn_split_budgets(self, workers: int) -> None:
         """Once, when several workers serve the port and the limits live in each one's memory:
-        a client then gets up to that many times each rate."""
-        if workers < 2 or self._split_warned or not (self.limiter.table or self.limiter.accounts):
+        a client then gets up to that many times each rate. Said once, or never when no rule
+        limits anything; then the workers are no longer counted for it."""
+        if workers < 2:
             return
-        self._split_warned = True
+        self.latency.on_workers.remove(self._warn_split_budgets)
+        if not (self.limiter.table or self.limiter.accounts):
+            return
         _log.warning(
             "ratelimit.per_worker_budgets",
             workers=workers,

@@ -133,26 +133,19 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
         self._log = log_path.open("wb")
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                spec,
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--no-proxy-headers",
-                "--no-server-header",
-                *(args or []),
-            ],
+            self.command(spec, args or []),
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            env=full_env,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **env},
             cwd=ROOT,
         )
+
+    def command(self, spec: str, args: list[str]) -> list[str]:
+        """The server's command line (uvicorn here)."""
+        return [sys.executable, "-m", "uvicorn", spec, "--host", "127.0.0.1",
+                "--port", str(self.port), "--no-proxy-headers", "--no-server-header",
+                *args]  # fmt: skip
 
     def wait_ready(self, path: str = "/healthz", timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -204,32 +197,13 @@ class GunicornServer(Server):
         args: list[str] | None = None,
         workers: int = 2,
     ) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = log_path
-        self._log = log_path.open("wb")
-        full_env = {**os.environ, "PYTHONPATH": str(ROOT), **env}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                spec,
-                "--bind",
-                f"127.0.0.1:{self.port}",
-                "--workers",
-                str(workers),
-                "--timeout",
-                "30",
-                "--graceful-timeout",
-                "10",
-                *(args or []),
-            ],
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            env=full_env,
-            cwd=ROOT,
-        )
+        self.workers = workers
+        super().__init__(spec, env, log_path, args)
+
+    def command(self, spec: str, args: list[str]) -> list[str]:
+        return [sys.executable, "-m", "gunicorn", spec, "--bind", f"127.0.0.1:{self.port}",
+                "--workers", str(self.workers), "--timeout", "30", "--graceful-timeout", "10",
+                *args]  # fmt: skip
 
     def worker_pids(self) -> list[int]:
         """The pids of the master's worker processes."""

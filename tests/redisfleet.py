@@ -6,7 +6,6 @@ Every process is the test's own (a free port, a temporary directory), and `stop(
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
@@ -16,7 +15,7 @@ from typing import Any
 
 import redis
 
-from tests.conftest import free_port
+from tests.conftest import PrivateRedis, free_port
 
 
 def _binary() -> str:
@@ -40,18 +39,20 @@ def free_cluster_port() -> int:
     raise RuntimeError("no free port pair for a cluster node")
 
 
-class RedisProcess:
-    """One redis-server (or sentinel) with the given arguments, waited for until it answers."""
+class RedisProcess(PrivateRedis):
+    """One redis-server (or sentinel) with the given arguments, waited for until it answers;
+    paused, resumed and killed as `PrivateRedis` is."""
 
     def __init__(self, tmp: Path, name: str, args: list[str], port: int | None = None) -> None:
-        self.port = port or free_port()
         self.dir = tmp / name
         self.dir.mkdir(parents=True, exist_ok=True)
+        super().__init__(self.dir)
+        if port is not None:
+            self.port, self.url = port, f"redis://127.0.0.1:{port}/0"
         self.args = args
-        self.proc: subprocess.Popen[bytes] | None = None
         self._log: Any = None
 
-    def start(self, ping: bool = True) -> RedisProcess:
+    def start(self, ping: bool = True) -> RedisProcess:  # type: ignore[override]
         base = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
                 "--appendonly", "no", "--dir", str(self.dir)]  # fmt: skip
         self._log = (self.dir / "log").open("wb")
@@ -79,20 +80,8 @@ class RedisProcess:
     def client(self, **kwargs: Any) -> redis.Redis:
         return redis.Redis(port=self.port, socket_timeout=2, **kwargs)
 
-    def pause(self) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def cont(self) -> None:
-        if self.proc is not None:
-            self.proc.send_signal(signal.SIGCONT)
-
     def stop(self) -> None:
-        if self.proc is not None:
-            self.cont()
-            self.proc.kill()
-            self.proc.wait()
-            self.proc = None
+        self.kill()
         if self._log is not None:
             self._log.close()
             self._log = None

@@ -36,6 +36,7 @@ from tests.shopflows import (
     signup,
     wait_for,
 )
+from tests.test_dropin import csrf_token
 
 SPEC = "examples.django_shop.wsgi:application"
 
@@ -231,21 +232,13 @@ def auth_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GunicornS
     server.stop()
 
 
-def _csrf(client: httpx.Client, path: str, ip: str) -> str:
-    page = client.get(path, headers={"X-Forwarded-For": ip})
-    assert page.status_code == 200, page.text
-    found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
-    assert found
-    return found.group(1)
-
-
 def test_django_logins_are_limited_under_gunicorn(auth_project: GunicornServer) -> None:
     """The default limits reach `/accounts/login/` and `/admin/login/` across both workers;
     GETs of the forms never spend the budget."""
     with httpx.Client(base_url=auth_project.url, timeout=10) as c:
         ip = "198.51.100.70"
         for _ in range(15):
-            token = _csrf(c, "/accounts/login/", ip)
+            token = csrf_token(c, "/accounts/login/", ip)
         codes = [
             c.post(
                 "/accounts/login/",

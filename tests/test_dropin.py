@@ -231,7 +231,8 @@ def auth_project(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
-def _csrf(client: httpx.Client, path: str, ip: str) -> str:
+def csrf_token(client: httpx.Client, path: str, ip: str) -> str:
+    """The CSRF token of the Django form at `path`, fetched as the client `ip`."""
     page = client.get(path, headers={"X-Forwarded-For": ip})
     assert page.status_code == 200, page.text
     found = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
@@ -245,7 +246,7 @@ def test_django_accounts_and_admin_logins_are_limited(auth_project: Server) -> N
     with httpx.Client(base_url=auth_project.url, timeout=10) as c:
         ip = "198.51.100.50"
         for _ in range(15):  # showing the form 15 times spends nothing
-            token = _csrf(c, "/accounts/login/", ip)
+            token = csrf_token(c, "/accounts/login/", ip)
         codes = []
         for _ in range(11):
             r = c.post(

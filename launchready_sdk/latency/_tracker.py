@@ -347,7 +347,7 @@ class LatencyTracker:
             workers = 1 + share.live_siblings()
             if workers != self._workers_seen:
                 self._workers_seen = workers
-                for tell in self.on_workers:
+                for tell in list(self.on_workers):  # a hook may remove itself
                     tell(workers)
 
     async def _unpublish(self) -> None:
